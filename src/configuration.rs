@@ -1,0 +1,129 @@
+//! Settings: `config/base.toml`, then `config/{APP_ENVIRONMENT}.toml`, then `APP__SECTION__KEY`
+//! environment variables. This is the only place that reads configuration.
+
+use std::{path::PathBuf, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sqlx::postgres::PgConnectOptions;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub storage: StorageSettings,
+    pub upload: UploadSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    pub root: PathBuf,
+    pub sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UploadSettings {
+    pub max_file_bytes: u64,
+    pub max_files: usize,
+    pub max_request_bytes: u64,
+    pub idle_timeout_secs: u64,
+    pub allowed_content_types: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("APP_ENVIRONMENT must be `local` or `production`, not `{0}`")]
+    UnknownEnvironment(String),
+    #[error("invalid configuration")]
+    Invalid(#[from] config::ConfigError),
+    #[error("invalid database.url")]
+    DatabaseUrl(#[source] sqlx::Error),
+}
+
+impl Settings {
+    /// Reads the settings from `config/` under the working directory and the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".into());
+        Self::load_from(
+            &PathBuf::from("config"),
+            &environment,
+            std::env::vars().collect(),
+        )
+    }
+
+    /// Reads the settings from an explicit config directory, environment name and variables, so
+    /// that tests can check what a deployment (e.g. `docker-compose.yml`) would produce.
+    pub fn load_from(
+        dir: &std::path::Path,
+        environment: &str,
+        vars: std::collections::HashMap<String, String>,
+    ) -> Result<Self, SettingsError> {
+        if !matches!(environment, "local" | "production") {
+            return Err(SettingsError::UnknownEnvironment(environment.into()));
+        }
+        let settings = config::Config::builder()
+            .add_source(config::File::from(dir.join("base.toml")))
+            .add_source(config::File::from(dir.join(format!("{environment}.toml"))))
+            .add_source(
+                config::Environment::with_prefix("APP")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("upload.allowed_content_types")
+                    .source(Some(vars)),
+            )
+            .build()?
+            .try_deserialize::<Settings>()?;
+        settings.database.connect_options()?;
+        Ok(settings)
+    }
+}
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> Result<PgConnectOptions, SettingsError> {
+        self.url
+            .expose_secret()
+            .parse()
+            .map_err(SettingsError::DatabaseUrl)
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_secs)
+    }
+}
+
+impl UploadSettings {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}

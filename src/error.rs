@@ -1,0 +1,126 @@
+//! The API's error type: every failure a client can see, with its status and stable `code`.
+
+use std::io;
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+
+use crate::problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body must be multipart/form-data: {0}")]
+    NotMultipart(String),
+    // Multipart errors are kept as text: some of them cannot cross threads.
+    #[error("malformed multipart body: {0}")]
+    MalformedMultipart(String),
+    #[error("{0}")]
+    MissingFile(&'static str),
+    #[error("a request may carry at most {0} parts")]
+    TooManyFiles(usize),
+    #[error("file exceeds the {0}-byte limit")]
+    FileTooLarge(u64),
+    #[error("request body exceeds the {0}-byte limit")]
+    RequestTooLarge(u64),
+    #[error("content type `{0}` is not allowed")]
+    UnsupportedMediaType(String),
+    #[error("the request body was idle for more than {0} s")]
+    UploadTimeout(u64),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("the storage is full")]
+    StorageFull(#[source] io::Error),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(error.into())
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotMultipart(_) => "not_multipart",
+            Self::MalformedMultipart(_) => "malformed_multipart",
+            Self::MissingFile(_) => "missing_file",
+            Self::TooManyFiles(_) => "too_many_files",
+            Self::FileTooLarge(_) => "file_too_large",
+            Self::RequestTooLarge(_) => "request_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::UploadTimeout(_) => "upload_timeout",
+            Self::NotFound(_) => "not_found",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::DatabaseUnavailable(_) => "database_unavailable",
+            Self::StorageFull(_) => "storage_full",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&error) {
+            Self::DatabaseUnavailable(error)
+        } else {
+            Self::internal(error)
+        }
+    }
+}
+
+impl From<io::Error> for ApiError {
+    fn from(error: io::Error) -> Self {
+        match error.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::StorageFull(error),
+            _ => Self::internal(error),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NotMultipart(_) | Self::UnsupportedMediaType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::MalformedMultipart(_) | Self::MissingFile(_) | Self::InvalidRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::TooManyFiles(_) | Self::FileTooLarge(_) | Self::RequestTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let chain = problem::cause_chain(self);
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %chain, "request failed");
+        } else {
+            tracing::info!(code = self.code(), error = %chain, "request rejected");
+        }
+        // Server-side causes stay in the log; the client gets the status's generic wording.
+        let detail = if status.is_server_error() {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        } else {
+            self.to_string()
+        };
+        let mut response = problem::response(status, self.code(), &detail);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("5"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,152 @@
+//! `GET`/`HEAD /files/{id}/content`: the bytes, with validators and single byte ranges.
+
+use std::{io::SeekFrom, time::SystemTime};
+
+use actix_web::{
+    HttpMessage, HttpRequest, HttpResponse,
+    body::SizedStream,
+    http::{
+        StatusCode,
+        header::{
+            self, ByteRangeSpec, Charset, ContentDisposition, DispositionParam, DispositionType,
+            EntityTag, ExtendedValue, HttpDate, IfNoneMatch, IfRange, Range,
+        },
+    },
+    web,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+use uuid::Uuid;
+
+use super::{FileRecord, record};
+use crate::{error::ApiError, problem, startup::AppState};
+
+const READ_CHUNK: usize = 64 * 1024;
+
+pub async fn content(
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let record = record::find(&state.pool, *id)
+        .await?
+        .ok_or(ApiError::NotFound("file"))?;
+    let etag = EntityTag::new_strong(record.sha256_hex());
+    let last_modified = HttpDate::from(SystemTime::from(record.created_at));
+
+    if not_modified(&req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header(header::ETag(etag))
+            .insert_header(header::LastModified(last_modified))
+            .finish());
+    }
+
+    let size = record.size as u64;
+    let range = match requested_range(&req, &etag, last_modified) {
+        None => None,
+        Some(spec) => match spec.to_satisfiable_range(size) {
+            Some(range) => Some(range),
+            None => {
+                let mut res = problem::response(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "invalid_request",
+                    "the requested range is outside the file",
+                );
+                res.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    header::HeaderValue::from_str(&format!("bytes */{size}"))
+                        .expect("a number is a valid header value"),
+                );
+                return Ok(res);
+            }
+        },
+    };
+
+    let mut file = state.storage.open_object(record.id).await?;
+    let (start, length) = match range {
+        Some((first, last)) => (first, last - first + 1),
+        None => (0, size),
+    };
+    if start > 0 {
+        file.seek(SeekFrom::Start(start)).await?;
+    }
+    let body = SizedStream::new(
+        length,
+        ReaderStream::with_capacity(file.take(length), READ_CHUNK),
+    );
+
+    let mut builder = match range {
+        Some((first, last)) => {
+            let mut b = HttpResponse::PartialContent();
+            b.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {first}-{last}/{size}"),
+            ));
+            b
+        }
+        None => HttpResponse::Ok(),
+    };
+    Ok(builder
+        .content_type(record.content_type.as_str())
+        .insert_header(header::ETag(etag))
+        .insert_header(header::LastModified(last_modified))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header(attachment(&record))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        // Even if a browser were made to render the file, it gets no origin and no scripts.
+        .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"))
+        .body(body))
+}
+
+/// `If-None-Match` uses the weak comparison (RFC 9110 §13.1.2).
+fn not_modified(req: &HttpRequest, etag: &EntityTag) -> bool {
+    match req.get_header::<IfNoneMatch>() {
+        Some(IfNoneMatch::Any) => true,
+        Some(IfNoneMatch::Items(tags)) => tags.iter().any(|tag| tag.weak_eq(etag)),
+        None => false,
+    }
+}
+
+/// The single byte range to serve, if the request asks for one that still applies. Several
+/// ranges are answered with the whole file, which RFC 9110 allows.
+fn requested_range(
+    req: &HttpRequest,
+    etag: &EntityTag,
+    last_modified: HttpDate,
+) -> Option<ByteRangeSpec> {
+    let range_applies = match req.get_header::<IfRange>() {
+        Some(IfRange::EntityTag(tag)) => tag.strong_eq(etag),
+        Some(IfRange::Date(date)) => date == last_modified,
+        None => true,
+    };
+    match req.get_header::<Range>() {
+        Some(Range::Bytes(mut specs)) if range_applies && specs.len() == 1 => specs.pop(),
+        _ => None,
+    }
+}
+
+/// Always an attachment: the stored type may be one a browser would execute.
+fn attachment(record: &FileRecord) -> ContentDisposition {
+    let fallback: String = record
+        .filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '%' | ';') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![
+            DispositionParam::Filename(fallback),
+            DispositionParam::FilenameExt(ExtendedValue {
+                charset: Charset::Ext("UTF-8".into()),
+                language_tag: None,
+                value: record.filename.as_bytes().to_vec(),
+            }),
+        ],
+    }
+}

@@ -1,0 +1,125 @@
+//! Listing, reading and deleting stored files.
+
+mod download;
+pub mod record;
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use self::record::Cursor;
+pub use self::record::{FileObject, FileRecord};
+use crate::{db, error::ApiError, startup::AppState, uploads};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/files")
+            .route(web::get().to(list))
+            .route(web::post().to(uploads::upload_batch)),
+    )
+    .service(
+        web::resource("/files/{id}")
+            .route(web::get().to(metadata))
+            .route(web::delete().to(delete)),
+    )
+    .service(
+        web::resource("/files/{id}/content")
+            .route(web::get().to(download::content))
+            .route(web::head().to(download::content)),
+    );
+}
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 1000;
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Page {
+    files: Vec<FileObject>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let after = match &query.cursor {
+        Some(text) => Some(
+            Cursor::decode(text)
+                .ok_or_else(|| ApiError::InvalidRequest("cursor is not valid".into()))?,
+        ),
+        None => None,
+    };
+    let mut rows = record::list(&state.pool, limit, after).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| {
+            Cursor {
+                created_at: last.created_at,
+                id: last.id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(Page {
+        files: rows.iter().map(FileRecord::to_object).collect(),
+        next_cursor,
+    }))
+}
+
+async fn metadata(
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let record = record::find(&state.pool, *id)
+        .await?
+        .ok_or(ApiError::NotFound("file"))?;
+    Ok(HttpResponse::Ok().json(record.to_object()))
+}
+
+async fn delete(id: web::Path<Uuid>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let state = state.into_inner();
+    // Spawned so that a client hanging up cannot stop it between the unlink and the commit.
+    tokio::spawn(async move { delete_file(&state, id).await })
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn delete_file(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let deleted = sqlx::query_scalar!("DELETE FROM files WHERE id = $1 RETURNING id", id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if deleted.is_none() {
+        return Err(ApiError::NotFound("file"));
+    }
+    let entry = state.storage.remove_to_journal(id).await?;
+    if entry.is_none() {
+        tracing::warn!(%id, "deleting a row whose object was already missing");
+    }
+    let committed = tx.commit().await;
+    if let Some(entry) = entry {
+        match &committed {
+            Ok(()) => entry.commit(),
+            Err(error) if db::outcome_unknown(error) => entry.defer_to_sweep(),
+            // Dropping the entry puts the object back: the row is still there.
+            Err(_) => drop(entry),
+        }
+    }
+    Ok(committed?)
+}

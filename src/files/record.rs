@@ -1,0 +1,188 @@
+//! The `files` table and the file object clients see.
+
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    pub id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A file whose bytes are stored and whose row is about to be written.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: [u8; 32],
+}
+
+/// A file as the API shows it (DESIGN.md → Uploads).
+#[derive(Debug, Serialize)]
+pub struct FileObject {
+    pub id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub url: String,
+}
+
+impl FileRecord {
+    pub fn location(&self) -> String {
+        format!("/files/{}", self.id)
+    }
+
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(&self.sha256)
+    }
+
+    pub fn to_object(&self) -> FileObject {
+        FileObject {
+            id: self.id,
+            filename: self.filename.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size,
+            sha256: self.sha256_hex(),
+            created_at: self.created_at,
+            url: format!("{}/content", self.location()),
+        }
+    }
+}
+
+/// Inserts all rows in one statement: they are committed together or not at all. Returns the
+/// rows as stored.
+pub async fn insert_all(
+    conn: &mut PgConnection,
+    files: &[NewFile],
+) -> Result<Vec<FileRecord>, sqlx::Error> {
+    let ids: Vec<Uuid> = files.iter().map(|f| f.id).collect();
+    let names: Vec<String> = files.iter().map(|f| f.filename.clone()).collect();
+    let types: Vec<String> = files.iter().map(|f| f.content_type.clone()).collect();
+    let sizes: Vec<i64> = files.iter().map(|f| f.size).collect();
+    let hashes: Vec<Vec<u8>> = files.iter().map(|f| f.sha256.to_vec()).collect();
+    let created_at = sqlx::query_scalar!(
+        r#"
+        INSERT INTO files (id, filename, content_type, size, sha256)
+        SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::bytea[])
+        RETURNING created_at
+        "#,
+        &ids,
+        &names,
+        &types,
+        &sizes,
+        &hashes,
+    )
+    .fetch_all(conn)
+    .await?;
+    // One statement, one transaction: every row has the same `now()`.
+    let created_at = created_at
+        .first()
+        .copied()
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    Ok(files
+        .iter()
+        .map(|f| FileRecord {
+            id: f.id,
+            filename: f.filename.clone(),
+            content_type: f.content_type.clone(),
+            size: f.size,
+            sha256: f.sha256.to_vec(),
+            created_at,
+        })
+        .collect())
+}
+
+pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<FileRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        FileRecord,
+        "SELECT id, filename, content_type, size, sha256, created_at FROM files WHERE id = $1",
+        id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Where a page of the listing starts: just after this (created_at, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: OffsetDateTime,
+    pub id: Uuid,
+}
+
+/// One page, newest first; `limit + 1` rows are read to know whether another page follows.
+pub async fn list(
+    pool: &PgPool,
+    limit: i64,
+    after: Option<Cursor>,
+) -> Result<Vec<FileRecord>, sqlx::Error> {
+    let (created_at, id) = after.map_or((None, None), |c| (Some(c.created_at), Some(c.id)));
+    sqlx::query_as!(
+        FileRecord,
+        r#"
+        SELECT id, filename, content_type, size, sha256, created_at FROM files
+        WHERE $1::timestamptz IS NULL OR (created_at, id) < ($1, $2::uuid)
+        ORDER BY created_at DESC, id DESC
+        LIMIT $3
+        "#,
+        created_at,
+        id,
+        limit + 1
+    )
+    .fetch_all(pool)
+    .await
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!(
+            "{}_{}",
+            self.created_at.unix_timestamp_nanos() / 1000,
+            self.id.simple()
+        )
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once('_')?;
+        let micros: i128 = micros.parse().ok()?;
+        Some(Self {
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1000)?)
+                .ok()?,
+            id: Uuid::try_parse(id).ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let cursor = Cursor {
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000)
+                .unwrap(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        for garbage in [
+            "",
+            "_",
+            "12_notauuid",
+            "x_0190",
+            "99999999999999999999999999999_0",
+        ] {
+            assert_eq!(Cursor::decode(garbage), None, "{garbage}");
+        }
+    }
+}

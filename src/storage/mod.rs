@@ -1,0 +1,151 @@
+//! Objects on the local filesystem, laid out so that a crash at any point can be repaired.
+//!
+//! ```text
+//! {root}/objects/ab/cd/<id>      committed objects (ab/cd: the last hex digits of the id)
+//! {root}/tmp/<instance>.lock     held (flock) by a running instance for its whole life
+//! {root}/tmp/<instance>/<id>     that instance's journal: uploads being written, deletes under way
+//! {root}/tmp/pending/<id>        journal entries whose database outcome was unknown
+//! ```
+//!
+//! A journal entry is a hard link to the object's bytes, named by the object's id. Whatever
+//! happened to the process, the database row decides the entry's fate (see `sweep`): row
+//! present → the object must exist; row absent → the object must not.
+
+mod journal;
+pub mod sweep;
+mod writer;
+
+use std::{
+    fs::{self, File},
+    io,
+    path::{Path, PathBuf},
+};
+
+pub use journal::JournalEntry;
+use uuid::Uuid;
+pub use writer::{ObjectWriter, Written};
+
+const OBJECTS: &str = "objects";
+const TMP: &str = "tmp";
+const PENDING: &str = "pending";
+
+#[derive(Debug)]
+pub struct Storage {
+    objects: PathBuf,
+    tmp: PathBuf,
+    work: PathBuf,
+    pending: PathBuf,
+    instance: Uuid,
+    /// Holding this lock tells other instances' sweeps that `work` is alive.
+    _lock: File,
+}
+
+impl Storage {
+    /// Creates the layout under `root` if needed and claims a journal directory for this process.
+    /// Blocking: call it at start-up.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let tmp = root.join(TMP);
+        let pending = tmp.join(PENDING);
+        let objects = root.join(OBJECTS);
+        fs::create_dir_all(&pending)?;
+        fs::create_dir_all(&objects)?;
+        let instance = Uuid::now_v7();
+        // The lock exists before the directory, so a sweep never mistakes a starting instance's
+        // directory for a dead one.
+        let lock = File::create(tmp.join(format!("{instance}.lock")))?;
+        lock.try_lock().map_err(io::Error::other)?;
+        let work = tmp.join(instance.to_string());
+        fs::create_dir(&work)?;
+        Ok(Self {
+            objects,
+            tmp,
+            work,
+            pending,
+            instance,
+            _lock: lock,
+        })
+    }
+
+    /// Where the object `id` lives: fanned out by the id's last (random) hex digits, because
+    /// the first ones of a UUID v7 are a timestamp and would crowd one directory.
+    pub fn object_path(&self, id: Uuid) -> PathBuf {
+        let hex = id.simple().to_string();
+        self.objects
+            .join(&hex[28..30])
+            .join(&hex[30..32])
+            .join(id.to_string())
+    }
+
+    fn journal_path(&self, id: Uuid) -> PathBuf {
+        self.work.join(id.to_string())
+    }
+
+    /// Starts writing a new object. Its bytes go to the journal until `ObjectWriter::finish`.
+    pub async fn create(&self, id: Uuid) -> io::Result<ObjectWriter> {
+        let entry = JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self);
+        let file = tokio::fs::File::create(entry.path())
+            .await?
+            .into_std()
+            .await;
+        Ok(ObjectWriter::spawn(file, entry))
+    }
+
+    /// Moves a committed object into the journal ahead of deleting its row. `None` when the
+    /// object is already gone.
+    pub async fn remove_to_journal(&self, id: Uuid) -> io::Result<Option<JournalEntry>> {
+        let entry = JournalEntry::for_delete(self.journal_path(id), self.object_path(id), self);
+        tokio::task::spawn_blocking(move || {
+            match fs::hard_link(entry.object(), entry.path()) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                other => other?,
+            }
+            fs::remove_file(entry.object())?;
+            sync_parent(entry.object())?;
+            Ok(Some(entry))
+        })
+        .await?
+    }
+
+    pub async fn open_object(&self, id: Uuid) -> io::Result<tokio::fs::File> {
+        tokio::fs::File::open(self.object_path(id)).await
+    }
+
+    /// Writes, syncs and removes a probe file: the readiness check.
+    pub async fn probe(&self) -> io::Result<()> {
+        let path = self.work.join(".probe");
+        tokio::task::spawn_blocking(move || {
+            fs::write(&path, b"probe")?;
+            File::open(&path)?.sync_all()?;
+            fs::remove_file(&path)
+        })
+        .await?
+    }
+}
+
+/// Makes a directory entry durable: fsync the directory that holds `path`.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// Links `from` to `to` durably, creating (and syncing) the fan-out directories when new.
+fn link_durably(from: &Path, to: &Path) -> io::Result<()> {
+    let dir = to.parent().expect("object paths have a directory");
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        sync_parent(dir)?;
+        sync_parent(dir.parent().expect("fan-out has two levels"))?;
+    }
+    fs::hard_link(from, to)?;
+    sync_parent(to)
+}
+
+/// Removes a file that may already be gone.
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}

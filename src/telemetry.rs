@@ -1,0 +1,46 @@
+//! Logging: readable lines locally, JSON in production; `RUST_LOG` overrides `log.level`.
+
+use actix_web::{
+    Error, HttpMessage,
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue},
+    middleware::Next,
+};
+use tracing_actix_web::RequestId;
+use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
+
+use crate::configuration::{LogFormat, LogSettings};
+
+/// Installs the global subscriber, writing to `sink`. Call once per process.
+pub fn init<W>(settings: &LogSettings, sink: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(sink);
+    match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Echoes the request id that `TracingLogger` put in every log line, so that a client's report
+/// can be matched to the server's logs.
+pub async fn echo_request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = req.extensions().get::<RequestId>().copied();
+    let mut res = next.call(req).await?;
+    if let Some(id) = id {
+        let value = HeaderValue::from_str(&id.to_string()).expect("a uuid is a valid header");
+        res.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    Ok(res)
+}

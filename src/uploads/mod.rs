@@ -1,0 +1,106 @@
+//! `POST /upload` (one part named `file`) and `POST /files` (a batch, all or nothing).
+
+mod content_type;
+pub mod filename;
+mod form;
+mod in_flight;
+
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use serde::Serialize;
+
+use self::form::{Form, ReceivedFile, is_file};
+pub use self::{form::Limits, in_flight::InFlight};
+use crate::{
+    db,
+    error::ApiError,
+    files::{FileObject, FileRecord, record},
+    startup::AppState,
+};
+
+/// `POST /files` is routed with the other `/files` methods, in `files::routes`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/upload").route(web::post().to(upload)));
+}
+
+/// The tutorial's endpoint: exactly one file part, named `file`; other fields are ignored.
+async fn upload(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let _in_flight = state.uploads.enter();
+    let mut form = Form::new(&req, payload, &state.limits)?;
+    let mut file = None;
+    while let Some(mut field) = form.next_part().await? {
+        if field.name() != Some("file") {
+            form.skip(&mut field).await?;
+        } else if file.is_some() {
+            return Err(ApiError::TooManyFiles(1));
+        } else {
+            file = Some(form.receive(&mut field, &state.storage).await?);
+        }
+    }
+    let file = file.ok_or(ApiError::MissingFile(
+        "the form has no file part named `file`",
+    ))?;
+    let stored = commit(&state, vec![file]).await?;
+    let record = &stored[0];
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, record.location()))
+        .json(record.to_object()))
+}
+
+#[derive(Serialize)]
+struct Batch {
+    files: Vec<FileObject>,
+}
+
+/// Every part that names a file is stored; either all of them are, or none.
+pub async fn upload_batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let _in_flight = state.uploads.enter();
+    let mut form = Form::new(&req, payload, &state.limits)?;
+    let mut files = Vec::new();
+    while let Some(mut field) = form.next_part().await? {
+        if is_file(&field) {
+            files.push(form.receive(&mut field, &state.storage).await?);
+        } else {
+            form.skip(&mut field).await?;
+        }
+    }
+    if files.is_empty() {
+        return Err(ApiError::MissingFile("the form has no file part"));
+    }
+    let stored = commit(&state, files).await?;
+    Ok(HttpResponse::Created().json(Batch {
+        files: stored.iter().map(FileRecord::to_object).collect(),
+    }))
+}
+
+/// Writes the rows for files already durable on disk. Spawned so that it runs to its end even
+/// if the client goes away: a row committed while its object is being removed would be lost.
+async fn commit(state: &AppState, files: Vec<ReceivedFile>) -> Result<Vec<FileRecord>, ApiError> {
+    let pool = state.pool.clone();
+    tokio::spawn(async move {
+        let rows: Vec<_> = files.iter().map(|f| f.file.clone()).collect();
+        // Until the connection is ours nothing was sent: a failure here is a clean "no".
+        let mut conn = pool.acquire().await?;
+        match record::insert_all(&mut conn, &rows).await {
+            Ok(stored) => {
+                files.into_iter().for_each(|f| f.entry.commit());
+                Ok(stored)
+            }
+            Err(error) => {
+                if db::outcome_unknown(&error) {
+                    files.into_iter().for_each(|f| f.entry.defer_to_sweep());
+                }
+                Err(error.into())
+            }
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+}

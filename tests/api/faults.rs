@@ -1,0 +1,158 @@
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, assert_problem, random_bytes, spawn_app, spawn_app_with};
+
+/// Opens a raw connection and sends the head of a multipart upload that announces `length`
+/// body bytes, plus the first `sent` of them.
+async fn start_raw_upload(app: &TestApp, length: usize, sent: usize) -> TcpStream {
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {length}\r\n\r\n"
+    );
+    let mut body =
+        b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n\r\n"
+            .to_vec();
+    body.extend(random_bytes(sent - body.len(), 7));
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn a_client_that_aborts_mid_body_leaves_no_row_and_no_object() {
+    let app = spawn_app().await;
+    let stream = start_raw_upload(&app, 10 * 1024 * 1024, 512 * 1024).await;
+    let mut in_flight = app.uploads_in_flight.clone();
+    in_flight.wait_for(|n| *n == 1).await.unwrap();
+
+    drop(stream);
+
+    app.uploads_settled().await;
+    assert!(app.assert_consistent().await.is_empty());
+    // The server is still serving.
+    let ok = app.upload_file("after.txt", b"after".to_vec(), None).await;
+    assert_eq!(ok.status(), 201);
+}
+
+#[tokio::test]
+async fn a_body_that_goes_silent_is_dropped_with_408() {
+    let app = spawn_app_with(|s| s.upload.idle_timeout_secs = 1).await;
+    let mut stream = start_raw_upload(&app, 1024 * 1024, 4096).await;
+
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains("\"code\":\"upload_timeout\""),
+        "{response}"
+    );
+    app.uploads_settled().await;
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+async fn set_connections_allowed(app: &TestApp, allowed: bool) {
+    let db = app.db_name();
+    let mut conn = PgConnection::connect(app.maintenance_url()).await.unwrap();
+    conn.execute(AssertSqlSafe(format!(
+        r#"ALTER DATABASE "{db}" ALLOW_CONNECTIONS {allowed}"#
+    )))
+    .await
+    .unwrap();
+    if !allowed {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&db)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn postgres_unavailable_is_503_keeps_no_object_and_recovers() {
+    let app = spawn_app_with(|s| s.database.acquire_timeout_secs = 1).await;
+    app.upload_file("before.txt", b"before".to_vec(), None)
+        .await;
+    let before = app.object_ids();
+
+    set_connections_allowed(&app, false).await;
+    let refused = app
+        .upload_file("during.bin", random_bytes(300_000, 8), None)
+        .await;
+    let ready = app.get("/health/ready").await;
+
+    assert_problem(refused, 503, "database_unavailable").await;
+    assert_problem(ready, 503, "database_unavailable").await;
+    assert_eq!(
+        app.object_ids(),
+        before,
+        "no object was left by the refused upload"
+    );
+    assert!(app.journal_files().is_empty());
+
+    set_connections_allowed(&app, true).await;
+    let after = app.upload_file("after.txt", b"after".to_vec(), None).await;
+    assert_eq!(
+        after.status(),
+        201,
+        "the same server recovers without a restart"
+    );
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    assert_eq!(app.assert_consistent().await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_start_up_sweep_settles_what_a_crashed_instance_left() {
+    let first = spawn_app().await;
+    let kept: serde_json::Value = first
+        .upload_file("kept.txt", b"kept".to_vec(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let root = first.storage.path().to_owned();
+    // A crashed instance: its journal holds a half-written upload that was already linked at
+    // its object path (crash between link and commit), and a stray file. Its lock is not held.
+    let dead = root.join("tmp").join(Uuid::now_v7().to_string());
+    std::fs::create_dir(&dead).unwrap();
+    let orphan = Uuid::now_v7();
+    std::fs::write(dead.join(orphan.to_string()), b"partial").unwrap();
+    let hex = orphan.simple().to_string();
+    let object_dir = root.join("objects").join(&hex[28..30]).join(&hex[30..32]);
+    std::fs::create_dir_all(&object_dir).unwrap();
+    std::fs::hard_link(
+        dead.join(orphan.to_string()),
+        object_dir.join(orphan.to_string()),
+    )
+    .unwrap();
+    std::fs::write(dead.join("garbage"), b"?").unwrap();
+    assert_ne!(first.object_ids(), first.row_ids().await);
+
+    let db_url = first.db_url();
+    let second = spawn_app_with(|s| {
+        s.storage.root = root.clone();
+        s.database.url = db_url.into();
+    })
+    .await;
+
+    assert!(!dead.exists());
+    let rows = first.assert_consistent().await;
+    assert_eq!(
+        rows.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+        [kept["id"].as_str().unwrap()]
+    );
+    let content = second
+        .get(kept["url"].as_str().unwrap())
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&content[..], b"kept");
+}

@@ -1,0 +1,201 @@
+use std::collections::BTreeSet;
+
+use reqwest::multipart::Form;
+use uuid::Uuid;
+
+use crate::helpers::{
+    TestApp, assert_problem, file_part, random_bytes, sha256_hex, spawn_app, spawn_app_with,
+};
+
+async fn batch(app: &TestApp, form: Form) -> reqwest::Response {
+    app.client
+        .post(app.url("/files"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_of_three_is_stored_together() {
+    let app = spawn_app().await;
+    let contents: Vec<Vec<u8>> = (0..3)
+        .map(|i| random_bytes(10_000 * (i + 1), i as u64))
+        .collect();
+    let form = contents
+        .iter()
+        .enumerate()
+        .fold(Form::new().text("note", "hi"), |form, (i, c)| {
+            form.part(
+                format!("f{i}"),
+                file_part(&format!("{i}.bin"), c.clone(), None),
+            )
+        });
+
+    let response = batch(&app, form).await;
+
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let files = body["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    for (file, content) in files.iter().zip(&contents) {
+        assert_eq!(file["sha256"], sha256_hex(content));
+        assert_eq!(file["size"], content.len());
+    }
+    assert_eq!(app.assert_consistent().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_batch_with_one_oversize_part_keeps_nothing() {
+    let app = spawn_app_with(|s| s.upload.max_file_bytes = 100_000).await;
+    let form = Form::new()
+        .part("a", file_part("a.bin", random_bytes(50_000, 1), None))
+        .part("b", file_part("b.bin", random_bytes(60_000, 2), None))
+        .part("c", file_part("c.bin", random_bytes(500_000, 3), None));
+
+    assert_problem(batch(&app, form).await, 413, "file_too_large").await;
+    app.uploads_settled().await;
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_over_max_files_is_refused_and_keeps_nothing() {
+    let app = spawn_app_with(|s| s.upload.max_files = 3).await;
+    let form = (0..4).fold(Form::new(), |form, i| {
+        form.part(
+            format!("f{i}"),
+            file_part("x.bin", random_bytes(1000, i), None),
+        )
+    });
+    assert_problem(batch(&app, form).await, 413, "too_many_files").await;
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn metadata_is_the_file_object_and_unknown_ids_are_404() {
+    let app = spawn_app().await;
+    let created: serde_json::Value = app
+        .upload_file("m.txt", b"meta".to_vec(), Some("text/plain"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+
+    let fetched: serde_json::Value = app.get(&format!("/files/{id}")).await.json().await.unwrap();
+    assert_eq!(fetched, created);
+
+    let unknown = Uuid::now_v7();
+    assert_problem(
+        app.get(&format!("/files/{unknown}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("/files/{unknown}/content")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(app.get("/files/not-a-uuid").await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn delete_removes_the_row_and_the_object() {
+    let app = spawn_app().await;
+    let keep: serde_json::Value = app
+        .upload_file("keep", b"k".to_vec(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let gone: serde_json::Value = app
+        .upload_file("gone", b"g".to_vec(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = gone["id"].as_str().unwrap();
+
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/files/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    assert_problem(app.get(&format!("/files/{id}")).await, 404, "not_found").await;
+    let again = app
+        .client
+        .delete(app.url(&format!("/files/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, 404, "not_found").await;
+    let left = app.assert_consistent().await;
+    assert_eq!(
+        left.into_iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+        [keep["id"].as_str().unwrap()]
+    );
+}
+
+async fn page(app: &TestApp, limit: usize, cursor: Option<&str>) -> (Vec<String>, Option<String>) {
+    let mut query = vec![("limit", limit.to_string())];
+    if let Some(cursor) = cursor {
+        query.push(("cursor", cursor.to_owned()));
+    }
+    let response = app
+        .client
+        .get(app.url("/files"))
+        .query(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let ids = body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, body["next_cursor"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn listing_is_newest_first_and_stable_across_pages() {
+    let app = spawn_app().await;
+    let mut uploaded = Vec::new();
+    for i in 0..7 {
+        let body: serde_json::Value = app
+            .upload_file(&format!("{i}"), vec![i], None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        uploaded.push(body["id"].as_str().unwrap().to_owned());
+    }
+
+    let (first, cursor) = page(&app, 3, None).await;
+    // A file arriving between pages must not shift or repeat what the next pages show.
+    app.upload_file("late", b"late".to_vec(), None).await;
+    let (second, cursor) = page(&app, 3, cursor.as_deref()).await;
+    let (third, cursor) = page(&app, 3, cursor.as_deref()).await;
+
+    assert_eq!(cursor, None);
+    let seen: Vec<String> = [first, second, third].concat();
+    let newest_first: Vec<String> = uploaded.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+    assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 7);
+}
+
+#[tokio::test]
+async fn bad_list_parameters_are_400() {
+    let app = spawn_app().await;
+    for query in ["limit=0", "limit=100000", "limit=abc", "cursor=garbage"] {
+        let response = app.get(&format!("/files?{query}")).await;
+        assert_problem(response, 400, "invalid_request").await;
+    }
+}

@@ -1,0 +1,254 @@
+//! The harness: a real server on port 0 with its own Postgres database and storage root.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::LazyLock,
+};
+
+use intake::{configuration::Settings, startup::Application, telemetry};
+use reqwest::{Response, multipart};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Logs only when `TEST_LOG` is set: `TEST_LOG=1 cargo test -- some_test`.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let settings = Settings::load().expect("settings load");
+        telemetry::init(&settings.log, std::io::stdout);
+    }
+});
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub storage: tempfile::TempDir,
+    pub uploads_in_flight: watch::Receiver<usize>,
+    db_name: String,
+    maintenance_url: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&TRACING);
+    let mut settings = Settings::load().expect("settings load");
+    let maintenance_url = settings.database.url.expose_secret().to_owned();
+    let db_name = format!("intake_test_{}", Uuid::now_v7().simple());
+    let mut conn = PgConnection::connect(&maintenance_url)
+        .await
+        .expect("Postgres is reachable with database.url (see README → Tests)");
+    conn.execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{db_name}""#)))
+        .await
+        .expect("create the test database");
+    let mut url = reqwest::Url::parse(&maintenance_url).expect("database.url is a URL");
+    url.set_path(&db_name);
+
+    let storage = tempfile::tempdir().expect("a temporary storage root");
+    settings.database.url = SecretString::from(url.to_string());
+    settings.server.port = 0;
+    settings.server.workers = 1;
+    settings.storage.root = storage.path().to_owned();
+    customize(&mut settings);
+
+    let app = Application::build(settings).await.expect("the app starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let uploads_in_flight = app.uploads_in_flight();
+    tokio::spawn(app.run_until_stopped());
+    let pool = PgPool::connect(url.as_str()).await.expect("test pool");
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        pool,
+        storage,
+        uploads_in_flight,
+        db_name,
+        maintenance_url,
+    }
+}
+
+impl Drop for TestApp {
+    /// Drops the test's database. Runs on its own thread: Drop cannot await.
+    fn drop(&mut self) {
+        let url = self.maintenance_url.clone();
+        let name = self.db_name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&url).await?;
+                conn.execute(AssertSqlSafe(format!(
+                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                )))
+                .await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.db_name);
+        }
+    }
+}
+
+/// A file part as browsers and curl send it.
+pub fn file_part(name: &str, bytes: Vec<u8>, content_type: Option<&str>) -> multipart::Part {
+    let part = multipart::Part::bytes(bytes).file_name(name.to_owned());
+    match content_type {
+        Some(ct) => part.mime_str(ct).expect("valid mime"),
+        None => part,
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Deterministic, incompressible-looking bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn upload(&self, form: multipart::Form) -> Response {
+        self.client
+            .post(self.url("/upload"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn upload_file(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Response {
+        self.upload(multipart::Form::new().part("file", file_part(name, bytes, content_type)))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub fn db_name(&self) -> String {
+        self.db_name.clone()
+    }
+
+    pub fn maintenance_url(&self) -> &str {
+        &self.maintenance_url
+    }
+
+    /// The URL of this test's own database.
+    pub fn db_url(&self) -> String {
+        let mut url = reqwest::Url::parse(&self.maintenance_url).unwrap();
+        url.set_path(&self.db_name);
+        url.to_string()
+    }
+
+    pub async fn row_ids(&self) -> BTreeSet<Uuid> {
+        sqlx::query_scalar::<_, Uuid>("SELECT id FROM files")
+            .fetch_all(&self.pool)
+            .await
+            .expect("rows")
+            .into_iter()
+            .collect()
+    }
+
+    pub fn object_ids(&self) -> BTreeSet<Uuid> {
+        files_under(&self.storage.path().join("objects"))
+            .iter()
+            .map(|p| {
+                Uuid::parse_str(p.file_name().unwrap().to_str().unwrap())
+                    .expect("objects are named by id")
+            })
+            .collect()
+    }
+
+    /// Files in the journal (in-progress or abandoned work); lock files excluded.
+    pub fn journal_files(&self) -> Vec<PathBuf> {
+        files_under(&self.storage.path().join("tmp"))
+            .into_iter()
+            .filter(|p| p.extension().is_none_or(|e| e != "lock"))
+            .collect()
+    }
+
+    /// The promise: every row has its object, every object its row, nothing half-done remains.
+    pub async fn assert_consistent(&self) -> BTreeSet<Uuid> {
+        let rows = self.row_ids().await;
+        assert_eq!(rows, self.object_ids(), "rows and objects differ");
+        assert_eq!(
+            self.journal_files(),
+            Vec::<PathBuf>::new(),
+            "journal leftovers"
+        );
+        rows
+    }
+
+    /// Waits until the server has finished with every upload it started.
+    pub async fn uploads_settled(&self) {
+        let mut rx = self.uploads_in_flight.clone();
+        rx.wait_for(|n| *n == 0).await.expect("server alive");
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+pub async fn problem(response: Response) -> serde_json::Value {
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "errors are problem+json"
+    );
+    response.json().await.expect("problem body")
+}
+
+/// Asserts a problem+json response with this status and code, and returns its body.
+pub async fn assert_problem(response: Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let body = problem(response).await;
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    body
+}

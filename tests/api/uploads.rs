@@ -1,0 +1,331 @@
+use reqwest::multipart::{Form, Part};
+use uuid::Uuid;
+
+use crate::helpers::{
+    assert_problem, file_part, random_bytes, sha256_hex, spawn_app, spawn_app_with,
+};
+
+const PNG: &[u8] =
+    b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+
+#[tokio::test]
+async fn tutorial_upload_answers_201_with_the_file_object() {
+    let app = spawn_app().await;
+    let bytes = b"hello intake\n".repeat(80);
+
+    let response = app
+        .upload_file("test.txt", bytes.clone(), Some("text/plain"))
+        .await;
+
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let id = Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();
+    assert_eq!(id.get_version_num(), 7);
+    assert_eq!(location, format!("/files/{id}"));
+    assert_eq!(body["filename"], "test.txt");
+    assert_eq!(body["content_type"], "text/plain");
+    assert_eq!(body["size"], bytes.len());
+    assert_eq!(body["sha256"], sha256_hex(&bytes));
+    assert_eq!(body["url"], format!("/files/{id}/content"));
+    let created_at = body["created_at"].as_str().unwrap();
+    time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+        .expect("created_at is RFC 3339");
+    assert_eq!(
+        app.assert_consistent()
+            .await
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [id]
+    );
+}
+
+#[tokio::test]
+async fn size_and_sha256_are_computed_while_streaming_a_large_file() {
+    let app = spawn_app().await;
+    let bytes = random_bytes(5 * 1024 * 1024 + 17, 1);
+
+    let response = app.upload_file("big.bin", bytes.clone(), None).await;
+
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["size"], bytes.len());
+    assert_eq!(body["sha256"], sha256_hex(&bytes));
+    let row: (i64, Vec<u8>) = sqlx::query_as("SELECT size, sha256 FROM files")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.0 as usize, bytes.len());
+    assert_eq!(hex::encode(row.1), sha256_hex(&bytes));
+    app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn other_form_fields_are_ignored() {
+    let app = spawn_app().await;
+    let form = Form::new()
+        .text("description", "not a file")
+        .part(
+            "file",
+            file_part("a.txt", b"abc".to_vec(), Some("text/plain")),
+        )
+        .text("after", "also ignored");
+    let response = app.upload(form).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(app.assert_consistent().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_form_without_a_file_part_is_missing_file() {
+    let app = spawn_app().await;
+    let form = Form::new()
+        .text("file_description", "x")
+        .part("document", file_part("a.txt", b"abc".to_vec(), None));
+    assert_problem(app.upload(form).await, 400, "missing_file").await;
+    let batch = app
+        .client
+        .post(app.url("/files"))
+        .multipart(Form::new().text("only", "text"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(batch, 400, "missing_file").await;
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_multipart_is_rejected() {
+    let app = spawn_app().await;
+    let json = app
+        .client
+        .post(app.url("/upload"))
+        .json(&serde_json::json!({"file": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(json, 415, "not_multipart").await;
+    let none = app
+        .client
+        .post(app.url("/upload"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(none, 415, "not_multipart").await;
+}
+
+#[tokio::test]
+async fn malformed_multipart_is_rejected_and_stores_nothing() {
+    let app = spawn_app().await;
+    let cases: [(&str, &[u8]); 4] = [
+        ("multipart/form-data", b"--x\r\n\r\n"),
+        (
+            "multipart/form-data; boundary=XYZ",
+            b"this is not multipart at all",
+        ),
+        (
+            "multipart/form-data; boundary=XYZ",
+            b"--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc",
+        ),
+        (
+            "multipart/form-data; boundary=XYZ",
+            b"--XYZ\r\nno-colon-header\r\n\r\nabc\r\n--XYZ--\r\n",
+        ),
+    ];
+    for (content_type, body) in cases {
+        let response = app
+            .client
+            .post(app.url("/upload"))
+            .header("content-type", content_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 400, "malformed_multipart").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("malformed multipart")
+        );
+    }
+    app.assert_consistent().await;
+    assert!(app.row_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_second_file_part_is_too_many_files() {
+    let app = spawn_app().await;
+    let form = Form::new()
+        .part("file", file_part("a.txt", b"a".to_vec(), None))
+        .part("file", file_part("b.txt", b"b".to_vec(), None));
+    assert_problem(app.upload(form).await, 413, "too_many_files").await;
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_file_over_the_limit_is_413_while_streaming_and_leaves_nothing() {
+    let app = spawn_app_with(|s| s.upload.max_file_bytes = 1024 * 1024).await;
+    // 64 times the limit: the server answers once the limit is crossed.
+    let bytes = random_bytes(64 * 1024 * 1024, 2);
+
+    let response = app.upload_file("huge.bin", bytes, None).await;
+
+    let problem = assert_problem(response, 413, "file_too_large").await;
+    assert_eq!(problem["detail"], "file exceeds the 1048576-byte limit");
+    app.uploads_settled().await;
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_file_of_exactly_the_limit_is_accepted() {
+    let app = spawn_app_with(|s| s.upload.max_file_bytes = 4096).await;
+    let response = app
+        .upload_file("edge.bin", random_bytes(4096, 3), None)
+        .await;
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
+async fn a_request_declared_over_the_limit_is_refused_before_reading() {
+    let app = spawn_app_with(|s| s.upload.max_request_bytes = 64 * 1024).await;
+    let response = app
+        .upload_file("big.bin", random_bytes(1024 * 1024, 4), None)
+        .await;
+    assert_problem(response, 413, "request_too_large").await;
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_chunked_request_over_the_limit_is_stopped_while_streaming() {
+    let app = spawn_app_with(|s| s.upload.max_request_bytes = 256 * 1024).await;
+    // A streamed part has no length, so the request goes out chunked, without Content-Length.
+    let bytes = random_bytes(4 * 1024 * 1024, 5);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let part = Part::stream(reqwest::Body::wrap_stream(futures_util::stream::iter(
+        chunks,
+    )))
+    .file_name("stream.bin");
+    let response = app.upload(Form::new().part("file", part)).await;
+    assert_problem(response, 413, "request_too_large").await;
+    app.uploads_settled().await;
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn hostile_filenames_are_made_safe_and_never_used_as_paths() {
+    let app = spawn_app().await;
+    let long = "a".repeat(1000) + ".txt";
+    let cases = [
+        ("../../etc/passwd", "passwd".to_owned()),
+        (r"..\..\windows\system32\cmd.exe", "cmd.exe".to_owned()),
+        ("日本語 résumé.pdf", "日本語 résumé.pdf".to_owned()),
+        ("..", "unnamed".to_owned()),
+        (long.as_str(), format!("{}.txt", "a".repeat(251))),
+    ];
+    for (raw, expected) in &cases {
+        let response = app
+            .upload_file(raw, b"x".to_vec(), Some("text/plain"))
+            .await;
+        assert_eq!(response.status(), 201, "{raw:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["filename"], expected.as_str(), "{raw:?}");
+    }
+    // Every object sits at its id under objects/, nowhere else.
+    assert_eq!(app.assert_consistent().await.len(), cases.len());
+}
+
+/// Sends one `file` part whose Content-Disposition parameters are written out verbatim.
+async fn upload_with_disposition(
+    app: &crate::helpers::TestApp,
+    params: &[u8],
+) -> reqwest::Response {
+    let mut body = b"--B\r\nContent-Disposition: form-data; name=\"file\"; ".to_vec();
+    body.extend_from_slice(params);
+    body.extend_from_slice(b"\r\nContent-Type: text/plain\r\n\r\nabc\r\n--B--\r\n");
+    app.client
+        .post(app.url("/upload"))
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn control_characters_in_names_are_refused_raw_and_removed_when_encoded() {
+    let app = spawn_app().await;
+    // Raw control bytes make the part header invalid.
+    for raw in [
+        &b"filename=\"nul\0byte.txt\""[..],
+        b"filename=\"bell\x07\x1b.txt\"",
+    ] {
+        let response = upload_with_disposition(&app, raw).await;
+        assert_problem(response, 400, "malformed_multipart").await;
+    }
+    // Percent-encoded in `filename*` (RFC 5987) they decode, and are dropped from the name.
+    let encoded = upload_with_disposition(
+        &app,
+        b"filename=\"fallback.txt\"; filename*=UTF-8''a%00b%0D%0Ac%1B%E2%80%AEd.txt",
+    )
+    .await;
+    assert_eq!(encoded.status(), 201);
+    let body: serde_json::Value = encoded.json().await.unwrap();
+    assert_eq!(
+        body["filename"], "abcd.txt",
+        "filename* wins and is cleaned"
+    );
+    assert_eq!(app.assert_consistent().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_undeclared_content_type_is_sniffed_from_the_first_bytes() {
+    let app = spawn_app().await;
+    let png = app
+        .upload_file("pixel", PNG.to_vec(), Some("application/octet-stream"))
+        .await;
+    let png: serde_json::Value = png.json().await.unwrap();
+    assert_eq!(png["content_type"], "image/png");
+
+    let raw = b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes\"\r\n\r\nplain words\r\n--B--\r\n";
+    let text = app
+        .client
+        .post(app.url("/upload"))
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(raw.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let text: serde_json::Value = text.json().await.unwrap();
+    assert_eq!(text["content_type"], "text/plain; charset=utf-8");
+
+    let declared = app
+        .upload_file("x.png", PNG.to_vec(), Some("image/x-custom"))
+        .await;
+    let declared: serde_json::Value = declared.json().await.unwrap();
+    assert_eq!(
+        declared["content_type"], "image/x-custom",
+        "a declared type is kept"
+    );
+}
+
+#[tokio::test]
+async fn types_outside_the_allow_list_are_415_and_leave_nothing() {
+    let app = spawn_app_with(|s| s.upload.allowed_content_types = vec!["image/*".into()]).await;
+    let declared = app
+        .upload_file("a.txt", b"text".to_vec(), Some("text/plain"))
+        .await;
+    assert_problem(declared, 415, "unsupported_media_type").await;
+    let sniffed = app
+        .upload_file(
+            "a.bin",
+            random_bytes(100_000, 6),
+            Some("application/octet-stream"),
+        )
+        .await;
+    assert_problem(sniffed, 415, "unsupported_media_type").await;
+    let png = app.upload_file("p.png", PNG.to_vec(), None).await;
+    assert_eq!(png.status(), 201);
+    assert_eq!(app.assert_consistent().await.len(), 1);
+}
