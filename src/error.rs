@@ -15,8 +15,8 @@ pub enum ApiError {
     MalformedMultipart(String),
     #[error("{0}")]
     MissingFile(&'static str),
-    #[error("a request may carry at most {0} parts")]
-    TooManyFiles(usize),
+    #[error("{0}")]
+    TooManyFiles(String),
     #[error("file exceeds the {0}-byte limit")]
     FileTooLarge(u64),
     #[error("request body exceeds the {0}-byte limit")]

@@ -81,7 +81,10 @@ impl<'a> Form<'a> {
         let part = part.map_err(|e| self.error(e))?;
         self.parts += 1;
         if self.parts > self.limits.settings.max_files {
-            return Err(ApiError::TooManyFiles(self.limits.settings.max_files));
+            return Err(ApiError::TooManyFiles(format!(
+                "a request may carry at most {} parts",
+                self.limits.settings.max_files
+            )));
         }
         Ok(Some(part))
     }

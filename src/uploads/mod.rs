@@ -35,7 +35,9 @@ async fn upload(
         if field.name() != Some("file") {
             form.skip(&mut field).await?;
         } else if file.is_some() {
-            return Err(ApiError::TooManyFiles(1));
+            return Err(ApiError::TooManyFiles(
+                "only one part named `file` is accepted; use POST /files for several".into(),
+            ));
         } else {
             file = Some(form.receive(&mut field, &state.storage).await?);
         }
