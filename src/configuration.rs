@@ -98,6 +98,8 @@ impl Settings {
                     .prefix_separator("__")
                     .separator("__")
                     .try_parsing(true)
+                    // An empty variable (e.g. from an unset compose default) means "not set".
+                    .ignore_empty(true)
                     .list_separator(",")
                     .with_list_parse_key("upload.allowed_content_types")
                     .source(Some(vars)),

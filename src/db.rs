@@ -15,6 +15,16 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(pool).await
 }
 
+/// `intake migrate`: connects, applies what is pending, disconnects.
+pub async fn migrate_once(
+    settings: &DatabaseSettings,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let pool = pool(settings)?;
+    migrate(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
 /// True when the error means "Postgres cannot be reached or will not serve us right now", as
 /// opposed to a query that Postgres answered with an error.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {

@@ -3,11 +3,13 @@
 use actix_web::{HttpResponse, http::StatusCode, web};
 use serde_json::json;
 
-use crate::{error::ApiError, problem, startup::AppState};
+use crate::{configuration::ServerSettings, error::ApiError, problem, startup::AppState};
+
+pub const READY_PATH: &str = "/health/ready";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(ready));
+        .route(READY_PATH, web::get().to(ready));
 }
 
 async fn live() -> HttpResponse {
@@ -31,5 +33,33 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
                 "the service is not ready",
             )
         }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("could not reach {0}")]
+    Unreachable(String, #[source] reqwest::Error),
+    #[error("{0} answered {1}")]
+    NotReady(String, reqwest::StatusCode),
+}
+
+/// `intake healthcheck`: asks the server on this machine whether it is ready. Made for
+/// container health checks, where no curl or shell may exist.
+pub async fn check_local(server: &ServerSettings) -> Result<(), CheckError> {
+    let host = match server.host.as_str() {
+        "0.0.0.0" | "::" => "127.0.0.1",
+        host => host,
+    };
+    let url = format!("http://{host}:{}{READY_PATH}", server.port);
+    let unreachable = |e| CheckError::Unreachable(url.clone(), e);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(unreachable)?;
+    let response = client.get(&url).send().await.map_err(unreachable)?;
+    match response.status() {
+        reqwest::StatusCode::OK => Ok(()),
+        status => Err(CheckError::NotReady(url, status)),
     }
 }

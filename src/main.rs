@@ -1,27 +1,65 @@
-use intake::{configuration::Settings, problem::cause_chain, startup::Application, telemetry};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use intake::{
+    configuration::Settings, db, health, problem::cause_chain, startup::Application, telemetry,
+};
+
+/// intake: a streaming file upload service with metadata in Postgres.
+///
+/// Settings come from config/base.toml, config/$APP_ENVIRONMENT.toml and APP__SECTION__KEY
+/// environment variables (see README).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve HTTP until SIGTERM (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Ask the local server's /health/ready; exit 0 when it answers 200, 1 otherwise.
+    Healthcheck,
+}
 
 #[actix_web::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
     let settings = match Settings::load() {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("intake: {}", cause_chain(&error));
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(error) => return fail(&error),
     };
-    telemetry::init(&settings.log, std::io::stdout);
-    let result = match Application::build(settings).await {
-        Ok(app) => {
-            tracing::info!(port = app.port(), "intake is listening");
-            app.run_until_stopped().await.map_err(Into::into)
-        }
-        Err(error) => Err(Box::<dyn std::error::Error>::from(error)),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = %cause_chain(error.as_ref()), "intake stopped on an error");
-            std::process::ExitCode::FAILURE
-        }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => match db::migrate_once(&settings.database).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&*error),
+        },
+        Command::Healthcheck => match health::check_local(&settings.server).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(&error),
+        },
     }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    telemetry::init(&settings.log, std::io::stdout);
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(error) => return fail(&error),
+    };
+    tracing::info!(port = app.port(), "intake is listening");
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("intake: {}", cause_chain(error));
+    ExitCode::FAILURE
 }

@@ -23,7 +23,11 @@ where
         .with_env_filter(filter)
         .with_writer(sink);
     match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .init(),
         LogFormat::Pretty => builder.compact().init(),
     }
 }

@@ -1,0 +1,242 @@
+//! Keeps the container files honest: there is no Docker engine in CI, so the files are read
+//! and checked against the code and configuration they must agree with.
+
+use std::{collections::HashMap, path::Path};
+
+use intake::{
+    configuration::{LogFormat, ServerSettings, Settings},
+    health,
+};
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+fn config_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// What `docker compose` makes of `${NAME:-default}`, `${NAME}` and `$$` without a .env file.
+fn interpolate(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(inner) = rest.strip_prefix("${") {
+            let end = inner.find('}').expect("closed ${");
+            let expr = &inner[..end];
+            out.push_str(expr.split_once(":-").map_or("", |(_, default)| default));
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn compose() -> Value {
+    serde_saphyr::from_str(&interpolate(&read("docker-compose.yml"))).expect("valid YAML")
+}
+
+/// The final stage of the Dockerfile: the lines after its last `FROM`.
+fn dockerfile() -> (Vec<String>, Vec<String>) {
+    let all: Vec<String> = read("Dockerfile")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let last_from = all.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
+    (all.clone(), all[last_from..].to_vec())
+}
+
+fn instruction<'a>(lines: &'a [String], name: &str) -> Vec<&'a str> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .collect()
+}
+
+#[test]
+fn compose_settings_load_through_the_apps_own_loader_and_point_at_db() {
+    let compose = compose();
+    let intake = &compose["services"]["intake"];
+    let env: HashMap<String, String> = intake["environment"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().expect("quoted environment values").to_owned(),
+            )
+        })
+        .collect();
+
+    let settings =
+        Settings::load_from(&config_dir(), "production", env).expect("compose env loads");
+
+    let db = settings.database.connect_options().unwrap();
+    assert_eq!(db.get_host(), "db");
+    assert_eq!(db.get_port(), 5432);
+    let db_env = &compose["services"]["db"]["environment"];
+    assert_eq!(Some(db.get_username()), db_env["POSTGRES_USER"].as_str());
+    assert_eq!(db.get_database(), db_env["POSTGRES_DB"].as_str());
+    assert_eq!(intake["depends_on"]["db"]["condition"], "service_healthy");
+    assert!(
+        compose["services"]["db"]["healthcheck"]["test"]
+            .to_string()
+            .contains("pg_isready")
+    );
+    assert!(
+        compose["services"]["db"]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres:")
+    );
+
+    let storage = settings.storage.root.to_str().unwrap().to_owned();
+    let volumes: Vec<&str> = intake["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        volumes.iter().any(|v| v.ends_with(&format!(":{storage}"))),
+        "{volumes:?} mounts {storage}"
+    );
+    assert!(
+        settings.upload.allowed_content_types.is_empty(),
+        "the empty default allows all"
+    );
+    assert_eq!(intake["restart"], "unless-stopped");
+    assert_eq!(intake["build"], ".");
+    assert_eq!(
+        intake["healthcheck"]["test"],
+        serde_json::json!(["CMD", "intake", "healthcheck"])
+    );
+}
+
+#[test]
+fn the_port_agrees_across_dockerfile_compose_and_production_config() {
+    let settings = Settings::load_from(&config_dir(), "production", HashMap::new()).unwrap();
+    let (_, runtime) = dockerfile();
+    let exposed: Vec<u16> = instruction(&runtime, "EXPOSE")
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let compose = compose();
+    let ports = compose["services"]["intake"]["ports"].as_array().unwrap();
+    let container_ports: Vec<u16> = ports
+        .iter()
+        .map(|p| {
+            p.as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+
+    assert_eq!(exposed, [settings.server.port]);
+    assert_eq!(container_ports, [settings.server.port]);
+    assert_eq!(settings.server.host, "0.0.0.0");
+    assert_eq!(settings.log.format, LogFormat::Json);
+}
+
+#[test]
+fn the_dockerfile_runs_unprivileged_offline_and_copies_only_what_exists() {
+    let (all, runtime) = dockerfile();
+    let user = instruction(&runtime, "USER")
+        .last()
+        .copied()
+        .expect("a USER in the final stage")
+        .to_owned();
+    let uid = user.split(':').next().unwrap();
+    assert!(uid != "root" && uid != "0", "final USER is {user}");
+
+    assert!(all.iter().any(|l| l == "ENV SQLX_OFFLINE=true"));
+    assert!(
+        runtime
+            .iter()
+            .any(|l| l == "ENV APP_ENVIRONMENT=production")
+    );
+    assert_eq!(instruction(&runtime, "STOPSIGNAL"), ["SIGTERM"]);
+    let healthcheck = instruction(&runtime, "HEALTHCHECK");
+    assert!(
+        healthcheck[0].ends_with(r#"CMD ["intake", "healthcheck"]"#),
+        "{healthcheck:?}"
+    );
+
+    for copy in instruction(&all, "COPY") {
+        if copy.starts_with("--from") {
+            continue;
+        }
+        let words: Vec<&str> = copy.split_whitespace().collect();
+        for source in &words[..words.len() - 1] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(source);
+            assert!(path.exists(), "COPY source {source} exists");
+        }
+    }
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".sqlx").is_dir(),
+        ".sqlx/ is committed"
+    );
+    let ignored = read(".dockerignore");
+    for path in ["target/", ".git/", "data/"] {
+        assert!(
+            ignored.lines().any(|l| l == path),
+            ".dockerignore keeps {path} out"
+        );
+    }
+}
+
+#[test]
+fn the_rust_image_matches_rust_version() {
+    let manifest = read("Cargo.toml");
+    let rust_version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .unwrap()
+        .trim_matches('"');
+    let (all, _) = dockerfile();
+    let image = all[0].split_whitespace().nth(1).unwrap();
+    let tag = image
+        .strip_prefix("rust:")
+        .expect("the build stage uses the official rust image");
+    assert!(
+        tag.starts_with(&format!("{rust_version}.")),
+        "{tag} vs {rust_version}"
+    );
+}
+
+#[tokio::test]
+async fn the_healthcheck_command_passes_on_a_ready_server_and_fails_without_one() {
+    let app = spawn_app().await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let server = |port| ServerSettings {
+        host: "0.0.0.0".into(),
+        port,
+        workers: 1,
+        shutdown_timeout_secs: 1,
+    };
+
+    health::check_local(&server(port)).await.expect("ready");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    assert!(health::check_local(&server(closed_port)).await.is_err());
+}
