@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use super::{FileRecord, record};
+use super::FileRecord;
 use crate::{error::ApiError, problem, startup::AppState};
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -28,9 +28,7 @@ pub async fn content(
     id: web::Path<Uuid>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let record = record::find(&state.pool, *id)
-        .await?
-        .ok_or(ApiError::NotFound("file"))?;
+    let record = super::find(&state, *id).await?;
     let etag = EntityTag::new_strong(record.sha256_hex());
     let last_modified = HttpDate::from(SystemTime::from(record.created_at));
 

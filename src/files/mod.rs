@@ -84,10 +84,13 @@ async fn metadata(
     id: web::Path<Uuid>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let record = record::find(&state.pool, *id)
+    Ok(HttpResponse::Ok().json(find(&state, *id).await?.to_object()))
+}
+
+async fn find(state: &AppState, id: Uuid) -> Result<FileRecord, ApiError> {
+    record::find(&state.pool, id)
         .await?
-        .ok_or(ApiError::NotFound("file"))?;
-    Ok(HttpResponse::Ok().json(record.to_object()))
+        .ok_or(ApiError::NotFound("file"))
 }
 
 async fn delete(id: web::Path<Uuid>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -28,24 +28,8 @@ async fn upload(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let _in_flight = state.uploads.enter();
-    let mut form = Form::new(&req, payload, &state.limits)?;
-    let mut file = None;
-    while let Some(mut field) = form.next_part().await? {
-        if field.name() != Some("file") {
-            form.skip(&mut field).await?;
-        } else if file.is_some() {
-            return Err(ApiError::TooManyFiles(
-                "only one part named `file` is accepted; use POST /files for several".into(),
-            ));
-        } else {
-            file = Some(form.receive(&mut field, &state.storage).await?);
-        }
-    }
-    let file = file.ok_or(ApiError::MissingFile(
-        "the form has no file part named `file`",
-    ))?;
-    let stored = commit(&state, vec![file]).await?;
+    let files = receive(&req, payload, &state, Expect::One).await?;
+    let stored = commit(&state, files).await?;
     let record = &stored[0];
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, record.location()))
@@ -63,23 +47,54 @@ pub async fn upload_batch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let _in_flight = state.uploads.enter();
-    let mut form = Form::new(&req, payload, &state.limits)?;
-    let mut files = Vec::new();
-    while let Some(mut field) = form.next_part().await? {
-        if is_file(&field) {
-            files.push(form.receive(&mut field, &state.storage).await?);
-        } else {
-            form.skip(&mut field).await?;
-        }
-    }
-    if files.is_empty() {
-        return Err(ApiError::MissingFile("the form has no file part"));
-    }
+    let files = receive(&req, payload, &state, Expect::Many).await?;
     let stored = commit(&state, files).await?;
     Ok(HttpResponse::Created().json(Batch {
         files: stored.iter().map(FileRecord::to_object).collect(),
     }))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// One part named `file`.
+    One,
+    /// Any number of parts that name a file.
+    Many,
+}
+
+/// Reads the whole form, streaming the expected file parts to storage and skipping the rest.
+async fn receive(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    expect: Expect,
+) -> Result<Vec<ReceivedFile>, ApiError> {
+    let _in_flight = state.uploads.enter();
+    let mut form = Form::new(req, payload, &state.limits)?;
+    let mut files = Vec::new();
+    while let Some(mut field) = form.next_part().await? {
+        let wanted = match expect {
+            Expect::One => field.name() == Some("file"),
+            Expect::Many => is_file(&field),
+        };
+        if !wanted {
+            form.skip(&mut field).await?;
+            continue;
+        }
+        if expect == Expect::One && !files.is_empty() {
+            return Err(ApiError::TooManyFiles(
+                "only one part named `file` is accepted; use POST /files for several".into(),
+            ));
+        }
+        files.push(form.receive(&mut field, &state.storage).await?);
+    }
+    if files.is_empty() {
+        return Err(ApiError::MissingFile(match expect {
+            Expect::One => "the form has no file part named `file`",
+            Expect::Many => "the form has no file part",
+        }));
+    }
+    Ok(files)
 }
 
 /// Writes the rows for files already durable on disk. Spawned so that it runs to its end even
