@@ -13,6 +13,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub storage: StorageSettings,
     pub upload: UploadSettings,
+    pub checkout: CheckoutSettings,
+    pub lessons: LessonSettings,
     pub log: LogSettings,
 }
 
@@ -44,6 +46,56 @@ pub struct UploadSettings {
     pub max_request_bytes: u64,
     pub idle_timeout_secs: u64,
     pub allowed_content_types: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckoutSettings {
+    pub payment: ProviderSettings,
+    pub email: ProviderSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderSettings {
+    pub kind: ProviderKind,
+    pub url: String,
+    /// Sent as `Authorization: Bearer …` by the `http` kind when not empty.
+    pub api_key: SecretString,
+    pub timeout_ms: u64,
+    pub simulated_latency_ms: u64,
+    pub simulated_outcome: SimulatedOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Simulated,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimulatedOutcome {
+    Succeed,
+    Decline,
+    Fail,
+}
+
+impl ProviderSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn simulated_latency(&self) -> Duration {
+        Duration::from_millis(self.simulated_latency_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LessonSettings {
+    pub slow_max_ms: u64,
+    pub blocking_max_ms: u64,
+    pub external_url: String,
+    pub external_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -29,12 +29,38 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyKeyInUse,
+    #[error("the upstream service did not answer in time")]
+    UpstreamTimeout,
+    #[error("the upstream service failed")]
+    Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("the storage is full")]
     StorageFull(#[source] io::Error),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// One invalid field of a request body, named by its JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl ApiError {
@@ -53,7 +79,10 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::UploadTimeout(_) => "upload_timeout",
             Self::NotFound(_) => "not_found",
-            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidRequest(_) | Self::Validation(_) => "invalid_request",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::IdempotencyKeyInUse => "idempotency_key_in_use",
+            Self::UpstreamTimeout | Self::Upstream(_) => "provider_unavailable",
             Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::StorageFull(_) => "storage_full",
             Self::Internal(_) => "internal",
@@ -94,6 +123,10 @@ impl ResponseError for ApiError {
             }
             Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -114,7 +147,14 @@ impl ResponseError for ApiError {
         } else {
             self.to_string()
         };
-        let mut response = problem::response(status, self.code(), &detail);
+        let mut body = problem::body(status, self.code(), &detail);
+        if let Self::Validation(errors) = self {
+            body.insert(
+                "errors".into(),
+                serde_json::to_value(errors).expect("field errors serialize"),
+            );
+        }
+        let mut response = problem::respond(status, body);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,

@@ -1,10 +1,12 @@
 //! intake: a streaming file upload service. See DESIGN.md for the contract.
 
+pub mod checkout;
 pub mod configuration;
 pub mod db;
 pub mod error;
 pub mod files;
 pub mod health;
+pub mod lessons;
 pub mod problem;
 pub mod startup;
 pub mod storage;

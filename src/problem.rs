@@ -7,31 +7,32 @@ use actix_web::{
     http::{StatusCode, header},
     middleware::ErrorHandlerResponse,
 };
-use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-#[derive(Debug, Serialize)]
-pub struct Problem<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub title: &'a str,
-    pub status: u16,
-    pub detail: &'a str,
-    pub code: &'a str,
+/// The members every problem has; callers may add their own (RFC 9457 extension members).
+pub fn body(status: StatusCode, code: &str, detail: &str) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("type".into(), "about:blank".into());
+    body.insert(
+        "title".into(),
+        status.canonical_reason().unwrap_or("Error").into(),
+    );
+    body.insert("status".into(), status.as_u16().into());
+    body.insert("detail".into(), detail.into());
+    body.insert("code".into(), code.into());
+    body
+}
+
+pub fn respond(status: StatusCode, body: Map<String, Value>) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(CONTENT_TYPE)
+        .body(Value::Object(body).to_string())
 }
 
 pub fn response(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
-    let problem = Problem {
-        kind: "about:blank",
-        title: status.canonical_reason().unwrap_or("Error"),
-        status: status.as_u16(),
-        detail,
-        code,
-    };
-    HttpResponse::build(status)
-        .content_type(CONTENT_TYPE)
-        .body(serde_json::to_string(&problem).expect("a problem always serializes"))
+    respond(status, body(status, code, detail))
 }
 
 /// Turns error responses that do not come from our own error types (unknown routes, wrong

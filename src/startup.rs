@@ -13,10 +13,11 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing_actix_web::TracingLogger;
 
 use crate::{
-    configuration::{Settings, SettingsError},
+    checkout::{self, Checkout},
+    configuration::{LessonSettings, Settings, SettingsError},
     db,
     error::ApiError,
-    files, health, problem,
+    files, health, lessons, problem,
     storage::{
         Storage,
         sweep::{self, SweepError},
@@ -24,12 +25,19 @@ use crate::{
     telemetry, uploads,
 };
 
+/// The largest JSON body accepted (checkout); uploads stream and have their own limits.
+const MAX_JSON_BYTES: usize = 64 * 1024;
+
 /// What every handler shares.
 pub struct AppState {
     pub pool: PgPool,
     pub storage: Arc<Storage>,
     pub limits: uploads::Limits,
     pub uploads: uploads::InFlight,
+    pub checkout: Checkout,
+    pub lessons: LessonSettings,
+    /// One client (one connection pool) for every outbound call.
+    pub http: reqwest::Client,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +52,8 @@ pub enum StartupError {
     Sweep(#[from] SweepError),
     #[error("could not listen on the configured address")]
     Bind(#[source] io::Error),
+    #[error("could not build the outbound HTTP client")]
+    HttpClient(#[from] reqwest::Error),
 }
 
 pub struct Application {
@@ -76,11 +86,17 @@ impl Application {
             .map_err(StartupError::Bind)?;
         let port = listener.local_addr().map_err(StartupError::Bind)?.port();
         let uploads = uploads::InFlight::default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))
+            .build()?;
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             storage,
             limits: uploads::Limits::new(settings.upload.clone()),
             uploads: uploads.clone(),
+            checkout: Checkout::from_settings(&settings.checkout, &http),
+            lessons: settings.lessons.clone(),
+            http,
         });
 
         let mut server = HttpServer::new(move || {
@@ -93,9 +109,12 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     ApiError::InvalidRequest(format!("invalid query: {error}")).into()
                 }))
+                .app_data(web::PayloadConfig::new(MAX_JSON_BYTES))
                 .configure(health::routes)
                 .configure(uploads::routes)
                 .configure(files::routes)
+                .configure(checkout::routes)
+                .configure(lessons::routes)
                 .wrap(ErrorHandlers::new().default_handler(problem::render_framework_errors))
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::default())

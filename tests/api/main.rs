@@ -1,10 +1,12 @@
 //! One test binary for the HTTP API: each test runs the real server on a random port with its
 //! own Postgres database and storage root.
 
+mod checkout;
 mod container;
 mod downloads;
 mod faults;
 mod files;
 mod health;
 mod helpers;
+mod lessons;
 mod uploads;

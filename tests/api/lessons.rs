@@ -1,0 +1,107 @@
+use serde_json::Value;
+use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+
+async fn json(app: &TestApp, path: &str) -> Value {
+    let response = app.get(path).await;
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn ping_pongs() {
+    let app = spawn_app().await;
+    assert_eq!(
+        json(&app, "/ping").await,
+        serde_json::json!({"message": "pong"})
+    );
+}
+
+#[tokio::test]
+async fn slow_waits_the_asked_time_within_its_bound() {
+    let app = spawn_app_with(|s| s.lessons.slow_max_ms = 100).await;
+    let body = json(&app, "/slow?ms=5").await;
+    assert_eq!(body["status"], "done");
+    assert_eq!(body["waited_ms"], 5);
+    let problem = assert_problem(app.get("/slow?ms=101").await, 422, "invalid_request").await;
+    assert_eq!(problem["errors"][0]["field"], "ms");
+    assert_problem(app.get("/slow?ms=-1").await, 400, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn blocking_work_runs_on_the_blocking_pool() {
+    let app = spawn_app_with(|s| s.lessons.blocking_max_ms = 50).await;
+    let body = json(&app, "/blocking?ms=5").await;
+    assert_eq!(body["waited_ms"], 5);
+    assert_ne!(
+        body["thread"], "actix-rt|system:0|arbiter:0",
+        "not the worker thread"
+    );
+    assert_problem(app.get("/blocking?ms=51").await, 422, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn users_are_read_from_postgres() {
+    let app = spawn_app().await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com') RETURNING id",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let user = json(&app, &format!("/users/{id}")).await;
+    assert_eq!(user["name"], "ada");
+    assert_eq!(user["email"], "ada@example.com");
+    assert_problem(
+        app.get(&format!("/users/{}", id + 1)).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_problem(app.get("/users/abc").await, 404, "not_found").await;
+}
+
+async fn app_calling(mock: &MockServer) -> TestApp {
+    let url = format!("{}/upstream", mock.uri());
+    spawn_app_with(move |s| {
+        s.lessons.external_url = url;
+        s.lessons.external_timeout_ms = 300;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn external_returns_the_upstream_answer() {
+    let mock = MockServer::start().await;
+    Mock::given(path("/upstream"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"hello": "world"})),
+        )
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let app = app_calling(&mock).await;
+    let body = json(&app, "/external").await;
+    assert_eq!(body["status"], 200);
+    assert_eq!(body["body"]["hello"], "world");
+}
+
+#[tokio::test]
+async fn external_failures_are_502_and_timeouts_504() {
+    let failing = MockServer::start().await;
+    Mock::given(path("/upstream"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&failing)
+        .await;
+    let app = app_calling(&failing).await;
+    assert_problem(app.get("/external").await, 502, "provider_unavailable").await;
+
+    let slow = MockServer::start().await;
+    Mock::given(path("/upstream"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(5)))
+        .mount(&slow)
+        .await;
+    let app = app_calling(&slow).await;
+    assert_problem(app.get("/external").await, 504, "provider_unavailable").await;
+}
