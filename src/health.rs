@@ -8,8 +8,8 @@ use crate::{configuration::ServerSettings, error::ApiError, problem, startup::Ap
 pub const READY_PATH: &str = "/health/ready";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health/live", web::get().to(live))
-        .route(READY_PATH, web::get().to(ready));
+    cfg.service(web::resource("/health/live").route(web::get().to(live)))
+        .service(web::resource(READY_PATH).route(web::get().to(ready)));
 }
 
 async fn live() -> HttpResponse {

@@ -18,11 +18,11 @@ const MAX_EXTERNAL_BYTES: usize = 1024 * 1024;
 const DEFAULT_WAIT_MS: u64 = 1000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ping", web::get().to(ping))
-        .route("/slow", web::get().to(slow))
-        .route("/blocking", web::get().to(blocking))
-        .route("/users/{id}", web::get().to(user))
-        .route("/external", web::get().to(external));
+    cfg.service(web::resource("/ping").route(web::get().to(ping)))
+        .service(web::resource("/slow").route(web::get().to(slow)))
+        .service(web::resource("/blocking").route(web::get().to(blocking)))
+        .service(web::resource("/users/{id}").route(web::get().to(user)))
+        .service(web::resource("/external").route(web::get().to(external)));
 }
 
 async fn ping() -> HttpResponse {
@@ -69,16 +69,25 @@ async fn blocking(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ms = query.within(state.lessons.blocking_max_ms)?;
-    let thread = web::block(move || {
+    let blocking_thread = web::block(move || {
         std::thread::sleep(Duration::from_millis(ms));
-        std::thread::current()
-            .name()
-            .unwrap_or("unnamed")
-            .to_owned()
+        thread_name()
     })
     .await
     .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({"status": "done", "waited_ms": ms, "thread": thread})))
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "done",
+        "waited_ms": ms,
+        "event_loop_thread": thread_name(),
+        "blocking_thread": blocking_thread,
+    })))
+}
+
+fn thread_name() -> String {
+    let thread = std::thread::current();
+    thread
+        .name()
+        .map_or_else(|| format!("{:?}", thread.id()), str::to_owned)
 }
 
 #[derive(Debug, Serialize)]

@@ -26,7 +26,7 @@ pub use self::process::Checkout;
 const MAX_KEY_LEN: usize = 255;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/checkout", web::post().to(checkout));
+    cfg.service(web::resource("/checkout").route(web::post().to(checkout)));
 }
 
 async fn checkout(

@@ -34,9 +34,10 @@ async fn blocking_work_runs_on_the_blocking_pool() {
     let app = spawn_app_with(|s| s.lessons.blocking_max_ms = 50).await;
     let body = json(&app, "/blocking?ms=5").await;
     assert_eq!(body["waited_ms"], 5);
+    assert!(body["event_loop_thread"].is_string());
     assert_ne!(
-        body["thread"], "actix-rt|system:0|arbiter:0",
-        "not the worker thread"
+        body["blocking_thread"], body["event_loop_thread"],
+        "moved off the event loop"
     );
     assert_problem(app.get("/blocking?ms=51").await, 422, "invalid_request").await;
 }
