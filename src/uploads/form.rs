@@ -114,6 +114,7 @@ impl<'a> Form<'a> {
         let max = self.limits.settings.max_file_bytes;
         let id = Uuid::now_v7();
         let mut writer = storage.create(id).await?;
+        tracing::debug!(%id, %filename, "receiving file");
         let mut size = 0u64;
         let mut checked = detector.is_ready();
         while let Some(chunk) = self.next_chunk(field).await? {

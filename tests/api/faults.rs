@@ -1,59 +1,62 @@
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem, random_bytes, spawn_app, spawn_app_with};
-
-/// Opens a raw connection and sends the head of a multipart upload that announces `length`
-/// body bytes, plus the first `sent` of them.
-async fn start_raw_upload(app: &TestApp, length: usize, sent: usize) -> TcpStream {
-    let address = app.address.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {length}\r\n\r\n"
-    );
-    let mut body =
-        b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n\r\n"
-            .to_vec();
-    body.extend(random_bytes(sent - body.len(), 7));
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&body).await.unwrap();
-    stream
-}
+use crate::{
+    child::RawUpload,
+    helpers::{TestApp, assert_problem, random_bytes, spawn_app, spawn_app_with},
+};
 
 #[tokio::test]
 async fn a_client_that_aborts_mid_body_leaves_no_row_and_no_object() {
     let app = spawn_app().await;
-    let stream = start_raw_upload(&app, 10 * 1024 * 1024, 512 * 1024).await;
+    let upload = RawUpload::start(app.host(), 10 * 1024 * 1024, 512 * 1024).await;
     let mut in_flight = app.uploads_in_flight.clone();
     in_flight.wait_for(|n| *n == 1).await.unwrap();
 
-    drop(stream);
+    drop(upload);
 
     app.uploads_settled().await;
     assert!(app.assert_consistent().await.is_empty());
-    // The server is still serving.
     let ok = app.upload_file("after.txt", b"after".to_vec(), None).await;
-    assert_eq!(ok.status(), 201);
+    assert_eq!(ok.status(), 201, "the server is still serving");
 }
 
 #[tokio::test]
-async fn a_body_that_goes_silent_is_dropped_with_408() {
+async fn a_body_that_goes_silent_is_dropped_with_408_while_others_are_served() {
     let app = spawn_app_with(|s| s.upload.idle_timeout_secs = 1).await;
-    let mut stream = start_raw_upload(&app, 1024 * 1024, 4096).await;
+    let mut silent = RawUpload::start(app.host(), 1024 * 1024, 4096).await;
+    let mut in_flight = app.uploads_in_flight.clone();
+    in_flight.wait_for(|n| *n == 1).await.unwrap();
 
+    let other = app.upload_file("other.txt", b"served".to_vec(), None).await;
+    assert_eq!(other.status(), 201, "served while the silent upload waits");
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
+    silent.stream.read_to_end(&mut response).await.unwrap();
 
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(
-        response.contains("\"code\":\"upload_timeout\""),
+        response.contains(r#""code":"upload_timeout""#),
         "{response}"
     );
+    app.uploads_settled().await;
+    assert_eq!(app.assert_consistent().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_is_400_and_stores_nothing() {
+    let app = spawn_app().await;
+    let mut truncated = RawUpload::start(app.host(), 1024 * 1024, 200 * 1024).await;
+    // The client is done sending, short of its Content-Length, but still listens.
+    truncated.stream.shutdown().await.unwrap();
+
+    let mut response = Vec::new();
+    truncated.stream.read_to_end(&mut response).await.unwrap();
+
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("malformed_multipart"), "{response}");
     app.uploads_settled().await;
     assert!(app.assert_consistent().await.is_empty());
 }

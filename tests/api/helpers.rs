@@ -127,6 +127,11 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 impl TestApp {
+    /// `127.0.0.1:port`, for raw connections.
+    pub fn host(&self) -> &str {
+        self.address.trim_start_matches("http://")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -174,42 +179,20 @@ impl TestApp {
     }
 
     pub async fn row_ids(&self) -> BTreeSet<Uuid> {
-        sqlx::query_scalar::<_, Uuid>("SELECT id FROM files")
-            .fetch_all(&self.pool)
-            .await
-            .expect("rows")
-            .into_iter()
-            .collect()
+        row_ids(&self.pool).await
     }
 
     pub fn object_ids(&self) -> BTreeSet<Uuid> {
-        files_under(&self.storage.path().join("objects"))
-            .iter()
-            .map(|p| {
-                Uuid::parse_str(p.file_name().unwrap().to_str().unwrap())
-                    .expect("objects are named by id")
-            })
-            .collect()
+        object_ids(self.storage.path())
     }
 
-    /// Files in the journal (in-progress or abandoned work); lock files excluded.
     pub fn journal_files(&self) -> Vec<PathBuf> {
-        files_under(&self.storage.path().join("tmp"))
-            .into_iter()
-            .filter(|p| p.extension().is_none_or(|e| e != "lock"))
-            .collect()
+        journal_files(self.storage.path())
     }
 
     /// The promise: every row has its object, every object its row, nothing half-done remains.
     pub async fn assert_consistent(&self) -> BTreeSet<Uuid> {
-        let rows = self.row_ids().await;
-        assert_eq!(rows, self.object_ids(), "rows and objects differ");
-        assert_eq!(
-            self.journal_files(),
-            Vec::<PathBuf>::new(),
-            "journal leftovers"
-        );
-        rows
+        assert_consistent(&self.pool, self.storage.path()).await
     }
 
     /// Waits until the server has finished with every upload it started.
@@ -217,6 +200,44 @@ impl TestApp {
         let mut rx = self.uploads_in_flight.clone();
         rx.wait_for(|n| *n == 0).await.expect("server alive");
     }
+}
+
+pub async fn row_ids(pool: &PgPool) -> BTreeSet<Uuid> {
+    sqlx::query_scalar::<_, Uuid>("SELECT id FROM files")
+        .fetch_all(pool)
+        .await
+        .expect("rows")
+        .into_iter()
+        .collect()
+}
+
+pub fn object_ids(root: &Path) -> BTreeSet<Uuid> {
+    files_under(&root.join("objects"))
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            Uuid::parse_str(name).expect("objects are named by id")
+        })
+        .collect()
+}
+
+/// Files in the journal (uploads in progress or abandoned); lock files excluded.
+pub fn journal_files(root: &Path) -> Vec<PathBuf> {
+    files_under(&root.join("tmp"))
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "lock"))
+        .collect()
+}
+
+pub async fn assert_consistent(pool: &PgPool, root: &Path) -> BTreeSet<Uuid> {
+    let rows = row_ids(pool).await;
+    assert_eq!(rows, object_ids(root), "rows and objects differ");
+    assert_eq!(
+        journal_files(root),
+        Vec::<PathBuf>::new(),
+        "journal leftovers"
+    );
+    rows
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {

@@ -2,7 +2,10 @@
 //! own Postgres database and storage root.
 
 mod checkout;
+mod child;
 mod container;
+mod crash;
+mod disk_full;
 mod downloads;
 mod faults;
 mod files;

@@ -1,0 +1,124 @@
+//! The real `intake` binary as a child process, for faults that end a process: SIGKILL and
+//! SIGTERM. Its JSON log lines are the events a test waits for (no sleeps, no polling).
+
+use std::{path::Path, process::Stdio};
+
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    net::TcpStream,
+    process::{Child, ChildStdout, Command},
+};
+
+use crate::helpers::random_bytes;
+
+pub struct ChildServer {
+    pub child: Child,
+    pub address: String,
+    logs: Lines<BufReader<ChildStdout>>,
+}
+
+impl ChildServer {
+    pub async fn start(db_url: &str, root: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("APP_ENVIRONMENT", "local")
+            .env("APP__DATABASE__URL", db_url)
+            .env("APP__STORAGE__ROOT", root)
+            .env("APP__SERVER__PORT", "0")
+            .env("APP__SERVER__WORKERS", "1")
+            .env("APP__LOG__FORMAT", "json")
+            .env("RUST_LOG", "info,intake=debug")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the intake binary starts");
+        let logs = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut server = Self {
+            child,
+            address: String::new(),
+            logs,
+        };
+        let listening = server.wait_for_log("intake is listening").await;
+        server.address = format!("127.0.0.1:{}", listening["port"]);
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Reads the server's log until a line with this message; returns that line.
+    pub async fn wait_for_log(&mut self, message: &str) -> Value {
+        self.wait_for(|event| event["message"] == message).await
+    }
+
+    /// Reads the server's log until a line matches.
+    pub async fn wait_for(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+        while let Some(line) = self.logs.next_line().await.expect("read the log") {
+            if let Ok(event) = serde_json::from_str::<Value>(&line)
+                && matches(&event)
+            {
+                return event;
+            }
+        }
+        panic!("the server exited before logging what the test waits for");
+    }
+
+    /// Waits until the server has started writing the raw upload's file.
+    pub async fn wait_for_raw_upload(&mut self) -> Value {
+        self.wait_for(|e| e["message"] == "receiving file" && e["filename"] == RAW_NAME)
+            .await
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+const RAW_NAME: &str = "raw-upload.bin";
+
+/// A multipart upload over a raw connection: the head announces `total` body bytes of one
+/// `file` part; `start` sends the first `sent` of them, `finish` the rest.
+pub struct RawUpload {
+    pub stream: TcpStream,
+    body: Vec<u8>,
+    sent: usize,
+}
+
+impl RawUpload {
+    pub async fn start(address: &str, file_bytes: usize, sent: usize) -> Self {
+        let mut body = format!(
+            "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{RAW_NAME}\"\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend(random_bytes(file_bytes, 99));
+        body.extend_from_slice(b"\r\n--B--\r\n");
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body[..sent]).await.unwrap();
+        Self { stream, body, sent }
+    }
+
+    /// Sends the rest of the body and returns the raw response.
+    pub async fn finish(mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        self.stream
+            .write_all(&self.body[self.sent..])
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        self.stream.read_to_end(&mut response).await.unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    }
+}
