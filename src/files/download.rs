@@ -7,13 +7,11 @@ use actix_web::{
     body::SizedStream,
     http::{
         StatusCode,
-        header::{
-            self, ByteRangeSpec, Charset, ContentDisposition, DispositionParam, DispositionType,
-            EntityTag, ExtendedValue, HttpDate, IfNoneMatch, IfRange, Range,
-        },
+        header::{self, ByteRangeSpec, EntityTag, HttpDate, IfNoneMatch, IfRange, Range},
     },
     web,
 };
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
@@ -89,7 +87,7 @@ pub async fn content(
         .insert_header(header::ETag(etag))
         .insert_header(header::LastModified(last_modified))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header(attachment(&record))
+        .insert_header((header::CONTENT_DISPOSITION, attachment(&record)))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         // Even if a browser were made to render the file, it gets no origin and no scripts.
         .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"))
@@ -123,28 +121,35 @@ fn requested_range(
     }
 }
 
-/// Always an attachment: the stored type may be one a browser would execute.
-fn attachment(record: &FileRecord) -> ContentDisposition {
+/// Everything but RFC 8187's `attr-char` is percent-encoded in `filename*`.
+const NOT_ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// Always an attachment, since the stored type may be one a browser would execute. The
+/// quoted `filename` is an ASCII fallback without quotes, backslashes or semicolons; the exact
+/// name travels in `filename*` (RFC 6266).
+fn attachment(record: &FileRecord) -> String {
     let fallback: String = record
         .filename
         .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '%' | ';') || c == ' ' {
-                c
-            } else {
-                '_'
-            }
+        .map(|c| match c {
+            ' ' => ' ',
+            '"' | '\\' | '%' | ';' => '_',
+            c if c.is_ascii_graphic() => c,
+            _ => '_',
         })
         .collect();
-    ContentDisposition {
-        disposition: DispositionType::Attachment,
-        parameters: vec![
-            DispositionParam::Filename(fallback),
-            DispositionParam::FilenameExt(ExtendedValue {
-                charset: Charset::Ext("UTF-8".into()),
-                language_tag: None,
-                value: record.filename.as_bytes().to_vec(),
-            }),
-        ],
-    }
+    let exact = utf8_percent_encode(&record.filename, NOT_ATTR_CHAR);
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}")
 }

@@ -1,6 +1,6 @@
 //! Reads a multipart form part by part with every limit applied as the bytes arrive.
 
-use std::{future::Future, time::Duration};
+use std::{cell::Cell, future::Future, rc::Rc, time::Duration};
 
 use actix_multipart::{Field, Multipart, MultipartError};
 use actix_web::{HttpRequest, error::PayloadError, http::header, web};
@@ -32,6 +32,9 @@ pub struct Form<'a> {
     multipart: Multipart,
     limits: &'a Limits,
     parts: usize,
+    /// Set when the body crossed `max_request_bytes`; the multipart parser reports the same
+    /// `Overflow` when a part's headers outgrow its buffer.
+    over_limit: Rc<Cell<bool>>,
 }
 
 /// A file part on disk at its final path, waiting for its row.
@@ -56,10 +59,13 @@ impl<'a> Form<'a> {
             return Err(ApiError::RequestTooLarge(max));
         }
         let mut seen = 0u64;
+        let over_limit = Rc::new(Cell::new(false));
+        let flag = Rc::clone(&over_limit);
         let counted = payload.map(move |chunk| {
             let chunk = chunk?;
             seen += chunk.len() as u64;
             if seen > max {
+                flag.set(true);
                 Err(PayloadError::Overflow)
             } else {
                 Ok(chunk)
@@ -69,6 +75,7 @@ impl<'a> Form<'a> {
             multipart: Multipart::new(req.headers(), counted),
             limits,
             parts: 0,
+            over_limit,
         })
     }
 
@@ -155,7 +162,7 @@ impl<'a> Form<'a> {
             MultipartError::ContentTypeMissing
             | MultipartError::ContentTypeParse
             | MultipartError::ContentTypeIncompatible => ApiError::NotMultipart(error.to_string()),
-            MultipartError::Payload(PayloadError::Overflow) => {
+            MultipartError::Payload(PayloadError::Overflow) if self.over_limit.get() => {
                 ApiError::RequestTooLarge(self.limits.settings.max_request_bytes)
             }
             other => ApiError::MalformedMultipart(other.to_string()),

@@ -11,5 +11,7 @@ mod faults;
 mod files;
 mod health;
 mod helpers;
+mod hostile;
 mod lessons;
+mod load;
 mod uploads;
