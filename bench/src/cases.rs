@@ -1,0 +1,231 @@
+//! The benchmark's cases and how each is run and measured.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    load::{self, Check, Shot},
+    rss::{self, Sampler},
+};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+const BOUNDARY: &str = "intakeBenchBoundary4f1c";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Upload { size: usize },
+    Slow,
+    Checkout,
+    Ping,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub concurrency: usize,
+    pub total: usize,
+}
+
+pub const SUITE: [Case; 9] = [
+    Case {
+        name: "upload 1 KiB c=64",
+        kind: Kind::Upload { size: KIB },
+        concurrency: 64,
+        total: 20_000,
+    },
+    Case {
+        name: "upload 1 MiB c=16",
+        kind: Kind::Upload { size: MIB },
+        concurrency: 16,
+        total: 2_000,
+    },
+    Case {
+        name: "upload 1 MiB c=256",
+        kind: Kind::Upload { size: MIB },
+        concurrency: 256,
+        total: 2_048,
+    },
+    Case {
+        name: "upload 100 MiB c=1",
+        kind: Kind::Upload { size: 100 * MIB },
+        concurrency: 1,
+        total: 5,
+    },
+    Case {
+        name: "upload 1 GiB c=1",
+        kind: Kind::Upload { size: 1024 * MIB },
+        concurrency: 1,
+        total: 2,
+    },
+    Case {
+        name: "slow 1 s c=1000",
+        kind: Kind::Slow,
+        concurrency: 1_000,
+        total: 1_000,
+    },
+    Case {
+        name: "slow 1 s c=10000",
+        kind: Kind::Slow,
+        concurrency: 10_000,
+        total: 10_000,
+    },
+    Case {
+        name: "checkout c=100",
+        kind: Kind::Checkout,
+        concurrency: 100,
+        total: 500,
+    },
+    Case {
+        name: "ping c=64",
+        kind: Kind::Ping,
+        concurrency: 64,
+        total: 100_000,
+    },
+];
+
+/// One case against one target, as written to the results file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseResult {
+    pub target: String,
+    pub case: String,
+    pub ok: usize,
+    pub errors: usize,
+    pub wall_s: f64,
+    pub rps: f64,
+    pub mib_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub rss_start_mib: f64,
+    pub rss_peak_mib: f64,
+}
+
+impl Case {
+    /// A smoke-test version: one round of requests, small files.
+    pub fn quick(mut self) -> Self {
+        self.total = self.concurrency.min(self.total).min(64);
+        self.concurrency = self.total;
+        if let Kind::Upload { size } = &mut self.kind {
+            *size = (*size).min(MIB);
+        }
+        self
+    }
+
+    pub fn run(&self, target: &str, address: SocketAddr, pid: u32) -> CaseResult {
+        let (shot, check, payload) = self.request();
+        let rss_start = rss::tree_rss_kib(pid);
+        let sampler = Sampler::start(pid);
+        let outcome = load::run(address, Arc::new(shot), self.total, self.concurrency, check);
+        let rss_peak = sampler.finish();
+        let mut latencies = outcome.latencies;
+        latencies.sort();
+        let ok = latencies.len();
+        let wall = outcome.wall.as_secs_f64();
+        CaseResult {
+            target: target.to_owned(),
+            case: self.name.to_owned(),
+            ok,
+            errors: outcome.errors,
+            wall_s: wall,
+            rps: ok as f64 / wall,
+            mib_s: (ok * payload) as f64 / MIB as f64 / wall,
+            p50_ms: percentile(&latencies, 0.50),
+            p99_ms: percentile(&latencies, 0.99),
+            max_ms: latencies.last().map_or(0.0, ms),
+            rss_start_mib: rss_start as f64 / 1024.0,
+            rss_peak_mib: rss_peak as f64 / 1024.0,
+        }
+    }
+
+    /// The request, how to check its answer, and the payload bytes it carries.
+    fn request(&self) -> (Shot, Arc<Check>, usize) {
+        let get = |path: &str| Shot {
+            method: Method::GET,
+            path: path.to_owned(),
+            content_type: None,
+            body: Bytes::new(),
+        };
+        let success: Arc<Check> = Arc::new(|status: StatusCode, _: &[u8]| status.is_success());
+        match self.kind {
+            Kind::Ping => (get("/ping"), success, 0),
+            Kind::Slow => (get("/slow?ms=1000"), success, 0),
+            Kind::Checkout => {
+                let order = r#"{"customer_email":"bench@example.com","amount_cents":1299,"currency":"EUR","items":[{"sku":"BENCH-1","quantity":1}]}"#;
+                let shot = Shot {
+                    method: Method::POST,
+                    path: "/checkout".into(),
+                    content_type: Some("application/json".into()),
+                    body: Bytes::from_static(order.as_bytes()),
+                };
+                (shot, success, 0)
+            }
+            Kind::Upload { size } => {
+                let payload = random_bytes(size);
+                let sha256 = hex::encode(Sha256::digest(&payload));
+                let shot = Shot {
+                    method: Method::POST,
+                    path: "/upload".into(),
+                    content_type: Some(format!("multipart/form-data; boundary={BOUNDARY}")),
+                    body: multipart(&payload),
+                };
+                (shot, Arc::new(verified(size, sha256)), size)
+            }
+        }
+    }
+}
+
+/// An upload counts only if the server reports the right size, and the right sha256 when it
+/// reports one (the FastAPI peer does not).
+fn verified(size: usize, sha256: String) -> impl Fn(StatusCode, &[u8]) -> bool + Send + Sync {
+    move |status, body| {
+        let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return false;
+        };
+        status.is_success()
+            && answer["size"].as_u64() == Some(size as u64)
+            && answer["sha256"].as_str().is_none_or(|hash| hash == sha256)
+    }
+}
+
+fn multipart(payload: &[u8]) -> Bytes {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.reserve(payload.len() + 64);
+    body.extend_from_slice(payload);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    Bytes::from(body)
+}
+
+/// Incompressible, reproducible bytes (xorshift64*).
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        bytes.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+fn ms(duration: &Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    ms(&sorted[index])
+}

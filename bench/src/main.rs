@@ -1,0 +1,122 @@
+//! intake's benchmark. `scripts/bench.sh` runs it end to end; see README → Benchmarks.
+
+mod cases;
+mod ceilings;
+mod load;
+mod report;
+mod rss;
+
+use std::{
+    fs::{self, OpenOptions},
+    io::Write,
+    net::SocketAddr,
+    path::PathBuf,
+};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "intake's benchmark: load, ceilings, report")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every case against one server and appends one JSON line per case.
+    Suite {
+        /// The server, on loopback only, e.g. 127.0.0.1:18080.
+        #[arg(long)]
+        address: SocketAddr,
+        /// The server's process id, for its memory.
+        #[arg(long)]
+        pid: u32,
+        /// The name the report shows for this server.
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// One small round per case: a smoke test, not a measurement.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Measures disk write (in DIR), SHA-256 and loopback TCP; writes JSON.
+    Ceilings {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Writes the Markdown report and the SVG chart from a run's files.
+    Report {
+        #[arg(long)]
+        results: PathBuf,
+        #[arg(long)]
+        ceilings: PathBuf,
+        #[arg(long)]
+        header: String,
+        #[arg(long)]
+        markdown: PathBuf,
+        #[arg(long)]
+        svg: PathBuf,
+    },
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    match Cli::parse().command {
+        Command::Suite {
+            address,
+            pid,
+            target,
+            out,
+            quick,
+        } => {
+            if !address.ip().is_loopback() {
+                return Err("the benchmark only sends load to loopback addresses".into());
+            }
+            let mut file = OpenOptions::new().create(true).append(true).open(out)?;
+            for case in cases::SUITE {
+                let case = if quick { case.quick() } else { case };
+                let result = case.run(&target, address, pid);
+                eprintln!(
+                    "{:<10} {:<20} ok {:>6} err {:>4}  {:>9.1} req/s {:>8.1} MiB/s  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  RSS {:>6.1} → {:>6.1} MiB",
+                    result.target,
+                    result.case,
+                    result.ok,
+                    result.errors,
+                    result.rps,
+                    result.mib_s,
+                    result.p50_ms,
+                    result.p99_ms,
+                    result.max_ms,
+                    result.rss_start_mib,
+                    result.rss_peak_mib
+                );
+                writeln!(file, "{}", serde_json::to_string(&result)?)?;
+            }
+        }
+        Command::Ceilings { dir, out } => {
+            let ceilings = ceilings::measure(&dir);
+            eprintln!("{ceilings:?}");
+            fs::write(out, serde_json::to_string_pretty(&ceilings)?)?;
+        }
+        Command::Report {
+            results,
+            ceilings,
+            header,
+            markdown,
+            svg,
+        } => {
+            let results: Vec<cases::CaseResult> = fs::read_to_string(results)?
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
+            let ceilings: ceilings::Ceilings =
+                serde_json::from_str(&fs::read_to_string(ceilings)?)?;
+            fs::write(markdown, report::markdown(&results, &ceilings, &header))?;
+            report::chart(&results, &svg)?;
+        }
+    }
+    Ok(())
+}

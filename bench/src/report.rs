@@ -1,0 +1,218 @@
+//! `docs/benchmarks.md` and its chart, from the results of one run.
+
+use std::fmt::Write as _;
+
+use plotters::{coord::ranged1d::SegmentValue, prelude::*};
+
+use crate::{
+    cases::{CaseResult, SUITE},
+    ceilings::Ceilings,
+};
+
+pub const INTAKE: &str = "intake";
+
+/// What a case is held to (issue: "Benchmarks in one command … then make intake fast").
+fn target(
+    case: &str,
+    intake: &CaseResult,
+    peer: Option<&CaseResult>,
+    ceilings: &Ceilings,
+) -> Option<(String, bool)> {
+    let disk = ceilings.disk_write_mib_s;
+    let peer_rps = peer.map_or(f64::NAN, |p| p.rps);
+    let growth = intake.rss_peak_mib - intake.rss_start_mib;
+    Some(match case {
+        "upload 1 KiB c=64" => ("≥ 3× best peer req/s".into(), intake.rps >= 3.0 * peer_rps),
+        "upload 1 MiB c=16" => ("≥ 80% of disk ceiling".into(), intake.mib_s >= 0.8 * disk),
+        "upload 1 MiB c=256" => ("peak RSS ≤ 64 MiB".into(), intake.rss_peak_mib <= 64.0),
+        "upload 1 GiB c=1" => (
+            "≥ 80% of disk ceiling, RSS growth ≤ 16 MiB".into(),
+            intake.mib_s >= 0.8 * disk && growth <= 16.0,
+        ),
+        "slow 1 s c=10000" => (
+            "all answered within 1.2 s".into(),
+            intake.errors == 0 && intake.max_ms <= 1200.0,
+        ),
+        "ping c=64" => (
+            "≥ 10× best peer req/s".into(),
+            intake.rps >= 10.0 * peer_rps,
+        ),
+        _ => return None,
+    })
+}
+
+fn best_peer<'a>(results: &'a [CaseResult], case: &str) -> Option<&'a CaseResult> {
+    results
+        .iter()
+        .filter(|r| r.case == case && r.target != INTAKE && r.errors == 0)
+        .max_by(|a, b| a.rps.total_cmp(&b.rps))
+}
+
+fn find<'a>(results: &'a [CaseResult], target: &str, case: &str) -> Option<&'a CaseResult> {
+    results
+        .iter()
+        .find(|r| r.case == case && r.target == target)
+}
+
+pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n\n{header}\n");
+    let _ = writeln!(out, "![intake ÷ best FastAPI peer](benchmarks.svg)\n");
+    let _ = writeln!(out, "## The machine's ceilings (same run)\n");
+    let _ = writeln!(out, "| ceiling | MiB/s |\n|---|---:|");
+    let _ = writeln!(
+        out,
+        "| disk write, `dd bs=1M count=1024 conv=fdatasync` (median of 3) | {:.0} |",
+        ceilings.disk_write_mib_s
+    );
+    let _ = writeln!(
+        out,
+        "| SHA-256, one core (`sha2` crate) | {:.0} |",
+        ceilings.sha256_mib_s
+    );
+    let _ = writeln!(
+        out,
+        "| loopback TCP, one stream | {:.0} |\n",
+        ceilings.loopback_mib_s
+    );
+
+    let _ = writeln!(out, "## intake against the best peer and the machine\n");
+    let _ = writeln!(
+        out,
+        "| case | intake | best peer | intake ÷ peer | share of disk ceiling | target | met |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---|");
+    for case in SUITE.iter().map(|c| c.name) {
+        let Some(intake) = find(results, INTAKE, case) else {
+            continue;
+        };
+        let peer = best_peer(results, case);
+        let is_upload = intake.mib_s > 0.0;
+        let figure = |r: &CaseResult| {
+            if is_upload {
+                format!("{:.0} MiB/s, {:.0} req/s", r.mib_s, r.rps)
+            } else {
+                format!("{:.0} req/s, max {:.0} ms", r.rps, r.max_ms)
+            }
+        };
+        let (peer_text, ratio) = match peer {
+            Some(p) => (
+                format!("{} ({})", figure(p), p.target),
+                format!("{:.2}×", intake.rps / p.rps),
+            ),
+            None => ("—".into(), "—".into()),
+        };
+        let share = if is_upload {
+            format!("{:.0}%", 100.0 * intake.mib_s / ceilings.disk_write_mib_s)
+        } else {
+            "—".into()
+        };
+        let (goal, met) = match target(case, intake, peer, ceilings) {
+            Some((goal, met)) => (goal, if met { "yes" } else { "**no**" }.to_owned()),
+            None => ("—".into(), "—".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {case} | {} | {peer_text} | {ratio} | {share} | {goal} | {met} |",
+            figure(intake)
+        );
+    }
+
+    let _ = writeln!(out, "\n## Every figure\n");
+    let _ = writeln!(
+        out,
+        "| case | server | ok | errors | req/s | MiB/s | p50 ms | p99 ms | max ms | RSS before → peak (MiB) |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for case in SUITE.iter().map(|c| c.name) {
+        for r in results.iter().filter(|r| r.case == case) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} → {:.1} |",
+                r.case,
+                r.target,
+                r.ok,
+                r.errors,
+                r.rps,
+                r.mib_s,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.rss_start_mib,
+                r.rss_peak_mib
+            );
+        }
+    }
+    out
+}
+
+/// One bar per case: intake's requests per second over the best peer's.
+pub fn chart(
+    results: &[CaseResult],
+    path: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bars: Vec<(&str, f64)> = SUITE
+        .iter()
+        .filter_map(|case| {
+            let intake = find(results, INTAKE, case.name)?;
+            let peer = best_peer(results, case.name)?;
+            Some((case.name, intake.rps / peer.rps))
+        })
+        .collect();
+    let max = bars.iter().map(|(_, r)| *r).fold(1.0, f64::max) * 1.15;
+    let root = SVGBackend::new(path, (900, 60 + 44 * bars.len() as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "intake ÷ best FastAPI peer, requests per second (higher is better)",
+            ("sans-serif", 20),
+        )
+        .margin(16)
+        .x_label_area_size(36)
+        .y_label_area_size(170)
+        .build_cartesian_2d(0.0..max, (0..bars.len()).into_segmented())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(bars.len())
+        .y_label_formatter(&|value| match value {
+            SegmentValue::CenterOf(i) => bars
+                .get(*i)
+                .map_or(String::new(), |(name, _)| (*name).to_owned()),
+            _ => String::new(),
+        })
+        .x_desc("× the peer")
+        .draw()?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, ratio))| {
+        let color = if *ratio >= 1.0 {
+            RGBColor(46, 125, 50)
+        } else {
+            RGBColor(198, 40, 40)
+        };
+        let mut bar = Rectangle::new(
+            [
+                (0.0, SegmentValue::Exact(i)),
+                (*ratio, SegmentValue::Exact(i + 1)),
+            ],
+            color.filled(),
+        );
+        bar.set_margin(6, 6, 0, 0);
+        bar
+    }))?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, ratio))| {
+        Text::new(
+            format!(" {ratio:.1}×"),
+            (*ratio, SegmentValue::CenterOf(i)),
+            ("sans-serif", 15),
+        )
+    }))?;
+    chart.draw_series(LineSeries::new(
+        [
+            (1.0, SegmentValue::Exact(0)),
+            (1.0, SegmentValue::Exact(bars.len())),
+        ],
+        BLACK.stroke_width(1),
+    ))?;
+    root.present()?;
+    Ok(())
+}
