@@ -40,6 +40,9 @@ enum Command {
         /// One small round per case: a smoke test, not a measurement.
         #[arg(long)]
         quick: bool,
+        /// Only the cases whose name contains this text.
+        #[arg(long, default_value = "")]
+        only: String,
     },
     /// Measures disk write (in DIR), SHA-256 and loopback TCP; writes JSON.
     Ceilings {
@@ -71,12 +74,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             target,
             out,
             quick,
+            only,
         } => {
             if !address.ip().is_loopback() {
                 return Err("the benchmark only sends load to loopback addresses".into());
             }
             let mut file = OpenOptions::new().create(true).append(true).open(out)?;
-            for case in cases::SUITE {
+            for case in cases::SUITE.into_iter().filter(|c| c.name.contains(&only)) {
                 let case = if quick { case.quick() } else { case };
                 let result = case.run(&target, address, pid);
                 eprintln!(

@@ -130,15 +130,20 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Links `from` to `to` durably, creating (and syncing) the fan-out directories when new.
-fn link_durably(from: &Path, to: &Path) -> io::Result<()> {
+/// Links `from` to `to`, creating (and syncing) the fan-out directories when new. The new
+/// entry itself is durable only once its directory is synced.
+fn link(from: &Path, to: &Path) -> io::Result<()> {
     let dir = to.parent().expect("object paths have a directory");
     if !dir.exists() {
         fs::create_dir_all(dir)?;
         sync_parent(dir)?;
         sync_parent(dir.parent().expect("fan-out has two levels"))?;
     }
-    fs::hard_link(from, to)?;
+    fs::hard_link(from, to)
+}
+
+fn link_durably(from: &Path, to: &Path) -> io::Result<()> {
+    link(from, to)?;
     sync_parent(to)
 }
 
