@@ -117,7 +117,7 @@ impl Application {
                 .configure(lessons::routes)
                 .wrap(ErrorHandlers::new().default_handler(problem::render_framework_errors))
                 .wrap(from_fn(telemetry::echo_request_id))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<telemetry::RequestSpan>::new())
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)

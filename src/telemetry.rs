@@ -7,7 +7,8 @@ use actix_web::{
     http::header::{HeaderName, HeaderValue},
     middleware::Next,
 };
-use tracing_actix_web::RequestId;
+use tracing::Span;
+use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
 
 use crate::configuration::{LogFormat, LogSettings};
@@ -29,6 +30,31 @@ where
             .with_span_list(false)
             .init(),
         LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+/// The span every request's log lines carry: fewer fields than tracing-actix-web's default
+/// (whose client address, user agent and host cost a fifth of a small request's CPU), built
+/// only when the `info` level is on.
+pub struct RequestSpan;
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let request_id = request.extensions().get::<RequestId>().copied();
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.route = request.match_pattern().as_deref().unwrap_or("unmatched"),
+            request_id = request_id.map(tracing::field::display),
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }
 
