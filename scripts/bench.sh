@@ -97,4 +97,5 @@ server reports one, the right SHA-256 (the peer reports none, and keeps nothing 
 "$BENCH" report --results "$WORK/results.jsonl" --ceilings "$WORK/ceilings.json" \
   --header "$header" --markdown "$DOCS/benchmarks.md" --svg "$DOCS/benchmarks.svg"
 cp "$WORK/results.jsonl" "$DOCS/benchmarks.jsonl"
+cp "$WORK/ceilings.json" "$DOCS/benchmarks-ceilings.json"
 echo "== wrote $DOCS/benchmarks.md and $DOCS/benchmarks.svg"

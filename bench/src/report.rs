@@ -164,7 +164,7 @@ pub fn chart(
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "intake ÷ best FastAPI peer, requests per second (higher is better)",
+            "intake ÷ best FastAPI peer, req/s (higher is better; intake fsyncs, the peer keeps nothing)",
             ("sans-serif", 20),
         )
         .margin(16)
