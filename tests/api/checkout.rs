@@ -40,6 +40,30 @@ async fn app_with_http_providers(mock: &MockServer) -> TestApp {
     .await
 }
 
+/// A provider server answering the payment and the email calls as given (the payment
+/// expected `payment_calls` times), and an app that uses it.
+async fn with_providers(
+    payment: ResponseTemplate,
+    email: ResponseTemplate,
+    payment_calls: Option<u64>,
+) -> (MockServer, TestApp) {
+    let mock = MockServer::start().await;
+    let charge = Mock::given(method("POST"))
+        .and(path("/pay"))
+        .respond_with(payment);
+    match payment_calls {
+        Some(calls) => charge.expect(calls).mount(&mock).await,
+        None => charge.mount(&mock).await,
+    }
+    Mock::given(method("POST"))
+        .and(path("/mail"))
+        .respond_with(email)
+        .mount(&mock)
+        .await;
+    let app = app_with_http_providers(&mock).await;
+    (mock, app)
+}
+
 fn paid() -> ResponseTemplate {
     ResponseTemplate::new(200)
         .set_body_json(json!({"status": "succeeded", "transaction_id": "tx_1"}))
@@ -98,16 +122,12 @@ async fn a_paid_checkout_is_201_with_both_outcomes_recorded() {
 
 #[tokio::test]
 async fn a_declined_payment_is_402() {
-    let mock = MockServer::start().await;
-    Mock::given(path("/pay"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "declined"})))
-        .mount(&mock)
-        .await;
-    Mock::given(path("/mail"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&mock)
-        .await;
-    let app = app_with_http_providers(&mock).await;
+    let (_mock, app) = with_providers(
+        ResponseTemplate::new(200).set_body_json(json!({"status": "declined"})),
+        ResponseTemplate::new(200),
+        None,
+    )
+    .await;
 
     let body = assert_problem(post(&app, &order(), None).await, 402, "payment_declined").await;
 
@@ -118,16 +138,8 @@ async fn a_declined_payment_is_402() {
 
 #[tokio::test]
 async fn a_failing_payment_provider_is_502() {
-    let mock = MockServer::start().await;
-    Mock::given(path("/pay"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&mock)
-        .await;
-    Mock::given(path("/mail"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&mock)
-        .await;
-    let app = app_with_http_providers(&mock).await;
+    let (_mock, app) =
+        with_providers(ResponseTemplate::new(500), ResponseTemplate::new(200), None).await;
 
     let body = assert_problem(
         post(&app, &order(), None).await,
@@ -141,16 +153,12 @@ async fn a_failing_payment_provider_is_502() {
 
 #[tokio::test]
 async fn a_payment_slower_than_its_timeout_is_504() {
-    let mock = MockServer::start().await;
-    Mock::given(path("/pay"))
-        .respond_with(paid().set_delay(std::time::Duration::from_secs(5)))
-        .mount(&mock)
-        .await;
-    Mock::given(path("/mail"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&mock)
-        .await;
-    let app = app_with_http_providers(&mock).await;
+    let (_mock, app) = with_providers(
+        paid().set_delay(std::time::Duration::from_secs(5)),
+        ResponseTemplate::new(200),
+        None,
+    )
+    .await;
 
     let body = assert_problem(
         post(&app, &order(), None).await,
@@ -166,16 +174,7 @@ async fn a_payment_slower_than_its_timeout_is_504() {
 
 #[tokio::test]
 async fn a_failing_email_never_fails_a_paid_order() {
-    let mock = MockServer::start().await;
-    Mock::given(path("/pay"))
-        .respond_with(paid())
-        .mount(&mock)
-        .await;
-    Mock::given(path("/mail"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&mock)
-        .await;
-    let app = app_with_http_providers(&mock).await;
+    let (_mock, app) = with_providers(paid(), ResponseTemplate::new(503), None).await;
 
     let response = post(&app, &order(), None).await;
 
@@ -194,18 +193,7 @@ async fn a_failing_email_never_fails_a_paid_order() {
 
 #[tokio::test]
 async fn the_same_key_and_body_replays_the_answer_without_charging_again() {
-    let mock = MockServer::start().await;
-    Mock::given(path("/pay"))
-        .respond_with(paid())
-        .expect(1)
-        .mount(&mock)
-        .await;
-    Mock::given(path("/mail"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(1)
-        .mount(&mock)
-        .await;
-    let app = app_with_http_providers(&mock).await;
+    let (_mock, app) = with_providers(paid(), ResponseTemplate::new(200), Some(1)).await;
 
     let first = post(&app, &order(), Some("key-1")).await;
     let second = post(&app, &order(), Some("key-1")).await;
@@ -219,17 +207,7 @@ async fn the_same_key_and_body_replays_the_answer_without_charging_again() {
 
 #[tokio::test]
 async fn the_same_key_with_another_body_is_422() {
-    let mock = MockServer::start().await;
-    Mock::given(path("/pay"))
-        .respond_with(paid())
-        .expect(1)
-        .mount(&mock)
-        .await;
-    Mock::given(path("/mail"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&mock)
-        .await;
-    let app = app_with_http_providers(&mock).await;
+    let (_mock, app) = with_providers(paid(), ResponseTemplate::new(200), Some(1)).await;
     post(&app, &order(), Some("key-2")).await;
 
     let mut other = order();
@@ -244,18 +222,9 @@ async fn the_same_key_with_another_body_is_422() {
 
 #[tokio::test]
 async fn concurrent_requests_with_one_key_charge_exactly_once() {
-    let mock = MockServer::start().await;
     // Slow enough that the requests overlap; the assertion does not depend on it.
-    Mock::given(path("/pay"))
-        .respond_with(paid().set_delay(std::time::Duration::from_millis(100)))
-        .expect(1)
-        .mount(&mock)
-        .await;
-    Mock::given(path("/mail"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&mock)
-        .await;
-    let app = app_with_http_providers(&mock).await;
+    let slow_payment = paid().set_delay(std::time::Duration::from_millis(100));
+    let (_mock, app) = with_providers(slow_payment, ResponseTemplate::new(200), Some(1)).await;
 
     let body = order();
     let responses =

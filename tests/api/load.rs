@@ -8,7 +8,7 @@ use std::{
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use crate::helpers::{random_bytes, sha256_hex, spawn_app_with};
+use crate::helpers::{TestApp, random_bytes, sha256_hex, spawn_app_with};
 
 const UPLOADS: u64 = 300;
 const MAX_SIZE: f64 = 8.0 * 1024.0 * 1024.0;
@@ -41,14 +41,9 @@ async fn concurrent_uploads_downloads_and_deletes_keep_every_acknowledged_file()
                 let deleted = app.client.delete(url).send().await.unwrap();
                 assert_eq!(deleted.status(), 204);
             } else {
-                let content = app
-                    .get(&format!("/files/{id}/content"))
-                    .await
-                    .bytes()
-                    .await
-                    .unwrap();
-                assert_eq!(sha256_hex(&content), sha256_hex(&bytes));
-                kept.lock().unwrap().insert(id, sha256_hex(&bytes));
+                let sha256 = sha256_hex(&bytes);
+                assert_downloads(&app, id, &sha256).await;
+                kept.lock().unwrap().insert(id, sha256);
             }
         }
     });
@@ -60,12 +55,16 @@ async fn concurrent_uploads_downloads_and_deletes_keep_every_acknowledged_file()
         kept.keys().copied().collect()
     );
     for (id, sha256) in &kept {
-        let content = app
-            .get(&format!("/files/{id}/content"))
-            .await
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(&sha256_hex(&content), sha256);
+        assert_downloads(&app, *id, sha256).await;
     }
+}
+
+async fn assert_downloads(app: &TestApp, id: Uuid, sha256: &str) {
+    let content = app
+        .get(&format!("/files/{id}/content"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(sha256_hex(&content), sha256, "{id}");
 }
