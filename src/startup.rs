@@ -74,6 +74,9 @@ impl Application {
             .map_err(|e| StartupError::Storage(io::Error::other(e)))?
             .map_err(StartupError::Storage)?;
         let storage = Arc::new(storage);
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .map_err(StartupError::Bind)?;
+        let port = listener.local_addr().map_err(StartupError::Bind)?.port();
         // Leftovers of a crash are settled before the first request can see them.
         sweep::sweep(&storage, &pool).await?;
         let sweeper = sweep::spawn_periodic(
@@ -82,9 +85,6 @@ impl Application {
             Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
         );
 
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
-            .map_err(StartupError::Bind)?;
-        let port = listener.local_addr().map_err(StartupError::Bind)?.port();
         let uploads = uploads::InFlight::default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))

@@ -1,7 +1,7 @@
 //! `POST /upload` (one part named `file`) and `POST /files` (a batch, all or nothing).
 
 mod content_type;
-pub mod filename;
+mod filename;
 mod form;
 mod in_flight;
 
