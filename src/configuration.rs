@@ -16,6 +16,8 @@ pub struct Settings {
     pub checkout: CheckoutSettings,
     pub lessons: LessonSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +98,32 @@ pub struct LessonSettings {
     pub blocking_max_ms: u64,
     pub external_url: String,
     pub external_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// Off: every request acts as the `anonymous` user and `Authorization` is ignored.
+    pub enabled: bool,
+    /// Bytes each user may keep stored; 0 = no quota.
+    pub default_quota_bytes: u64,
+}
+
+impl AuthSettings {
+    pub fn quota(&self) -> Option<u64> {
+        (self.default_quota_bytes > 0).then_some(self.default_quota_bytes)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    /// Sustained requests per minute per token (or per client address without a valid token);
+    /// 0 = no limit.
+    pub per_minute: u32,
+    /// Requests allowed at once before the sustained rate applies.
+    pub burst: u32,
+    /// Take the client address from `Forwarded`/`X-Forwarded-For`: only behind a proxy that
+    /// sets them, since clients can forge them.
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

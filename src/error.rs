@@ -2,7 +2,13 @@
 
 use std::io;
 
-use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use actix_web::{
+    HttpResponse, ResponseError,
+    http::{
+        StatusCode,
+        header::{self, HeaderValue},
+    },
+};
 
 use crate::problem;
 
@@ -27,6 +33,14 @@ pub enum ApiError {
     UploadTimeout(u64),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("this request needs `Authorization: Bearer <token>`")]
+    MissingToken,
+    #[error("the bearer token is malformed, unknown, revoked or expired")]
+    InvalidToken,
+    #[error("the upload would go over your quota of {0} bytes")]
+    QuotaExceeded(u64),
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
     #[error("{0}")]
     InvalidRequest(String),
     #[error("the request has invalid fields")]
@@ -79,6 +93,9 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::UploadTimeout(_) => "upload_timeout",
             Self::NotFound(_) => "not_found",
+            Self::MissingToken | Self::InvalidToken => "unauthorized",
+            Self::QuotaExceeded(_) => "quota_exceeded",
+            Self::RateLimited(_) => "rate_limited",
             Self::InvalidRequest(_) | Self::Validation(_) => "invalid_request",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
@@ -118,9 +135,12 @@ impl ResponseError for ApiError {
             Self::MalformedMultipart(_) | Self::MissingFile(_) | Self::InvalidRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Self::TooManyFiles(_) | Self::FileTooLarge(_) | Self::RequestTooLarge(_) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::TooManyFiles(_)
+            | Self::FileTooLarge(_)
+            | Self::RequestTooLarge(_)
+            | Self::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -155,11 +175,28 @@ impl ResponseError for ApiError {
             );
         }
         let mut response = problem::respond(status, body);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from_static("5"),
-            );
+        let headers = response.headers_mut();
+        match self {
+            Self::DatabaseUnavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::RateLimited(seconds) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
+            }
+            // RFC 6750: a request without credentials gets no error code.
+            Self::MissingToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="intake""#),
+                );
+            }
+            Self::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="intake", error="invalid_token""#),
+                );
+            }
+            _ => {}
         }
         response
     }

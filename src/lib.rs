@@ -1,5 +1,7 @@
 //! intake: a streaming file upload service. See DESIGN.md for the contract.
 
+pub mod admin;
+pub mod auth;
 pub mod checkout;
 pub mod configuration;
 pub mod db;
@@ -8,6 +10,8 @@ pub mod files;
 pub mod health;
 pub mod lessons;
 pub mod problem;
+pub mod quota;
+pub mod rate_limit;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -2,7 +2,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use intake::{
-    configuration::Settings, db, health, problem::cause_chain, startup::Application, telemetry,
+    admin::{self, TokensCommand, UsersCommand},
+    configuration::Settings,
+    db, health,
+    problem::cause_chain,
+    startup::Application,
+    telemetry,
 };
 
 /// intake: a streaming file upload service with metadata in Postgres.
@@ -24,6 +29,16 @@ enum Command {
     Migrate,
     /// Ask the local server's /health/ready; exit 0 when it answers 200, 1 otherwise.
     Healthcheck,
+    /// Manage users (the owners of files and tokens).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Manage API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
 }
 
 #[actix_web::main]
@@ -35,14 +50,26 @@ async fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
-        Command::Migrate => match db::migrate_once(&settings.database).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&*error),
-        },
-        Command::Healthcheck => match health::check_local(&settings.server).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&error),
-        },
+        Command::Migrate => exit(
+            db::migrate_once(&settings.database)
+                .await
+                .map_err(|error| error as Box<dyn std::error::Error>),
+        ),
+        Command::Healthcheck => exit(health::check_local(&settings.server).await),
+        Command::Users { command } => {
+            exit(admin::users(command, &settings.database, &mut std::io::stdout()).await)
+        }
+        Command::Tokens { command } => {
+            let (mut out, mut note) = (std::io::stdout(), std::io::stderr());
+            exit(admin::tokens(command, &settings.database, &mut out, &mut note).await)
+        }
+    }
+}
+
+fn exit(result: Result<(), impl Into<Box<dyn std::error::Error>>>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&*error.into()),
     }
 }
 

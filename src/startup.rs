@@ -13,11 +13,13 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing_actix_web::TracingLogger;
 
 use crate::{
+    auth::{self, Auth},
     checkout::{self, Checkout},
     configuration::{LessonSettings, Settings, SettingsError},
     db,
     error::ApiError,
     files, health, lessons, problem,
+    rate_limit::RateLimit,
     storage::{
         Storage,
         sweep::{self, SweepError},
@@ -27,10 +29,16 @@ use crate::{
 
 /// The largest JSON body accepted (checkout); uploads stream and have their own limits.
 const MAX_JSON_BYTES: usize = 64 * 1024;
+/// How often buckets that have refilled are forgotten.
+const RATE_LIMIT_PRUNING: Duration = Duration::from_secs(60);
 
 /// What every handler shares.
 pub struct AppState {
     pub pool: PgPool,
+    pub auth: Auth,
+    pub rate_limit: RateLimit,
+    /// Bytes each user may keep stored.
+    pub quota: Option<u64>,
     pub storage: Arc<Storage>,
     pub limits: uploads::Limits,
     pub uploads: uploads::InFlight,
@@ -46,6 +54,8 @@ pub enum StartupError {
     Settings(#[from] SettingsError),
     #[error("could not apply database migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("could not read the users table")]
+    Users(#[from] sqlx::Error),
     #[error("could not open the storage root")]
     Storage(#[source] io::Error),
     #[error("could not repair the storage at start-up")]
@@ -59,7 +69,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
-    sweeper: JoinHandle<()>,
+    /// The storage sweep and the rate limiter's pruning, stopped with the server.
+    background: Vec<JoinHandle<()>>,
     uploads: uploads::InFlight,
     pool: PgPool,
 }
@@ -79,17 +90,22 @@ impl Application {
         let port = listener.local_addr().map_err(StartupError::Bind)?.port();
         // Leftovers of a crash are settled before the first request can see them.
         sweep::sweep(&storage, &pool).await?;
-        let sweeper = sweep::spawn_periodic(
+        let mut background = vec![sweep::spawn_periodic(
             Arc::clone(&storage),
             pool.clone(),
             Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
-        );
+        )];
+        let rate_limit = RateLimit::new(&settings.rate_limit);
+        background.extend(rate_limit.spawn_pruning(RATE_LIMIT_PRUNING));
 
         let uploads = uploads::InFlight::default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let state = web::Data::new(AppState {
+            auth: Auth::new(settings.auth.enabled, &pool).await?,
+            rate_limit,
+            quota: settings.auth.quota(),
             pool: pool.clone(),
             storage,
             limits: uploads::Limits::new(settings.upload.clone()),
@@ -115,6 +131,7 @@ impl Application {
                 .configure(files::routes)
                 .configure(checkout::routes)
                 .configure(lessons::routes)
+                .wrap(from_fn(auth::guard))
                 .wrap(ErrorHandlers::new().default_handler(problem::render_framework_errors))
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())
@@ -128,7 +145,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
-            sweeper,
+            background,
             uploads,
             pool,
         })
@@ -147,7 +164,7 @@ impl Application {
     /// `server.shutdown_timeout_secs`).
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let result = self.server.await;
-        self.sweeper.abort();
+        self.background.iter().for_each(JoinHandle::abort);
         self.pool.close().await;
         result
     }

@@ -17,7 +17,7 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::FileRecord;
-use crate::{error::ApiError, problem, startup::AppState};
+use crate::{auth::Owner, error::ApiError, problem, startup::AppState};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -25,8 +25,9 @@ pub async fn content(
     req: HttpRequest,
     id: web::Path<Uuid>,
     state: web::Data<AppState>,
+    owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let record = super::find(&state, *id).await?;
+    let record = super::find(&state, owner, *id).await?;
     let etag = EntityTag::new_strong(record.sha256_hex());
     let last_modified = HttpDate::from(SystemTime::from(record.created_at));
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use self::record::Cursor;
 pub use self::record::{FileObject, FileRecord};
-use crate::{db, error::ApiError, startup::AppState, uploads};
+use crate::{auth::Owner, db, error::ApiError, startup::AppState, uploads};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -47,6 +47,7 @@ struct Page {
 async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
+    owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -61,7 +62,7 @@ async fn list(
         ),
         None => None,
     };
-    let mut rows = record::list(&state.pool, limit, after).await?;
+    let mut rows = record::list(&state.pool, owner.user_id, limit, after).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|last| {
@@ -83,31 +84,47 @@ async fn list(
 async fn metadata(
     id: web::Path<Uuid>,
     state: web::Data<AppState>,
+    owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&state, *id).await?.to_object()))
+    Ok(HttpResponse::Ok().json(find(&state, owner, *id).await?.to_object()))
 }
 
-async fn find(state: &AppState, id: Uuid) -> Result<FileRecord, ApiError> {
-    record::find(&state.pool, id)
+async fn find(state: &AppState, owner: Owner, id: Uuid) -> Result<FileRecord, ApiError> {
+    record::find(&state.pool, owner.user_id, id)
         .await?
         .ok_or(ApiError::NotFound("file"))
 }
 
-async fn delete(id: web::Path<Uuid>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let state = state.into_inner();
     // Spawned so that a client hanging up cannot stop it between the unlink and the commit.
-    tokio::spawn(async move { delete_file(&state, id).await })
+    tokio::spawn(async move { delete_file(&state, owner, id).await })
         .await
         .map_err(ApiError::internal)??;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn delete_file(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), ApiError> {
     let mut tx = state.pool.begin().await?;
-    let deleted = sqlx::query_scalar!("DELETE FROM files WHERE id = $1 RETURNING id", id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let deleted = sqlx::query_scalar!(
+        r#"
+        WITH deleted AS (
+            DELETE FROM files WHERE id = $1 AND owner_id = $2 RETURNING size
+        )
+        UPDATE users SET used_bytes = used_bytes - deleted.size
+        FROM deleted WHERE users.id = $2
+        RETURNING users.id
+        "#,
+        id,
+        owner.user_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     if deleted.is_none() {
         return Err(ApiError::NotFound("file"));
     }

@@ -60,10 +60,12 @@ impl FileRecord {
     }
 }
 
-/// Inserts all rows in one statement: they are committed together or not at all. Returns the
-/// rows as stored.
+/// Inserts all rows of one upload for `owner` and settles its quota `reservation`, in one
+/// statement: all of it is committed or none. Returns the rows as stored.
 pub async fn insert_all(
     conn: &mut PgConnection,
+    owner: i64,
+    reservation: Uuid,
     files: &[NewFile],
 ) -> Result<Vec<FileRecord>, sqlx::Error> {
     let ids: Vec<Uuid> = files.iter().map(|f| f.id).collect();
@@ -73,10 +75,22 @@ pub async fn insert_all(
     let hashes: Vec<Vec<u8>> = files.iter().map(|f| f.sha256.to_vec()).collect();
     let created_at = sqlx::query_scalar!(
         r#"
-        INSERT INTO files (id, filename, content_type, size, sha256)
-        SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::bytea[])
-        RETURNING created_at
+        WITH inserted AS (
+            INSERT INTO files (owner_id, id, filename, content_type, size, sha256)
+            SELECT $1, * FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
+            RETURNING size, created_at
+        ), released AS (
+            DELETE FROM quota_reservations WHERE upload_id = $2 RETURNING bytes
+        ), charged AS (
+            UPDATE users SET
+                used_bytes = used_bytes + (SELECT sum(size) FROM inserted),
+                reserved_bytes = reserved_bytes - coalesce((SELECT bytes FROM released), 0)
+            WHERE id = $1
+        )
+        SELECT created_at AS "created_at!" FROM inserted
         "#,
+        owner,
+        reservation,
         &ids,
         &names,
         &types,
@@ -103,11 +117,16 @@ pub async fn insert_all(
         .collect())
 }
 
-pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<FileRecord>, sqlx::Error> {
+/// `owner`'s file `id`; another user's file is as absent as a file that never was.
+pub async fn find(pool: &PgPool, owner: i64, id: Uuid) -> Result<Option<FileRecord>, sqlx::Error> {
     sqlx::query_as!(
         FileRecord,
-        "SELECT id, filename, content_type, size, sha256, created_at FROM files WHERE id = $1",
-        id
+        r#"
+        SELECT id, filename, content_type, size, sha256, created_at FROM files
+        WHERE id = $1 AND owner_id = $2
+        "#,
+        id,
+        owner
     )
     .fetch_optional(pool)
     .await
@@ -120,9 +139,11 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
-/// One page, newest first; `limit + 1` rows are read to know whether another page follows.
+/// One page of `owner`'s files, newest first; `limit + 1` rows are read to know whether
+/// another page follows.
 pub async fn list(
     pool: &PgPool,
+    owner: i64,
     limit: i64,
     after: Option<Cursor>,
 ) -> Result<Vec<FileRecord>, sqlx::Error> {
@@ -131,10 +152,12 @@ pub async fn list(
         FileRecord,
         r#"
         SELECT id, filename, content_type, size, sha256, created_at FROM files
-        WHERE $1::timestamptz IS NULL OR (created_at, id) < ($1, $2::uuid)
+        WHERE owner_id = $1
+          AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
         ORDER BY created_at DESC, id DESC
-        LIMIT $3
+        LIMIT $4
         "#,
+        owner,
         created_at,
         id,
         limit + 1

@@ -76,6 +76,11 @@ impl Storage {
             .join(id.to_string())
     }
 
+    /// This process's id among the instances sharing the storage.
+    pub fn instance(&self) -> Uuid {
+        self.instance
+    }
+
     fn journal_path(&self, id: Uuid) -> PathBuf {
         self.work.join(id.to_string())
     }

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{PENDING, Storage, link_durably, remove_if_present};
+use crate::quota;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
@@ -28,10 +29,18 @@ pub struct SweepReport {
     pub removed: usize,
 }
 
-/// One pass over the dead instances' journals and the pending entries.
+/// One pass over the dead instances' journals and the pending entries, and over the quota
+/// reservations of instances that are gone.
 pub async fn sweep(storage: &Arc<Storage>, pool: &PgPool) -> Result<SweepReport, SweepError> {
+    let listed_at = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
+        .fetch_one(pool)
+        .await?;
     let listing = Arc::clone(storage);
-    let (entries, dead_dirs) = tokio::task::spawn_blocking(move || listing.orphaned_entries())
+    let Orphans {
+        entries,
+        dead_dirs,
+        alive,
+    } = tokio::task::spawn_blocking(move || listing.orphaned_entries())
         .await
         .map_err(io::Error::other)??;
     let mut report = SweepReport::default();
@@ -64,6 +73,13 @@ pub async fn sweep(storage: &Arc<Storage>, pool: &PgPool) -> Result<SweepReport,
     tokio::task::spawn_blocking(move || dead_dirs.iter().try_for_each(|dir| remove_dead(dir)))
         .await
         .map_err(io::Error::other)??;
+    let released = quota::release_dead(pool, &alive, listed_at).await?;
+    if released > 0 {
+        tracing::info!(
+            users = released,
+            "gave back quota held by stopped instances"
+        );
+    }
     if report != SweepReport::default() {
         tracing::info!(
             kept = report.kept,
@@ -92,11 +108,20 @@ pub fn spawn_periodic(
     })
 }
 
+struct Orphans {
+    /// Journal entries no live process owns.
+    entries: Vec<PathBuf>,
+    /// The dead instances' journal directories that hold some of them.
+    dead_dirs: Vec<PathBuf>,
+    /// The instances running, this one included.
+    alive: Vec<Uuid>,
+}
+
 impl Storage {
-    /// Journal entries no live process owns, and the dead journal directories that hold them.
-    fn orphaned_entries(&self) -> io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    fn orphaned_entries(&self) -> io::Result<Orphans> {
         let mut entries = files_in(&self.pending)?;
         let mut dead = Vec::new();
+        let mut alive = vec![self.instance];
         for item in fs::read_dir(&self.tmp)? {
             let path = item?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -106,12 +131,17 @@ impl Storage {
                 continue;
             }
             if is_alive(&self.tmp.join(format!("{name}.lock")))? {
+                alive.extend(Uuid::parse_str(name).ok());
                 continue;
             }
             entries.extend(files_in(&path)?);
             dead.push(path);
         }
-        Ok((entries, dead))
+        Ok(Orphans {
+            entries,
+            dead_dirs: dead,
+            alive,
+        })
     }
 }
 

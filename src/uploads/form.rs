@@ -13,6 +13,7 @@ use crate::{
     configuration::UploadSettings,
     error::ApiError,
     files::record::NewFile,
+    quota::Reservation,
     storage::{JournalEntry, Storage},
 };
 
@@ -35,6 +36,7 @@ pub struct Form<'a> {
     /// Set when the body crossed `max_request_bytes`; the multipart parser reports the same
     /// `Overflow` when a part's headers outgrow its buffer.
     over_limit: Rc<Cell<bool>>,
+    declared: Option<u64>,
 }
 
 /// A file part on disk at its final path, waiting for its row.
@@ -76,7 +78,13 @@ impl<'a> Form<'a> {
             limits,
             parts: 0,
             over_limit,
+            declared,
         })
+    }
+
+    /// The body's Content-Length, when the client sent one.
+    pub fn declared_length(&self) -> Option<u64> {
+        self.declared
     }
 
     /// The next part, or `None` after the closing boundary. Every part counts toward
@@ -115,6 +123,7 @@ impl<'a> Form<'a> {
         &self,
         field: &mut Field,
         storage: &Storage,
+        reservation: &mut Reservation,
     ) -> Result<ReceivedFile, ApiError> {
         let filename = super::filename::from_disposition(field.content_disposition());
         let mut detector = Detector::new(field.content_type(), &self.limits.allow)?;
@@ -129,6 +138,7 @@ impl<'a> Form<'a> {
             if size > max {
                 return Err(ApiError::FileTooLarge(max));
             }
+            reservation.add(chunk.len() as u64).await?;
             detector.observe(&chunk);
             if !checked && detector.is_ready() {
                 self.limits.allow.check(&detector.content_type())?;

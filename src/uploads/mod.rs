@@ -11,9 +11,11 @@ use serde::Serialize;
 use self::form::{Form, ReceivedFile, is_file};
 pub use self::{form::Limits, in_flight::InFlight};
 use crate::{
+    auth::Owner,
     db,
     error::ApiError,
     files::{FileObject, FileRecord, record},
+    quota::Reservation,
     startup::AppState,
 };
 
@@ -27,9 +29,10 @@ async fn upload(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let files = receive(&req, payload, &state, Expect::One).await?;
-    let stored = commit(&state, files).await?;
+    let received = receive(&req, payload, &state, owner, Expect::One).await?;
+    let stored = commit(&state, owner, received).await?;
     let record = &stored[0];
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, record.location()))
@@ -46,9 +49,10 @@ pub async fn upload_batch(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let files = receive(&req, payload, &state, Expect::Many).await?;
-    let stored = commit(&state, files).await?;
+    let received = receive(&req, payload, &state, owner, Expect::Many).await?;
+    let stored = commit(&state, owner, received).await?;
     Ok(HttpResponse::Created().json(Batch {
         files: stored.iter().map(FileRecord::to_object).collect(),
     }))
@@ -62,15 +66,45 @@ enum Expect {
     Many,
 }
 
+/// The files of one request, on disk, and the quota they hold.
+struct Received {
+    files: Vec<ReceivedFile>,
+    reservation: Reservation,
+}
+
 /// Reads the whole form, streaming the expected file parts to storage and skipping the rest.
 async fn receive(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    owner: Owner,
     expect: Expect,
-) -> Result<Vec<ReceivedFile>, ApiError> {
+) -> Result<Received, ApiError> {
     let _in_flight = state.uploads.enter();
     let mut form = Form::new(req, payload, &state.limits)?;
+    let mut reservation = Reservation::begin(
+        &state.pool,
+        owner.user_id,
+        state.storage.instance(),
+        state.quota,
+        form.declared_length(),
+    )
+    .await?;
+    match receive_files(&mut form, state, &mut reservation, expect).await {
+        Ok(files) => Ok(Received { files, reservation }),
+        Err(error) => {
+            reservation.release().await;
+            Err(error)
+        }
+    }
+}
+
+async fn receive_files(
+    form: &mut Form<'_>,
+    state: &AppState,
+    reservation: &mut Reservation,
+    expect: Expect,
+) -> Result<Vec<ReceivedFile>, ApiError> {
     let mut files = Vec::new();
     while let Some(mut field) = form.next_part().await? {
         let wanted = match expect {
@@ -86,7 +120,10 @@ async fn receive(
                 "only one part named `file` is accepted; use POST /files for several".into(),
             ));
         }
-        files.push(form.receive(&mut field, &state.storage).await?);
+        files.push(
+            form.receive(&mut field, &state.storage, reservation)
+                .await?,
+        );
     }
     if files.is_empty() {
         return Err(ApiError::MissingFile(match expect {
@@ -99,21 +136,28 @@ async fn receive(
 
 /// Writes the rows for files already durable on disk. Spawned so that it runs to its end even
 /// if the client goes away: a row committed while its object is being removed would be lost.
-async fn commit(state: &AppState, files: Vec<ReceivedFile>) -> Result<Vec<FileRecord>, ApiError> {
+async fn commit(
+    state: &AppState,
+    owner: Owner,
+    received: Received,
+) -> Result<Vec<FileRecord>, ApiError> {
     let pool = state.pool.clone();
     tokio::spawn(async move {
+        let Received { files, reservation } = received;
         let rows: Vec<_> = files.iter().map(|f| f.file.clone()).collect();
         // Until the connection is ours nothing was sent: a failure here is a clean "no".
         let mut conn = pool.acquire().await?;
-        match record::insert_all(&mut conn, &rows).await {
+        match record::insert_all(&mut conn, owner.user_id, reservation.id(), &rows).await {
             Ok(stored) => {
                 files.into_iter().for_each(|f| f.entry.commit());
+                reservation.settled();
                 Ok(stored)
             }
             Err(error) => {
                 if db::outcome_unknown(&error) {
                     files.into_iter().for_each(|f| f.entry.defer_to_sweep());
                 }
+                reservation.release().await;
                 Err(error.into())
             }
         }

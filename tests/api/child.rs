@@ -66,6 +66,16 @@ impl ChildServer {
         panic!("the server exited before logging what the test waits for");
     }
 
+    /// Everything the server logs from now until it exits.
+    pub async fn remaining_logs(&mut self) -> String {
+        let mut all = String::new();
+        while let Some(line) = self.logs.next_line().await.expect("read the log") {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    }
+
     /// Waits until the server has started writing the raw upload's file.
     pub async fn wait_for_raw_upload(&mut self) -> Value {
         self.wait_for(|e| e["message"] == "receiving file" && e["filename"] == RAW_NAME)

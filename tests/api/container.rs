@@ -119,6 +119,9 @@ fn compose_settings_load_through_the_apps_own_loader_and_point_at_db() {
         settings.upload.allowed_content_types.is_empty(),
         "the empty default allows all"
     );
+    assert!(settings.auth.enabled, "the container requires tokens");
+    assert_eq!(settings.auth.quota(), Some(10 * 1024 * 1024 * 1024));
+    assert!(settings.rate_limit.per_minute > 0 && settings.rate_limit.burst > 0);
     assert_eq!(intake["restart"], "unless-stopped");
     assert_eq!(intake["build"], ".");
     assert_eq!(

@@ -2,14 +2,23 @@
 
 use crate::{
     child::{ChildServer, RawUpload},
-    helpers::{assert_consistent, journal_files, random_bytes, sha256_hex, spawn_app},
+    helpers::{TestApp, assert_consistent, journal_files, random_bytes, sha256_hex, spawn_app},
 };
+
+async fn reservations(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM quota_reservations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn kill_9_mid_upload_leaves_nothing_after_restart_and_keeps_acknowledged_files() {
     let db = spawn_app().await;
     let root = tempfile::tempdir().unwrap();
-    let mut server = ChildServer::start(&db.db_url(), root.path(), &[]).await;
+    // With a quota, so that the upload holds a reservation when it is killed.
+    let quota = [("APP__AUTH__DEFAULT_QUOTA_BYTES", "1073741824")];
+    let mut server = ChildServer::start(&db.db_url(), root.path(), &quota).await;
     let client = reqwest::Client::new();
     let mut acknowledged = Vec::new();
     for seed in 0..3 {
@@ -38,10 +47,25 @@ async fn kill_9_mid_upload_leaves_nothing_after_restart_and_keeps_acknowledged_f
         1,
         "the kill left a partial upload behind"
     );
+    assert_eq!(
+        reservations(&db).await,
+        1,
+        "the kill left a reservation behind"
+    );
 
-    let restarted = ChildServer::start(&db.db_url(), root.path(), &[]).await;
+    let restarted = ChildServer::start(&db.db_url(), root.path(), &quota).await;
 
     assert_consistent(&db.pool, root.path()).await;
+    assert_eq!(reservations(&db).await, 0);
+    let (used, reserved): (i64, i64) =
+        sqlx::query_as("SELECT used_bytes, reserved_bytes FROM users WHERE name = 'anonymous'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (used, reserved),
+        ((0..3).map(|seed| 200_000 + seed).sum(), 0)
+    );
     for (url, sha256) in acknowledged {
         let bytes = client
             .get(restarted.url(&url))

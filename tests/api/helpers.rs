@@ -6,11 +6,12 @@ use std::{
     sync::LazyLock,
 };
 
-use intake::{configuration::Settings, startup::Application, telemetry};
+use intake::{auth::store, configuration::Settings, startup::Application, telemetry};
 use reqwest::{Response, multipart};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool};
+use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -153,6 +154,21 @@ impl TestApp {
     ) -> Response {
         self.upload(multipart::Form::new().part("file", file_part(name, bytes, content_type)))
             .await
+    }
+
+    /// A new user and a valid token for it, made as `intake users create` / `tokens create` do.
+    pub async fn user_with_token(&self, name: &str) -> String {
+        store::create_user(&self.pool, name, None)
+            .await
+            .expect("user created");
+        self.token_for(name, None).await
+    }
+
+    pub async fn token_for(&self, user: &str, expires_at: Option<OffsetDateTime>) -> String {
+        let token = store::create_token(&self.pool, user, expires_at)
+            .await
+            .expect("token created");
+        token.secret.expose_secret().to_owned()
     }
 
     pub async fn get(&self, path: &str) -> Response {

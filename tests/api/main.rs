@@ -1,6 +1,7 @@
 //! One test binary for the HTTP API: each test runs the real server on a random port with its
 //! own Postgres database and storage root.
 
+mod auth;
 mod checkout;
 mod child;
 mod container;
@@ -14,4 +15,6 @@ mod helpers;
 mod hostile;
 mod lessons;
 mod load;
+mod quota;
+mod rate_limit;
 mod uploads;

@@ -1,0 +1,114 @@
+//! Who a request acts for: bearer tokens, the `anonymous` user when auth is off, and the rate
+//! limit keyed by the result.
+
+pub mod store;
+pub mod token;
+
+use std::future::{Ready, ready};
+
+use actix_web::{
+    Error, FromRequest, HttpMessage, HttpRequest,
+    body::MessageBody,
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::header::{self, HeaderMap},
+    middleware::Next,
+    web,
+};
+use sqlx::PgPool;
+
+use self::store::Caller;
+use crate::{error::ApiError, rate_limit::RateKey, startup::AppState};
+
+/// The user every request acts for when auth is off.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The user whose files a request sees. Extracting it refuses requests without a valid token
+/// (when auth is on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub user_id: i64,
+}
+
+pub struct Auth {
+    enabled: bool,
+    anonymous: Owner,
+}
+
+/// What the `Authorization` header turned out to be, left for the `Owner` extractor.
+struct Identity(Result<Owner, ApiError>);
+
+impl Auth {
+    pub async fn new(enabled: bool, pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let anonymous = Owner {
+            user_id: store::anonymous_id(pool).await?,
+        };
+        if !enabled {
+            tracing::warn!("auth is off: every request acts as the `{ANONYMOUS}` user");
+        }
+        Ok(Self { enabled, anonymous })
+    }
+
+    async fn identify(&self, headers: &HeaderMap, pool: &PgPool) -> Result<Caller, ApiError> {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::MissingToken)?;
+        let hash = token::from_header(value.as_bytes()).ok_or(ApiError::InvalidToken)?;
+        store::authenticate(pool, hash)
+            .await?
+            .ok_or(ApiError::InvalidToken)
+    }
+}
+
+/// Identifies the caller and applies the rate limit: per token when the request carries a
+/// valid one, per client address otherwise (so failed attempts are limited too). Health
+/// checks are exempt: orchestrators must always reach them.
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("the app state is registered")
+        .clone();
+    if req.path().starts_with("/health/") {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    let (identity, key) = if state.auth.enabled {
+        match state.auth.identify(req.headers(), &state.pool).await {
+            Ok(caller) => (
+                Ok(Owner {
+                    user_id: caller.user_id,
+                }),
+                RateKey::Token(caller.token_id),
+            ),
+            Err(error) => (Err(error), state.rate_limit.client_key(&req)),
+        }
+    } else {
+        (Ok(state.auth.anonymous), state.rate_limit.client_key(&req))
+    };
+    // Answered here rather than returned as an error, so that outer middleware (the request
+    // id) still sees a response.
+    if let Err(error) = state.rate_limit.check(key) {
+        return Ok(req.error_response(error).map_into_right_body());
+    }
+    req.extensions_mut().insert(Identity(identity));
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+impl FromRequest for Owner {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let identity = req.extensions_mut().remove::<Identity>();
+        ready(match identity {
+            Some(Identity(result)) => result,
+            None => Err(ApiError::internal("the auth guard did not run")),
+        })
+    }
+}

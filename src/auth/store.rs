@@ -1,0 +1,157 @@
+//! Users and tokens in Postgres.
+
+use secrecy::SecretString;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{ANONYMOUS, token};
+
+/// A valid token and the user it acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: i64,
+    pub token_id: Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a user named `{0}` already exists")]
+    UserExists(String),
+    #[error("no user named `{0}`")]
+    NoSuchUser(String),
+    #[error("the `{ANONYMOUS}` user stands for requests made with auth off; it has no tokens")]
+    AnonymousToken,
+    #[error("no token with id {0}")]
+    NoSuchToken(Uuid),
+    #[error("could not draw random bytes for the token")]
+    Random(#[from] getrandom::Error),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The valid (known, not revoked, not expired) token with this hash. `last_used_at` is written
+/// at most once a minute per token, so that busy clients do not turn every request into a write.
+pub async fn authenticate(
+    pool: &PgPool,
+    hash: token::TokenHash,
+) -> Result<Option<Caller>, sqlx::Error> {
+    sqlx::query_as!(
+        Caller,
+        r#"
+        WITH found AS (
+            SELECT id, user_id, last_used_at FROM api_tokens
+            WHERE token_hash = $1
+              AND revoked_at IS NULL
+              AND (expires_at IS NULL OR expires_at > now())
+        ), touched AS (
+            UPDATE api_tokens SET last_used_at = now()
+            FROM found
+            WHERE api_tokens.id = found.id
+              AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+        )
+        SELECT user_id AS "user_id!", id AS "token_id!" FROM found
+        "#,
+        &hash.0[..]
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn anonymous_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!("SELECT id FROM users WHERE name = $1", ANONYMOUS)
+        .fetch_one(pool)
+        .await
+}
+
+pub async fn create_user(
+    pool: &PgPool,
+    name: &str,
+    email: Option<&str>,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar!(
+        "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id",
+        name,
+        email
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::UserExists(name.to_owned())
+        }
+        _ => error.into(),
+    })
+}
+
+pub struct NewToken {
+    pub id: Uuid,
+    /// Shown once; only its hash is stored.
+    pub secret: SecretString,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+pub async fn create_token(
+    pool: &PgPool,
+    user: &str,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<NewToken, StoreError> {
+    if user == ANONYMOUS {
+        return Err(StoreError::AnonymousToken);
+    }
+    let (secret, hash) = token::generate()?;
+    let id = Uuid::now_v7();
+    sqlx::query_scalar!(
+        r#"
+        INSERT INTO api_tokens (id, user_id, token_hash, expires_at)
+        SELECT $1, id, $2, $3 FROM users WHERE name = $4
+        RETURNING id
+        "#,
+        id,
+        &hash.0[..],
+        expires_at,
+        user
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| StoreError::NoSuchUser(user.to_owned()))?;
+    Ok(NewToken {
+        id,
+        secret,
+        expires_at,
+    })
+}
+
+/// Revoking is idempotent: a token revoked twice keeps its first revocation time.
+pub async fn revoke_token(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
+    sqlx::query_scalar!(
+        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id",
+        id
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NoSuchToken(id))?;
+    Ok(())
+}
+
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub user: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+pub async fn list_tokens(pool: &PgPool) -> Result<Vec<TokenInfo>, sqlx::Error> {
+    sqlx::query_as!(
+        TokenInfo,
+        r#"
+        SELECT t.id, u.name AS user, t.created_at, t.expires_at, t.last_used_at, t.revoked_at
+        FROM api_tokens t JOIN users u ON u.id = t.user_id
+        ORDER BY t.created_at, t.id
+        "#
+    )
+    .fetch_all(pool)
+    .await
+}

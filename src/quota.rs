@@ -1,0 +1,186 @@
+//! Storage quotas: an upload reserves bytes before it writes them, and its commit settles the
+//! reservation into the user's `used_bytes`. Reserving is one conditional UPDATE on the user's
+//! row, so concurrent uploads of one user cannot together go over the quota.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The smallest and largest amounts reserved at once when the size is not known ahead.
+const MIN_STEP: u64 = 256 * 1024;
+const MAX_STEP: u64 = 64 * 1024 * 1024;
+
+const RELEASE_ATTEMPTS: u32 = 60;
+const RELEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One request's claim on its user's quota. Dropped unsettled, it gives its bytes back.
+pub struct Reservation {
+    pool: PgPool,
+    id: Uuid,
+    user_id: i64,
+    instance: Uuid,
+    quota: Option<u64>,
+    received: u64,
+    reserved: u64,
+    settled: bool,
+}
+
+impl Reservation {
+    /// `expected`: what the request announced (its Content-Length). Reserving it all at once
+    /// lets uploads that fit go through whole instead of starving one another step by step;
+    /// when it does not fit, the upload reserves as its bytes arrive and stops at the quota.
+    pub async fn begin(
+        pool: &PgPool,
+        user_id: i64,
+        instance: Uuid,
+        quota: Option<u64>,
+        expected: Option<u64>,
+    ) -> Result<Self, ApiError> {
+        let mut reservation = Self {
+            pool: pool.clone(),
+            id: Uuid::now_v7(),
+            user_id,
+            instance,
+            quota,
+            received: 0,
+            reserved: 0,
+            settled: false,
+        };
+        if let (Some(quota), Some(expected)) = (quota, expected) {
+            reservation.try_reserve(expected, quota).await?;
+        }
+        Ok(reservation)
+    }
+
+    /// The id the commit settles by.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Counts `bytes` more of file data; beyond the quota → `quota_exceeded`.
+    pub async fn add(&mut self, bytes: u64) -> Result<(), ApiError> {
+        self.received += bytes;
+        let Some(quota) = self.quota else {
+            return Ok(());
+        };
+        if self.received <= self.reserved {
+            return Ok(());
+        }
+        let needed = self.received - self.reserved;
+        let step = needed.max(self.reserved.clamp(MIN_STEP, MAX_STEP));
+        if self.try_reserve(step, quota).await?
+            || (step > needed && self.try_reserve(needed, quota).await?)
+        {
+            return Ok(());
+        }
+        Err(ApiError::QuotaExceeded(quota))
+    }
+
+    async fn try_reserve(&mut self, bytes: u64, quota: u64) -> Result<bool, ApiError> {
+        let reserved = sqlx::query_scalar!(
+            r#"
+            WITH claimed AS (
+                UPDATE users SET reserved_bytes = reserved_bytes + $3
+                WHERE id = $2 AND used_bytes + reserved_bytes + $3 <= $4
+                RETURNING id
+            )
+            INSERT INTO quota_reservations (upload_id, user_id, instance, bytes)
+            SELECT $1, id, $5, $3 FROM claimed
+            ON CONFLICT (upload_id)
+            DO UPDATE SET bytes = quota_reservations.bytes + excluded.bytes
+            RETURNING bytes
+            "#,
+            self.id,
+            self.user_id,
+            bytes as i64,
+            quota as i64,
+            self.instance,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if reserved.is_some() {
+            self.reserved += bytes;
+        }
+        Ok(reserved.is_some())
+    }
+
+    /// The commit that settled this reservation succeeded: nothing to give back.
+    pub fn settled(mut self) {
+        self.settled = true;
+    }
+
+    /// Gives the bytes back before answering, so that a retry right after a refusal sees them.
+    /// If the database cannot be reached, dropping retries in the background.
+    pub async fn release(mut self) {
+        if self.reserved > 0 && release(&self.pool, self.id).await.is_ok() {
+            self.settled = true;
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.settled || self.reserved == 0 {
+            return;
+        }
+        let (pool, id) = (self.pool.clone(), self.id);
+        // Idempotent: after a commit whose outcome was unknown the row may be settled already.
+        // Retried for a while (the database may be down); a restart's sweep does the rest.
+        tokio::spawn(async move {
+            for _ in 0..RELEASE_ATTEMPTS {
+                match release(&pool, id).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(%id, %error, "could not release a quota reservation");
+                        tokio::time::sleep(RELEASE_RETRY).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn release(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        WITH released AS (
+            DELETE FROM quota_reservations WHERE upload_id = $1 RETURNING user_id, bytes
+        )
+        UPDATE users SET reserved_bytes = reserved_bytes - released.bytes
+        FROM released WHERE users.id = released.user_id
+        "#,
+        id
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Gives back what instances no longer running held: those not in `alive`, and only
+/// reservations made before `listed_at`, when the live instances were listed (an instance
+/// started since then is not in the list but is alive).
+pub async fn release_dead(
+    pool: &PgPool,
+    alive: &[Uuid],
+    listed_at: time::OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    let released = sqlx::query!(
+        r#"
+        WITH released AS (
+            DELETE FROM quota_reservations
+            WHERE instance <> ALL($1) AND created_at < $2
+            RETURNING user_id, bytes
+        ), per_user AS (
+            SELECT user_id, sum(bytes) AS bytes FROM released GROUP BY user_id
+        )
+        UPDATE users SET reserved_bytes = reserved_bytes - per_user.bytes
+        FROM per_user WHERE users.id = per_user.user_id
+        "#,
+        alive,
+        listed_at
+    )
+    .execute(pool)
+    .await?;
+    Ok(released.rows_affected())
+}

@@ -1,0 +1,201 @@
+//! Quotas: checked while the bytes stream, reserved before they are written, settled on commit.
+
+use futures_util::{StreamExt, future::join_all, stream};
+use reqwest::multipart::{Form, Part};
+
+use crate::helpers::{TestApp, assert_problem, random_bytes, spawn_app_with};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+async fn spawn_with_quota(quota: usize) -> TestApp {
+    spawn_app_with(|s| {
+        s.auth.enabled = true;
+        s.auth.default_quota_bytes = quota as u64;
+    })
+    .await
+}
+
+impl TestApp {
+    async fn send_as(&self, token: &str, part: Part) -> reqwest::Response {
+        self.client
+            .post(self.url("/upload"))
+            .bearer_auth(token)
+            .multipart(Form::new().part("file", part))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// (used_bytes, reserved_bytes, reservation rows) of a user.
+    async fn usage(&self, user: &str) -> (i64, i64, i64) {
+        sqlx::query_as(
+            "SELECT used_bytes, reserved_bytes,
+                    (SELECT count(*) FROM quota_reservations r WHERE r.user_id = u.id)
+             FROM users u WHERE name = $1",
+        )
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    async fn stored_sizes(&self) -> Vec<i64> {
+        sqlx::query_scalar("SELECT size FROM files ORDER BY size")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+fn sized(bytes: Vec<u8>) -> Part {
+    Part::bytes(bytes).file_name("sized.bin")
+}
+
+/// A part sent chunked, without a length, so that only the streamed bytes tell its size.
+fn chunked(bytes: Vec<u8>) -> Part {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * KIB).map(|c| Ok(c.to_vec())).collect();
+    Part::stream(reqwest::Body::wrap_stream(stream::iter(chunks))).file_name("chunked.bin")
+}
+
+#[tokio::test]
+async fn crossing_the_quota_mid_stream_is_413_and_keeps_nothing() {
+    let app = spawn_with_quota(MIB).await;
+    let token = app.user_with_token("alice").await;
+    assert_eq!(
+        app.send_as(&token, sized(random_bytes(600 * KIB, 1)))
+            .await
+            .status(),
+        201
+    );
+
+    // 1 MiB more, then a body that never ends: only a check made while streaming can answer.
+    let endless =
+        stream::iter(vec![Ok::<_, std::io::Error>(random_bytes(MIB, 2))]).chain(stream::pending());
+    let part = Part::stream(reqwest::Body::wrap_stream(endless)).file_name("endless.bin");
+    let refused = app.send_as(&token, part).await;
+    let problem = assert_problem(refused, 413, "quota_exceeded").await;
+    assert_eq!(
+        problem["detail"],
+        "the upload would go over your quota of 1048576 bytes"
+    );
+
+    let refused = app.send_as(&token, sized(random_bytes(600 * KIB, 3))).await;
+    assert_problem(refused, 413, "quota_exceeded").await;
+    let refused = app
+        .send_as(&token, chunked(random_bytes(600 * KIB, 4)))
+        .await;
+    assert_problem(refused, 413, "quota_exceeded").await;
+    app.uploads_settled().await;
+    assert_eq!(app.usage("alice").await, (600 * KIB as i64, 0, 0));
+
+    // What is left still fits, to the byte.
+    let rest = MIB - 600 * KIB;
+    assert_eq!(
+        app.send_as(&token, chunked(random_bytes(rest, 5)))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(app.usage("alice").await, (MIB as i64, 0, 0));
+    assert_eq!(app.assert_consistent().await.len(), 2);
+}
+
+#[tokio::test]
+async fn deleting_a_file_gives_its_bytes_back() {
+    let app = spawn_with_quota(MIB).await;
+    let token = app.user_with_token("alice").await;
+    let first = app.send_as(&token, sized(random_bytes(800 * KIB, 1))).await;
+    let first: serde_json::Value = first.json().await.unwrap();
+    let refused = app.send_as(&token, sized(random_bytes(800 * KIB, 2))).await;
+    assert_problem(refused, 413, "quota_exceeded").await;
+
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/files/{}", first["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(app.usage("alice").await, (0, 0, 0));
+    assert_eq!(
+        app.send_as(&token, sized(random_bytes(800 * KIB, 3)))
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn each_user_has_their_own_quota() {
+    let app = spawn_with_quota(MIB).await;
+    let alice = app.user_with_token("alice").await;
+    let bob = app.user_with_token("bob").await;
+    assert_eq!(
+        app.send_as(&alice, sized(random_bytes(900 * KIB, 1)))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.send_as(&bob, sized(random_bytes(900 * KIB, 2)))
+            .await
+            .status(),
+        201
+    );
+}
+
+/// Six uploads of 1.25 MiB at once against a 3 MiB quota.
+async fn race(app: &TestApp, token: &str, part: fn(Vec<u8>) -> Part) -> Vec<u16> {
+    let uploads = (0..6).map(|seed| {
+        let bytes = random_bytes(MIB + MIB / 4, seed);
+        async move { app.send_as(token, part(bytes)).await }
+    });
+    let mut statuses = Vec::new();
+    for response in join_all(uploads).await {
+        let status = response.status().as_u16();
+        if status != 201 {
+            assert_problem(response, 413, "quota_exceeded").await;
+        }
+        statuses.push(status);
+    }
+    app.uploads_settled().await;
+    statuses
+}
+
+#[tokio::test]
+async fn concurrent_uploads_cannot_together_go_over_the_quota() {
+    let app = spawn_with_quota(3 * MIB).await;
+    let token = app.user_with_token("alice").await;
+
+    let statuses = race(&app, &token, sized).await;
+
+    // Each announced its length and reserved it whole: the first two to do so fit.
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        2,
+        "{statuses:?}"
+    );
+    let stored: i64 = app.stored_sizes().await.iter().sum();
+    assert_eq!(stored, 2 * (MIB + MIB / 4) as i64);
+    assert_eq!(app.usage("alice").await, (stored, 0, 0));
+    app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn concurrent_chunked_uploads_cannot_together_go_over_the_quota() {
+    let app = spawn_with_quota(3 * MIB).await;
+    let token = app.user_with_token("alice").await;
+
+    race(&app, &token, chunked).await;
+
+    // Without lengths they reserve as they go: which ones win is up to the race, but never
+    // more than the quota.
+    let sizes = app.stored_sizes().await;
+    let stored: i64 = sizes.iter().sum();
+    assert!(sizes.len() <= 2 && stored <= 3 * MIB as i64, "{sizes:?}");
+    assert_eq!(app.usage("alice").await, (stored, 0, 0));
+    app.assert_consistent().await;
+}

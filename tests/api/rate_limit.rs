@@ -1,0 +1,71 @@
+//! Rate limits: one bucket per token, one per client address for everything else.
+
+use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+
+async fn spawn_limited(auth: bool, burst: u32) -> TestApp {
+    spawn_app_with(|s| {
+        s.auth.enabled = auth;
+        // One request a minute after the burst: no test runs long enough to see a refill.
+        s.rate_limit.per_minute = 1;
+        s.rate_limit.burst = burst;
+    })
+    .await
+}
+
+impl TestApp {
+    async fn list_as(&self, authorization: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url("/files"));
+        if let Some(token) = authorization {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+}
+
+async fn assert_limited(response: reqwest::Response) {
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After is a number of seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_problem(response, 429, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn each_token_has_its_own_bucket_and_429_says_when_to_retry() {
+    let app = spawn_limited(true, 3).await;
+    let alice = app.user_with_token("alice").await;
+    let bob = app.user_with_token("bob").await;
+    for _ in 0..3 {
+        assert_eq!(app.list_as(Some(&alice)).await.status(), 200);
+    }
+    assert_limited(app.list_as(Some(&alice)).await).await;
+    assert_eq!(app.list_as(Some(&bob)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_limited_by_address_and_health_never_is() {
+    let app = spawn_limited(true, 2).await;
+    let alice = app.user_with_token("alice").await;
+    for _ in 0..2 {
+        assert_problem(app.list_as(None).await, 401, "unauthorized").await;
+    }
+    // A made-up token draws from the same bucket: guessing is limited too.
+    assert_limited(app.list_as(Some("intake_guess")).await).await;
+    assert_limited(app.list_as(None).await).await;
+    assert_eq!(app.list_as(Some(&alice)).await.status(), 200);
+    for _ in 0..5 {
+        assert_eq!(app.get("/health/live").await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn with_auth_off_every_route_but_health_is_limited_by_address() {
+    let app = spawn_limited(false, 2).await;
+    assert_eq!(app.get("/ping").await.status(), 200);
+    assert_eq!(app.list_as(None).await.status(), 200);
+    assert_limited(app.get("/ping").await).await;
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+}
