@@ -4,7 +4,8 @@
 INSERT INTO users (name) VALUES ('anonymous') ON CONFLICT (name) DO NOTHING;
 
 -- used_bytes: the sizes of the user's files. reserved_bytes: what uploads still streaming
--- hold (the sum of the user's quota_reservations). A quota check compares their sum.
+-- hold. A quota check compares their sum. Both lag behind usage_changes not yet applied, on
+-- the safe side: a committed upload's reservation is given back when its size is counted.
 ALTER TABLE users
     ADD COLUMN used_bytes     bigint NOT NULL DEFAULT 0 CHECK (used_bytes >= 0),
     ADD COLUMN reserved_bytes bigint NOT NULL DEFAULT 0 CHECK (reserved_bytes >= 0);
@@ -42,3 +43,14 @@ CREATE TABLE quota_reservations (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX quota_reservations_instance_idx ON quota_reservations (instance);
+
+-- What commits and deletes changed in a user's usage, not yet applied to the user's row. Each
+-- writes a row of its own, so concurrent uploads of one user never wait on each other's
+-- commit; the rows are applied right after, and by the sweep if that failed.
+CREATE TABLE usage_changes (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id    bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    used_delta bigint NOT NULL,
+    released   bigint NOT NULL DEFAULT 0 CHECK (released >= 0)
+);
+CREATE INDEX usage_changes_user_id_idx ON usage_changes (user_id);

@@ -1,8 +1,12 @@
-//! Storage quotas: an upload reserves bytes before it writes them, and its commit settles the
-//! reservation into the user's `used_bytes`. Reserving is one conditional UPDATE on the user's
-//! row, so concurrent uploads of one user cannot together go over the quota.
+//! Storage quotas: an upload reserves bytes before it writes them, and its commit turns the
+//! reservation into a usage change, applied to the user's `used_bytes` right after. Reserving
+//! is one conditional UPDATE on the user's row, so concurrent uploads of one user cannot
+//! together go over the quota.
+
+use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -12,7 +16,7 @@ const MIN_STEP: u64 = 256 * 1024;
 const MAX_STEP: u64 = 64 * 1024 * 1024;
 
 const RELEASE_ATTEMPTS: u32 = 60;
-const RELEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+const RELEASE_RETRY: Duration = Duration::from_secs(10);
 
 /// One request's claim on its user's quota. Dropped unsettled, it gives its bytes back.
 pub struct Reservation {
@@ -151,6 +155,68 @@ async fn release(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
         FROM released WHERE users.id = released.user_id
         "#,
         id
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Applies the user's pending usage changes to their row at once: after a delete, so that the
+/// freed bytes count for the next upload. If it fails, `spawn_applying` does it later.
+pub async fn apply_changes(pool: &PgPool, user_id: i64) {
+    let applied = sqlx::query!(
+        r#"
+        WITH changes AS (
+            DELETE FROM usage_changes WHERE user_id = $1 RETURNING used_delta, released
+        ), total AS (
+            SELECT coalesce(sum(used_delta), 0) AS used, coalesce(sum(released), 0) AS released
+            FROM changes
+        )
+        UPDATE users SET
+            used_bytes = used_bytes + total.used,
+            reserved_bytes = reserved_bytes - total.released
+        FROM total
+        WHERE users.id = $1 AND (total.used <> 0 OR total.released <> 0)
+        "#,
+        user_id
+    )
+    .execute(pool)
+    .await;
+    if let Err(error) = applied {
+        tracing::warn!(user_id, %error, "could not apply usage changes; will retry");
+    }
+}
+
+/// Applies every user's pending usage changes, every `interval`. Uploads leave theirs to this
+/// (on the safe side: until then their reservation still counts) rather than each locking the
+/// user's row after its commit, which would make one user's uploads queue behind each other.
+pub fn spawn_applying(pool: PgPool, interval: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = apply_all_changes(&pool).await {
+                tracing::warn!(%error, "could not apply usage changes; will retry");
+            }
+        }
+    })
+}
+
+/// Applies every user's pending usage changes.
+pub async fn apply_all_changes(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        WITH changes AS (
+            DELETE FROM usage_changes RETURNING user_id, used_delta, released
+        ), per_user AS (
+            SELECT user_id, sum(used_delta) AS used, sum(released) AS released
+            FROM changes GROUP BY user_id
+        )
+        UPDATE users SET
+            used_bytes = used_bytes + per_user.used,
+            reserved_bytes = reserved_bytes - per_user.released
+        FROM per_user WHERE users.id = per_user.user_id
+        "#
     )
     .execute(pool)
     .await?;

@@ -18,7 +18,7 @@ use crate::{
     configuration::{LessonSettings, Settings, SettingsError},
     db,
     error::ApiError,
-    files, health, lessons, problem,
+    files, health, lessons, problem, quota,
     rate_limit::RateLimit,
     storage::{
         Storage,
@@ -29,12 +29,16 @@ use crate::{
 
 /// The largest JSON body accepted (checkout); uploads stream and have their own limits.
 const MAX_JSON_BYTES: usize = 64 * 1024;
+/// How often committed uploads are counted in their users' usage.
+const USAGE_APPLYING: Duration = Duration::from_secs(1);
 /// How often buckets that have refilled are forgotten.
 const RATE_LIMIT_PRUNING: Duration = Duration::from_secs(60);
 
 /// What every handler shares.
 pub struct AppState {
     pub pool: PgPool,
+    /// Quota counters (see `db::bookkeeping_pool`).
+    pub bookkeeping: PgPool,
     pub auth: Auth,
     pub rate_limit: RateLimit,
     /// Bytes each user may keep stored.
@@ -69,7 +73,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
-    /// The storage sweep and the rate limiter's pruning, stopped with the server.
+    /// The storage sweep, usage applying and the rate limiter's pruning, stopped with the server.
     background: Vec<JoinHandle<()>>,
     uploads: uploads::InFlight,
     pool: PgPool,
@@ -95,6 +99,8 @@ impl Application {
             pool.clone(),
             Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
         )];
+        let bookkeeping = db::bookkeeping_pool(&settings.database)?;
+        background.push(quota::spawn_applying(bookkeeping.clone(), USAGE_APPLYING));
         let rate_limit = RateLimit::new(&settings.rate_limit);
         background.extend(rate_limit.spawn_pruning(RATE_LIMIT_PRUNING));
 
@@ -107,6 +113,7 @@ impl Application {
             rate_limit,
             quota: settings.auth.quota(),
             pool: pool.clone(),
+            bookkeeping,
             storage,
             limits: uploads::Limits::new(settings.upload.clone()),
             uploads: uploads.clone(),

@@ -117,8 +117,16 @@ impl Case {
         self
     }
 
-    pub fn run(&self, target: &str, address: SocketAddr, pid: u32) -> CaseResult {
-        let (shot, check, payload) = self.request();
+    /// `token`: sent as a bearer token with every request.
+    pub fn run(
+        &self,
+        target: &str,
+        address: SocketAddr,
+        pid: u32,
+        token: Option<&str>,
+    ) -> CaseResult {
+        let (mut shot, check, payload) = self.request();
+        shot.authorization = token.map(|token| format!("Bearer {token}"));
         let rss_start = rss::tree_rss_kib(pid);
         let sampler = Sampler::start(pid);
         let outcome = load::run(address, Arc::new(shot), self.total, self.concurrency, check);
@@ -149,6 +157,7 @@ impl Case {
             method: Method::GET,
             path: path.to_owned(),
             content_type: None,
+            authorization: None,
             body: Bytes::new(),
         };
         let success: Arc<Check> = Arc::new(|status: StatusCode, _: &[u8]| status.is_success());
@@ -161,6 +170,7 @@ impl Case {
                     method: Method::POST,
                     path: "/checkout".into(),
                     content_type: Some("application/json".into()),
+                    authorization: None,
                     body: Bytes::from_static(order.as_bytes()),
                 };
                 (shot, success, 0)
@@ -172,6 +182,7 @@ impl Case {
                     method: Method::POST,
                     path: "/upload".into(),
                     content_type: Some(format!("multipart/form-data; boundary={BOUNDARY}")),
+                    authorization: None,
                     body: multipart(&payload),
                 };
                 (shot, Arc::new(verified(size, sha256)), size)

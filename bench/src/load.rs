@@ -21,6 +21,8 @@ pub struct Shot {
     pub method: Method,
     pub path: String,
     pub content_type: Option<String>,
+    /// The `Authorization` header, for a server with auth on.
+    pub authorization: Option<String>,
     pub body: Bytes,
 }
 
@@ -148,6 +150,9 @@ async fn send(
         .header(hyper::header::HOST, address.to_string());
     if let Some(content_type) = &shot.content_type {
         request = request.header(hyper::header::CONTENT_TYPE, content_type);
+    }
+    if let Some(authorization) = &shot.authorization {
+        request = request.header(hyper::header::AUTHORIZATION, authorization);
     }
     let response = sender
         .send_request(request.body(Full::new(shot.body.clone()))?)

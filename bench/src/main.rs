@@ -43,6 +43,9 @@ enum Command {
         /// Only the cases whose name contains this text.
         #[arg(long, default_value = "")]
         only: String,
+        /// A bearer token sent with every request, for a server with auth on.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Measures disk write (in DIR), SHA-256 and loopback TCP; writes JSON.
     Ceilings {
@@ -75,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             out,
             quick,
             only,
+            token,
         } => {
             if !address.ip().is_loopback() {
                 return Err("the benchmark only sends load to loopback addresses".into());
@@ -82,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut file = OpenOptions::new().create(true).append(true).open(out)?;
             for case in cases::SUITE.into_iter().filter(|c| c.name.contains(&only)) {
                 let case = if quick { case.quick() } else { case };
-                let result = case.run(&target, address, pid);
+                let result = case.run(&target, address, pid, token.as_deref());
                 eprintln!(
                     "{:<10} {:<20} ok {:>6} err {:>4}  {:>9.1} req/s {:>8.1} MiB/s  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  RSS {:>6.1} → {:>6.1} MiB",
                     result.target,

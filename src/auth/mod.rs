@@ -59,9 +59,13 @@ impl Auth {
     }
 }
 
-/// Identifies the caller and applies the rate limit: per token when the request carries a
-/// valid one, per client address otherwise (so failed attempts are limited too). Health
-/// checks are exempt: orchestrators must always reach them.
+/// The routes whose handlers take an `Owner`: only their tokens are looked up.
+const OWNED: [&str; 2] = ["/upload", "/files"];
+
+/// Identifies the caller of a file route and applies the rate limit: per token when the request
+/// carries a valid one, per client address otherwise (so failed attempts are limited too, and
+/// routes that hold no files cost no token lookup). Health checks are exempt: orchestrators
+/// must always reach them.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -76,25 +80,36 @@ pub async fn guard(
             .await
             .map(ServiceResponse::map_into_left_body);
     }
-    let (identity, key) = if state.auth.enabled {
-        match state.auth.identify(req.headers(), &state.pool).await {
+    let path = req.path();
+    let owned = OWNED.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    let (identity, key) = match (state.auth.enabled, owned) {
+        (true, true) => match state.auth.identify(req.headers(), &state.pool).await {
             Ok(caller) => (
-                Ok(Owner {
+                Some(Ok(Owner {
                     user_id: caller.user_id,
-                }),
+                })),
                 RateKey::Token(caller.token_id),
             ),
-            Err(error) => (Err(error), state.rate_limit.client_key(&req)),
-        }
-    } else {
-        (Ok(state.auth.anonymous), state.rate_limit.client_key(&req))
+            Err(error) => (Some(Err(error)), state.rate_limit.client_key(&req)),
+        },
+        // No identity: an `Owner` taken outside `OWNED` fails loudly instead of acting as anyone.
+        (true, false) => (None, state.rate_limit.client_key(&req)),
+        (false, _) => (
+            Some(Ok(state.auth.anonymous)),
+            state.rate_limit.client_key(&req),
+        ),
     };
     // Answered here rather than returned as an error, so that outer middleware (the request
     // id) still sees a response.
     if let Err(error) = state.rate_limit.check(key) {
         return Ok(req.error_response(error).map_into_right_body());
     }
-    req.extensions_mut().insert(Identity(identity));
+    if let Some(identity) = identity {
+        req.extensions_mut().insert(Identity(identity));
+    }
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)

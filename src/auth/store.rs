@@ -36,26 +36,37 @@ pub async fn authenticate(
     pool: &PgPool,
     hash: token::TokenHash,
 ) -> Result<Option<Caller>, sqlx::Error> {
-    sqlx::query_as!(
-        Caller,
+    let Some(found) = sqlx::query!(
         r#"
-        WITH found AS (
-            SELECT id, user_id, last_used_at FROM api_tokens
-            WHERE token_hash = $1
-              AND revoked_at IS NULL
-              AND (expires_at IS NULL OR expires_at > now())
-        ), touched AS (
-            UPDATE api_tokens SET last_used_at = now()
-            FROM found
-            WHERE api_tokens.id = found.id
-              AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
-        )
-        SELECT user_id AS "user_id!", id AS "token_id!" FROM found
+        SELECT id, user_id,
+               coalesce(last_used_at < now() - interval '1 minute', true) AS "stale!"
+        FROM api_tokens
+        WHERE token_hash = $1
+          AND revoked_at IS NULL
+          AND (expires_at IS NULL OR expires_at > now())
         "#,
         &hash.0[..]
     )
     .fetch_optional(pool)
-    .await
+    .await?
+    else {
+        return Ok(None);
+    };
+    if found.stale {
+        sqlx::query!(
+            r#"
+            UPDATE api_tokens SET last_used_at = now()
+            WHERE id = $1 AND coalesce(last_used_at < now() - interval '1 minute', true)
+            "#,
+            found.id
+        )
+        .execute(pool)
+        .await?;
+    }
+    Ok(Some(Caller {
+        user_id: found.user_id,
+        token_id: found.id,
+    }))
 }
 
 pub async fn anonymous_id(pool: &PgPool) -> Result<i64, sqlx::Error> {

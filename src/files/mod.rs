@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use self::record::Cursor;
 pub use self::record::{FileObject, FileRecord};
-use crate::{auth::Owner, db, error::ApiError, startup::AppState, uploads};
+use crate::{auth::Owner, db, error::ApiError, quota, startup::AppState, uploads};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -116,9 +116,9 @@ async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), Api
         WITH deleted AS (
             DELETE FROM files WHERE id = $1 AND owner_id = $2 RETURNING size
         )
-        UPDATE users SET used_bytes = used_bytes - deleted.size
-        FROM deleted WHERE users.id = $2
-        RETURNING users.id
+        INSERT INTO usage_changes (user_id, used_delta)
+        SELECT $2, -size FROM deleted
+        RETURNING user_id
         "#,
         id,
         owner.user_id
@@ -141,5 +141,7 @@ async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), Api
             Err(_) => drop(entry),
         }
     }
-    Ok(committed?)
+    committed?;
+    quota::apply_changes(&state.bookkeeping, owner.user_id).await;
+    Ok(())
 }

@@ -60,8 +60,8 @@ impl FileRecord {
     }
 }
 
-/// Inserts all rows of one upload for `owner` and settles its quota `reservation`, in one
-/// statement: all of it is committed or none. Returns the rows as stored.
+/// Inserts all rows of one upload for `owner` and turns its quota `reservation` into a usage
+/// change, in one statement: all of it is committed or none. Returns the rows as stored.
 pub async fn insert_all(
     conn: &mut PgConnection,
     owner: i64,
@@ -81,11 +81,9 @@ pub async fn insert_all(
             RETURNING size, created_at
         ), released AS (
             DELETE FROM quota_reservations WHERE upload_id = $2 RETURNING bytes
-        ), charged AS (
-            UPDATE users SET
-                used_bytes = used_bytes + (SELECT sum(size) FROM inserted),
-                reserved_bytes = reserved_bytes - coalesce((SELECT bytes FROM released), 0)
-            WHERE id = $1
+        ), changed AS (
+            INSERT INTO usage_changes (user_id, used_delta, released)
+            SELECT $1, (SELECT sum(size) FROM inserted), coalesce((SELECT bytes FROM released), 0)
         )
         SELECT created_at AS "created_at!" FROM inserted
         "#,

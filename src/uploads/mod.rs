@@ -83,7 +83,7 @@ async fn receive(
     let _in_flight = state.uploads.enter();
     let mut form = Form::new(req, payload, &state.limits)?;
     let mut reservation = Reservation::begin(
-        &state.pool,
+        &state.bookkeeping,
         owner.user_id,
         state.storage.instance(),
         state.quota,

@@ -1,6 +1,7 @@
 //! Quotas: checked while the bytes stream, reserved before they are written, settled on commit.
 
 use futures_util::{StreamExt, future::join_all, stream};
+use intake::quota;
 use reqwest::multipart::{Form, Part};
 
 use crate::helpers::{TestApp, assert_problem, random_bytes, spawn_app_with};
@@ -27,8 +28,10 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// (used_bytes, reserved_bytes, reservation rows) of a user.
+    /// (used_bytes, reserved_bytes, reservation rows) of a user, once the usage changes that the
+    /// server applies every second are applied.
     async fn usage(&self, user: &str) -> (i64, i64, i64) {
+        quota::apply_all_changes(&self.pool).await.unwrap();
         sqlx::query_as(
             "SELECT used_bytes, reserved_bytes,
                     (SELECT count(*) FROM quota_reservations r WHERE r.user_id = u.id)
