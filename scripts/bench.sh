@@ -90,8 +90,8 @@ header="Made by \`scripts/bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') at comm
 Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB,
 kernel $(uname -r); $(rustc --version); ${versions}.
 Client and server share the machine: the load generator (\`bench/\`, one thread) opens every connection
-before the clock starts. intake runs with its defaults (durable: fsync and commit before \`201\`) and
-\`log.level=warn\`; an upload counts only if the answer reports the right size and, where the
+before the clock starts. intake runs with its local defaults (durable: fsync and commit before \`201\`;
+no auth, quota or rate limit: their cost is in the README, Access control) and \`log.level=warn\`; an upload counts only if the answer reports the right size and, where the
 server reports one, the right SHA-256 (the peer reports none, and keeps nothing on disk)."
 
 "$BENCH" report --results "$WORK/results.jsonl" --ceilings "$WORK/ceilings.json" \
