@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::{
+    auth::Owner,
     error::{ApiError, FieldError},
     startup::AppState,
 };
@@ -100,7 +101,14 @@ struct User {
 }
 
 /// An awaited database read: the worker is free while Postgres answers.
-async fn user(id: web::Path<i64>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn user(
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
+    if !state.auth.may_see(owner, *id) {
+        return Err(ApiError::NotFound("user"));
+    }
     let user = sqlx::query_as!(
         User,
         "SELECT id, name, email, created_at FROM users WHERE id = $1",

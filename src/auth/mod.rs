@@ -48,6 +48,12 @@ impl Auth {
         Ok(Self { enabled, anonymous })
     }
 
+    /// Whether `owner` may read the account `user_id`: only their own while auth is on, since
+    /// accounts hold names and emails.
+    pub fn may_see(&self, owner: Owner, user_id: i64) -> bool {
+        !self.enabled || owner.user_id == user_id
+    }
+
     async fn identify(&self, headers: &HeaderMap, pool: &PgPool) -> Result<Caller, ApiError> {
         let value = headers
             .get(header::AUTHORIZATION)
@@ -60,12 +66,12 @@ impl Auth {
 }
 
 /// The routes whose handlers take an `Owner`: only their tokens are looked up.
-const OWNED: [&str; 2] = ["/upload", "/files"];
+const OWNED: [&str; 3] = ["/upload", "/files", "/users"];
 
-/// Identifies the caller of a file route and applies the rate limit: per token when the request
-/// carries a valid one, per client address otherwise (so failed attempts are limited too, and
-/// routes that hold no files cost no token lookup). Health checks are exempt: orchestrators
-/// must always reach them.
+/// Identifies the caller of a route in `OWNED` and applies the rate limit: per token when the
+/// request carries a valid one, per client address otherwise (so failed attempts are limited
+/// too, and other routes cost no token lookup). Health checks are exempt: orchestrators must
+/// always reach them.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

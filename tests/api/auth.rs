@@ -192,6 +192,39 @@ async fn another_users_file_is_404_on_every_route_and_stays_intact() {
 }
 
 #[tokio::test]
+async fn accounts_are_visible_only_to_their_owner() {
+    let app = spawn_with_auth().await;
+    let alice = app.user_with_token("alice").await;
+    app.user_with_token("bob").await;
+    let id = |name: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let (alices, bobs) = (id("alice").await, id("bob").await);
+    let bearer = format!("Bearer {alice}");
+
+    let own = app
+        .call(Method::GET, &format!("/users/{alices}"), Some(&bearer))
+        .await;
+    let own: serde_json::Value = own.json().await.unwrap();
+    assert_eq!(own["name"], "alice");
+    let other = app
+        .call(Method::GET, &format!("/users/{bobs}"), Some(&bearer))
+        .await;
+    assert_problem(other, 404, "not_found").await;
+    let anonymous = app
+        .call(Method::GET, &format!("/users/{alices}"), None)
+        .await;
+    assert_problem(anonymous, 401, "unauthorized").await;
+}
+
+#[tokio::test]
 async fn a_token_records_when_it_was_last_used() {
     let app = spawn_with_auth().await;
     let token = app.user_with_token("alice").await;
