@@ -80,13 +80,14 @@ pub async fn guard(
         .app_data::<web::Data<AppState>>()
         .expect("the app state is registered")
         .clone();
-    if req.path().starts_with("/health/") {
+    // The path as the router matches it (`%66iles` is `files`), not as sent.
+    let path = req.match_info().as_str().to_owned();
+    if path.starts_with("/health/") {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body);
     }
-    let path = req.path();
     let owned = OWNED.iter().any(|prefix| {
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))

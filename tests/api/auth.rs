@@ -123,6 +123,19 @@ async fn requests_without_a_valid_token_are_401_on_every_file_route() {
 }
 
 #[tokio::test]
+async fn percent_encoded_paths_are_guarded_like_plain_ones() {
+    let app = spawn_with_auth().await;
+    for (method, path) in [
+        (Method::GET, "/%66iles"),
+        (Method::POST, "/%75pload"),
+        (Method::GET, "/%75sers/1"),
+    ] {
+        let response = app.call(method, path, None).await;
+        assert_problem(response, 401, "unauthorized").await;
+    }
+}
+
+#[tokio::test]
 async fn routes_that_hold_no_files_need_no_token() {
     let app = spawn_with_auth().await;
     for path in ["/health/live", "/health/ready", "/ping"] {
