@@ -117,6 +117,15 @@ impl Case {
         self
     }
 
+    /// One client thread leaves the server the other core; but while the server merely waits
+    /// (`/slow`), one thread reading 10,000 answers in turn is what the latency would measure.
+    fn client_threads(&self) -> usize {
+        match self.kind {
+            Kind::Slow => 2,
+            _ => 1,
+        }
+    }
+
     /// `token`: sent as a bearer token with every request.
     pub fn run(
         &self,
@@ -129,7 +138,14 @@ impl Case {
         shot.authorization = token.map(|token| format!("Bearer {token}"));
         let rss_start = rss::tree_rss_kib(pid);
         let sampler = Sampler::start(pid);
-        let outcome = load::run(address, Arc::new(shot), self.total, self.concurrency, check);
+        let outcome = load::run(
+            address,
+            Arc::new(shot),
+            self.total,
+            self.concurrency,
+            self.client_threads(),
+            check,
+        );
         let rss_peak = sampler.finish();
         let mut latencies = outcome.latencies;
         latencies.sort();

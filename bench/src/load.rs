@@ -36,18 +36,23 @@ pub struct Outcome {
     pub wall: Duration,
 }
 
+/// `threads`: the client's own threads (1 leaves the server the other core).
 pub fn run(
     address: SocketAddr,
     shot: Arc<Shot>,
     total: usize,
     concurrency: usize,
+    threads: usize,
     check: Arc<Check>,
 ) -> Outcome {
-    // One client thread, so that the server keeps the other core.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a client runtime");
+    let mut builder = if threads > 1 {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder.enable_all().build().expect("a client runtime");
     runtime.block_on(drive(address, shot, total, concurrency.min(total), check))
 }
 
