@@ -24,10 +24,15 @@ async fn concurrent_uploads_downloads_and_deletes_keep_every_acknowledged_file()
     let app = Arc::new(spawn_app_with(|s| s.server.workers = 2).await);
     let kept: Arc<Mutex<BTreeMap<Uuid, String>>> = Arc::default();
 
-    let clients = (0..UPLOADS).map(|seed| {
+    // Made before any request starts: generated inside the clients (unoptimised test code),
+    // they held the test's two threads for seconds while open connections waited for their
+    // bytes, and under the whole suite the server timed some out (408).
+    let payloads: Vec<Vec<u8>> = (0..UPLOADS)
+        .map(|seed| random_bytes(size_for(seed), seed))
+        .collect();
+    let clients = payloads.into_iter().zip(0..UPLOADS).map(|(bytes, seed)| {
         let (app, kept) = (Arc::clone(&app), Arc::clone(&kept));
         async move {
-            let bytes = random_bytes(size_for(seed), seed);
             let response = app
                 .upload_file(&format!("{seed}.bin"), bytes.clone(), None)
                 .await;
