@@ -1,5 +1,5 @@
 //! Storage quotas: an upload reserves bytes before it writes them, and its commit turns the
-//! reservation into a usage change, applied to the user's `used_bytes` right after. Reserving
+//! reservation into a usage change, applied to the user's `used_bytes` within a second. Reserving
 //! is one conditional UPDATE on the user's row, so concurrent uploads of one user cannot
 //! together go over the quota.
 
@@ -161,30 +161,29 @@ async fn release(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Applies the user's pending usage changes to their row at once: after a delete, so that the
-/// freed bytes count for the next upload. If it fails, `spawn_applying` does it later.
-pub async fn apply_changes(pool: &PgPool, user_id: i64) {
-    let applied = sqlx::query!(
+/// Applies pending usage changes to the users' rows: one user's (`Some`, after a delete, so
+/// that the freed bytes count for the next upload) or everyone's (`None`, `spawn_applying`).
+pub async fn apply_changes(pool: &PgPool, user_id: Option<i64>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
         r#"
         WITH changes AS (
-            DELETE FROM usage_changes WHERE user_id = $1 RETURNING used_delta, released
-        ), total AS (
-            SELECT coalesce(sum(used_delta), 0) AS used, coalesce(sum(released), 0) AS released
-            FROM changes
+            DELETE FROM usage_changes WHERE $1::bigint IS NULL OR user_id = $1
+            RETURNING user_id, used_delta, released
+        ), per_user AS (
+            SELECT user_id, sum(used_delta) AS used, sum(released) AS released
+            FROM changes GROUP BY user_id
         )
         UPDATE users SET
-            used_bytes = used_bytes + total.used,
-            reserved_bytes = reserved_bytes - total.released
-        FROM total
-        WHERE users.id = $1 AND (total.used <> 0 OR total.released <> 0)
+            used_bytes = used_bytes + per_user.used,
+            reserved_bytes = reserved_bytes - per_user.released
+        FROM per_user
+        WHERE users.id = per_user.user_id AND (per_user.used <> 0 OR per_user.released <> 0)
         "#,
         user_id
     )
     .execute(pool)
-    .await;
-    if let Err(error) = applied {
-        tracing::warn!(user_id, %error, "could not apply usage changes; will retry");
-    }
+    .await?;
+    Ok(())
 }
 
 /// Applies every user's pending usage changes, every `interval`. Uploads leave theirs to this
@@ -195,32 +194,11 @@ pub fn spawn_applying(pool: PgPool, interval: Duration) -> JoinHandle<()> {
         let mut ticks = tokio::time::interval(interval);
         loop {
             ticks.tick().await;
-            if let Err(error) = apply_all_changes(&pool).await {
+            if let Err(error) = apply_changes(&pool, None).await {
                 tracing::warn!(%error, "could not apply usage changes; will retry");
             }
         }
     })
-}
-
-/// Applies every user's pending usage changes.
-pub async fn apply_all_changes(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"
-        WITH changes AS (
-            DELETE FROM usage_changes RETURNING user_id, used_delta, released
-        ), per_user AS (
-            SELECT user_id, sum(used_delta) AS used, sum(released) AS released
-            FROM changes GROUP BY user_id
-        )
-        UPDATE users SET
-            used_bytes = used_bytes + per_user.used,
-            reserved_bytes = reserved_bytes - per_user.released
-        FROM per_user WHERE users.id = per_user.user_id
-        "#
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// Gives back what instances no longer running held: those not in `alive`, and only

@@ -76,12 +76,8 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .expect("the app state is registered")
-        .clone();
     // The path as the router matches it (`%66iles` is `files`), not as sent.
-    let path = req.match_info().as_str().to_owned();
+    let path = req.match_info().as_str();
     if path.starts_with("/health/") {
         return next
             .call(req)
@@ -92,6 +88,9 @@ pub async fn guard(
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     });
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("the app state is registered");
     let (identity, key) = match (state.auth.enabled, owned) {
         (true, true) => match state.auth.identify(req.headers(), &state.pool).await {
             Ok(caller) => (

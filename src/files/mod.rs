@@ -142,6 +142,8 @@ async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), Api
         }
     }
     committed?;
-    quota::apply_changes(&state.bookkeeping, owner.user_id).await;
+    if let Err(error) = quota::apply_changes(&state.bookkeeping, Some(owner.user_id)).await {
+        tracing::warn!(%error, "could not apply usage changes; will retry");
+    }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::process::Output;
 
 use intake::auth::{store, token};
-use reqwest::{Method, multipart::Form};
+use reqwest::Method;
 use secrecy::ExposeSecret;
 use time::{Duration, OffsetDateTime};
 
@@ -17,19 +17,11 @@ async fn spawn_with_auth() -> TestApp {
 }
 
 impl TestApp {
-    async fn upload_as(&self, token: &str, bytes: Vec<u8>) -> reqwest::Response {
-        self.client
-            .post(self.url("/upload"))
-            .bearer_auth(token)
-            .multipart(Form::new().part("file", file_part("mine.bin", bytes, None)))
-            .send()
-            .await
-            .expect("request sent")
-    }
-
     /// Uploads a file as `token` and returns its id.
     async fn stored_as(&self, token: &str, bytes: Vec<u8>) -> String {
-        let response = self.upload_as(token, bytes).await;
+        let response = self
+            .upload_as(token, file_part("mine.bin", bytes, None))
+            .await;
         assert_eq!(response.status(), 201);
         let body: serde_json::Value = response.json().await.unwrap();
         body["id"].as_str().unwrap().to_owned()
@@ -257,7 +249,12 @@ async fn a_token_records_when_it_was_last_used() {
 #[tokio::test]
 async fn with_auth_off_files_belong_to_the_anonymous_user_and_headers_are_ignored() {
     let app = spawn_app_with(|s| s.auth.enabled = false).await;
-    let response = app.upload_as("not-a-token", b"anyone's".to_vec()).await;
+    let response = app
+        .upload_as(
+            "not-a-token",
+            file_part("mine.bin", b"anyone's".to_vec(), None),
+        )
+        .await;
     assert_eq!(response.status(), 201);
     let owner: String =
         sqlx::query_scalar("SELECT u.name FROM files f JOIN users u ON u.id = f.owner_id")
@@ -306,7 +303,9 @@ async fn the_command_line_creates_users_and_tokens_and_revokes_them() {
         token.starts_with("intake_"),
         "stdout is the token alone: {token}"
     );
-    let upload = app.upload_as(&token, b"via the CLI".to_vec()).await;
+    let upload = app
+        .upload_as(&token, file_part("mine.bin", b"via the CLI".to_vec(), None))
+        .await;
     assert_eq!(upload.status(), 201);
 
     let listed = text(&intake(&app, &["tokens", "list"]).await.stdout);
@@ -326,7 +325,9 @@ async fn the_command_line_creates_users_and_tokens_and_revokes_them() {
 
     let revoked = intake(&app, &["tokens", "revoke", &id]).await;
     assert!(revoked.status.success(), "{}", text(&revoked.stderr));
-    let refused = app.upload_as(&token, b"too late".to_vec()).await;
+    let refused = app
+        .upload_as(&token, file_part("mine.bin", b"too late".to_vec(), None))
+        .await;
     assert_problem(refused, 401, "unauthorized").await;
     let listed = text(&intake(&app, &["tokens", "list"]).await.stdout);
     assert!(

@@ -108,6 +108,17 @@ pub fn file_part(name: &str, bytes: Vec<u8>, content_type: Option<&str>) -> mult
     }
 }
 
+/// A file part streamed in 64 KiB chunks: it has no length, so the request goes out chunked,
+/// without Content-Length, and only the streamed bytes tell its size.
+pub fn chunked_part(bytes: Vec<u8>) -> multipart::Part {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    multipart::Part::stream(reqwest::Body::wrap_stream(futures_util::stream::iter(
+        chunks,
+    )))
+    .file_name("chunked.bin")
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -154,6 +165,17 @@ impl TestApp {
     ) -> Response {
         self.upload(multipart::Form::new().part("file", file_part(name, bytes, content_type)))
             .await
+    }
+
+    /// `POST /upload` of one `file` part with a bearer token.
+    pub async fn upload_as(&self, token: &str, part: multipart::Part) -> Response {
+        self.client
+            .post(self.url("/upload"))
+            .bearer_auth(token)
+            .multipart(multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// A new user and a valid token for it, made as `intake users create` / `tokens create` do.

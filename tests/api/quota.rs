@@ -2,9 +2,9 @@
 
 use futures_util::{StreamExt, future::join_all, stream};
 use intake::quota;
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Part;
 
-use crate::helpers::{TestApp, assert_problem, random_bytes, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, chunked_part, random_bytes, spawn_app_with};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -18,20 +18,10 @@ async fn spawn_with_quota(quota: usize) -> TestApp {
 }
 
 impl TestApp {
-    async fn send_as(&self, token: &str, part: Part) -> reqwest::Response {
-        self.client
-            .post(self.url("/upload"))
-            .bearer_auth(token)
-            .multipart(Form::new().part("file", part))
-            .send()
-            .await
-            .expect("request sent")
-    }
-
     /// (used_bytes, reserved_bytes, reservation rows) of a user, once the usage changes that the
     /// server applies every second are applied.
     async fn usage(&self, user: &str) -> (i64, i64, i64) {
-        quota::apply_all_changes(&self.pool).await.unwrap();
+        quota::apply_changes(&self.pool, None).await.unwrap();
         sqlx::query_as(
             "SELECT used_bytes, reserved_bytes,
                     (SELECT count(*) FROM quota_reservations r WHERE r.user_id = u.id)
@@ -55,19 +45,12 @@ fn sized(bytes: Vec<u8>) -> Part {
     Part::bytes(bytes).file_name("sized.bin")
 }
 
-/// A part sent chunked, without a length, so that only the streamed bytes tell its size.
-fn chunked(bytes: Vec<u8>) -> Part {
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        bytes.chunks(64 * KIB).map(|c| Ok(c.to_vec())).collect();
-    Part::stream(reqwest::Body::wrap_stream(stream::iter(chunks))).file_name("chunked.bin")
-}
-
 #[tokio::test]
 async fn crossing_the_quota_mid_stream_is_413_and_keeps_nothing() {
     let app = spawn_with_quota(MIB).await;
     let token = app.user_with_token("alice").await;
     assert_eq!(
-        app.send_as(&token, sized(random_bytes(600 * KIB, 1)))
+        app.upload_as(&token, sized(random_bytes(600 * KIB, 1)))
             .await
             .status(),
         201
@@ -77,17 +60,19 @@ async fn crossing_the_quota_mid_stream_is_413_and_keeps_nothing() {
     let endless =
         stream::iter(vec![Ok::<_, std::io::Error>(random_bytes(MIB, 2))]).chain(stream::pending());
     let part = Part::stream(reqwest::Body::wrap_stream(endless)).file_name("endless.bin");
-    let refused = app.send_as(&token, part).await;
+    let refused = app.upload_as(&token, part).await;
     let problem = assert_problem(refused, 413, "quota_exceeded").await;
     assert_eq!(
         problem["detail"],
         "the upload would go over your quota of 1048576 bytes"
     );
 
-    let refused = app.send_as(&token, sized(random_bytes(600 * KIB, 3))).await;
+    let refused = app
+        .upload_as(&token, sized(random_bytes(600 * KIB, 3)))
+        .await;
     assert_problem(refused, 413, "quota_exceeded").await;
     let refused = app
-        .send_as(&token, chunked(random_bytes(600 * KIB, 4)))
+        .upload_as(&token, chunked_part(random_bytes(600 * KIB, 4)))
         .await;
     assert_problem(refused, 413, "quota_exceeded").await;
     app.uploads_settled().await;
@@ -96,7 +81,7 @@ async fn crossing_the_quota_mid_stream_is_413_and_keeps_nothing() {
     // What is left still fits, to the byte.
     let rest = MIB - 600 * KIB;
     assert_eq!(
-        app.send_as(&token, chunked(random_bytes(rest, 5)))
+        app.upload_as(&token, chunked_part(random_bytes(rest, 5)))
             .await
             .status(),
         201
@@ -109,9 +94,13 @@ async fn crossing_the_quota_mid_stream_is_413_and_keeps_nothing() {
 async fn deleting_a_file_gives_its_bytes_back() {
     let app = spawn_with_quota(MIB).await;
     let token = app.user_with_token("alice").await;
-    let first = app.send_as(&token, sized(random_bytes(800 * KIB, 1))).await;
+    let first = app
+        .upload_as(&token, sized(random_bytes(800 * KIB, 1)))
+        .await;
     let first: serde_json::Value = first.json().await.unwrap();
-    let refused = app.send_as(&token, sized(random_bytes(800 * KIB, 2))).await;
+    let refused = app
+        .upload_as(&token, sized(random_bytes(800 * KIB, 2)))
+        .await;
     assert_problem(refused, 413, "quota_exceeded").await;
 
     let deleted = app
@@ -124,7 +113,7 @@ async fn deleting_a_file_gives_its_bytes_back() {
     assert_eq!(deleted.status(), 204);
     assert_eq!(app.usage("alice").await, (0, 0, 0));
     assert_eq!(
-        app.send_as(&token, sized(random_bytes(800 * KIB, 3)))
+        app.upload_as(&token, sized(random_bytes(800 * KIB, 3)))
             .await
             .status(),
         201
@@ -137,13 +126,13 @@ async fn each_user_has_their_own_quota() {
     let alice = app.user_with_token("alice").await;
     let bob = app.user_with_token("bob").await;
     assert_eq!(
-        app.send_as(&alice, sized(random_bytes(900 * KIB, 1)))
+        app.upload_as(&alice, sized(random_bytes(900 * KIB, 1)))
             .await
             .status(),
         201
     );
     assert_eq!(
-        app.send_as(&bob, sized(random_bytes(900 * KIB, 2)))
+        app.upload_as(&bob, sized(random_bytes(900 * KIB, 2)))
             .await
             .status(),
         201
@@ -154,7 +143,7 @@ async fn each_user_has_their_own_quota() {
 async fn race(app: &TestApp, token: &str, part: fn(Vec<u8>) -> Part) -> Vec<u16> {
     let uploads = (0..6).map(|seed| {
         let bytes = random_bytes(MIB + MIB / 4, seed);
-        async move { app.send_as(token, part(bytes)).await }
+        async move { app.upload_as(token, part(bytes)).await }
     });
     let mut statuses = Vec::new();
     for response in join_all(uploads).await {
@@ -192,7 +181,7 @@ async fn concurrent_chunked_uploads_cannot_together_go_over_the_quota() {
     let app = spawn_with_quota(3 * MIB).await;
     let token = app.user_with_token("alice").await;
 
-    race(&app, &token, chunked).await;
+    race(&app, &token, chunked_part).await;
 
     // Without lengths they reserve as they go: which ones win is up to the race, but never
     // more than the quota.

@@ -1,8 +1,8 @@
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Form;
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_problem, file_part, random_bytes, sha256_hex, spawn_app, spawn_app_with,
+    assert_problem, chunked_part, file_part, random_bytes, sha256_hex, spawn_app, spawn_app_with,
 };
 
 const PNG: &[u8] =
@@ -200,13 +200,7 @@ async fn a_request_declared_over_the_limit_is_refused_before_reading() {
 async fn a_chunked_request_over_the_limit_is_stopped_while_streaming() {
     let app = spawn_app_with(|s| s.upload.max_request_bytes = 256 * 1024).await;
     // A streamed part has no length, so the request goes out chunked, without Content-Length.
-    let bytes = random_bytes(4 * 1024 * 1024, 5);
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
-    let part = Part::stream(reqwest::Body::wrap_stream(futures_util::stream::iter(
-        chunks,
-    )))
-    .file_name("stream.bin");
+    let part = chunked_part(random_bytes(4 * 1024 * 1024, 5));
     let response = app.upload(Form::new().part("file", part)).await;
     assert_problem(response, 413, "request_too_large").await;
     app.uploads_settled().await;
