@@ -16,23 +16,32 @@ const MIB: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ceilings {
-    /// `dd if=/dev/zero bs=1M count=1024 conv=fdatasync`, median of three runs.
+    /// `dd if=/dev/zero bs=1M count=1024 conv=fdatasync`, median of `DD_RUNS` runs.
     pub disk_write_mib_s: f64,
+    /// The slowest and the fastest of those runs: a virtual disk's speed wanders from minute
+    /// to minute, and a reader should see by how much.
+    pub disk_write_range_mib_s: [f64; 2],
     pub sha256_mib_s: f64,
     pub loopback_mib_s: f64,
 }
 
+/// Odd, so that the median is one of the runs.
+pub const DD_RUNS: usize = 5;
+
 pub fn measure(dir: &Path) -> Ceilings {
+    let disk = disk_write(dir);
     Ceilings {
-        disk_write_mib_s: disk_write(dir),
+        disk_write_mib_s: disk[DD_RUNS / 2],
+        disk_write_range_mib_s: [disk[0], disk[DD_RUNS - 1]],
         sha256_mib_s: sha256(),
         loopback_mib_s: loopback(),
     }
 }
 
-fn disk_write(dir: &Path) -> f64 {
+/// Every run's MiB/s, slowest first.
+fn disk_write(dir: &Path) -> Vec<f64> {
     let target = dir.join("ceiling-dd.bin");
-    let mut runs: Vec<f64> = (0..3)
+    let mut runs: Vec<f64> = (0..DD_RUNS)
         .map(|_| {
             let started = Instant::now();
             let status = Command::new("dd")
@@ -47,7 +56,7 @@ fn disk_write(dir: &Path) -> f64 {
         .collect();
     let _ = std::fs::remove_file(&target);
     runs.sort_by(f64::total_cmp);
-    runs[1]
+    runs
 }
 
 fn sha256() -> f64 {

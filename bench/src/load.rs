@@ -1,5 +1,6 @@
-//! The load generator: `concurrency` keep-alive HTTP/1.1 connections, opened before the clock
-//! starts, share `total` requests; every response is checked and timed.
+//! The load generator: `concurrency` keep-alive HTTP/1.1 connections, opened and each warmed
+//! with one `GET /ping` before the clock starts, share `total` requests; every response is
+//! checked and timed.
 
 use std::{
     net::SocketAddr,
@@ -12,7 +13,11 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode, client::conn::http1};
+use hyper::{
+    HeaderMap, Method, Request, StatusCode, Uri,
+    client::conn::http1,
+    header::{self, HeaderValue},
+};
 use hyper_util::rt::TokioIo;
 use tokio::{net::TcpStream, sync::Barrier};
 
@@ -24,6 +29,19 @@ pub struct Shot {
     /// The `Authorization` header, for a server with auth on.
     pub authorization: Option<String>,
     pub body: Bytes,
+}
+
+impl Shot {
+    /// The request that opens each connection: cheap on every server, with the same credentials.
+    fn warm_up(&self) -> Self {
+        Self {
+            method: Method::GET,
+            path: "/ping".into(),
+            content_type: None,
+            authorization: self.authorization.clone(),
+            body: Bytes::new(),
+        }
+    }
 }
 
 /// Whether a response counts as a success; a fast wrong answer is an error.
@@ -53,12 +71,22 @@ pub fn run(
         tokio::runtime::Builder::new_current_thread()
     };
     let runtime = builder.enable_all().build().expect("a client runtime");
-    runtime.block_on(drive(address, shot, total, concurrency.min(total), check))
+    let templates = Templates {
+        shot: Template::new(&shot, address).expect("a valid request"),
+        warm_up: Template::new(&shot.warm_up(), address).expect("a valid request"),
+    };
+    runtime.block_on(drive(
+        address,
+        Arc::new(templates),
+        total,
+        concurrency.min(total),
+        check,
+    ))
 }
 
 async fn drive(
     address: SocketAddr,
-    shot: Arc<Shot>,
+    templates: Arc<Templates>,
     total: usize,
     concurrency: usize,
     check: Arc<Check>,
@@ -75,11 +103,20 @@ async fn drive(
     let workers: Vec<_> = senders
         .into_iter()
         .map(|sender| {
-            let (shot, next, start, check) =
-                (shot.clone(), next.clone(), start.clone(), check.clone());
+            let (templates, next, start, check) = (
+                templates.clone(),
+                next.clone(),
+                start.clone(),
+                check.clone(),
+            );
             tokio::spawn(async move {
+                let mut sender = sender;
+                // A completed exchange shows the server accepted the connection: until then it
+                // may still be setting it up, and that is not what the case measures. Any
+                // answer will do (a server with a rate limit may refuse some).
+                let _ = send(&mut sender, &templates.warm_up).await;
                 start.wait().await;
-                worker(sender, address, &shot, total, &next, &*check).await
+                worker(sender, address, &templates.shot, total, &next, &*check).await
             })
         })
         .collect();
@@ -98,7 +135,9 @@ async fn drive(
 
 type Sender = http1::SendRequest<Full<Bytes>>;
 
-async fn connect(address: SocketAddr) -> Result<Sender, Box<dyn std::error::Error + Send + Sync>> {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn connect(address: SocketAddr) -> Result<Sender, BoxError> {
     let stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
@@ -109,7 +148,7 @@ async fn connect(address: SocketAddr) -> Result<Sender, Box<dyn std::error::Erro
 async fn worker(
     mut sender: Sender,
     address: SocketAddr,
-    shot: &Shot,
+    template: &Template,
     total: usize,
     next: &AtomicUsize,
     check: &Check,
@@ -118,7 +157,7 @@ async fn worker(
     let mut errors = 0;
     while next.fetch_add(1, Ordering::Relaxed) < total {
         let sent = Instant::now();
-        match send(&mut sender, address, shot).await {
+        match send(&mut sender, template).await {
             Ok((status, body)) if check(status, &body) => latencies.push(sent.elapsed()),
             Ok((status, body)) => {
                 errors += 1;
@@ -143,25 +182,51 @@ async fn worker(
     (latencies, errors)
 }
 
-async fn send(
-    sender: &mut Sender,
-    address: SocketAddr,
-    shot: &Shot,
-) -> Result<(StatusCode, Bytes), Box<dyn std::error::Error + Send + Sync>> {
+struct Templates {
+    shot: Template,
+    /// `GET /ping`, sent once on each connection before the clock starts.
+    warm_up: Template,
+}
+
+/// The request as sent, built once: the client's own work per request is part of what a
+/// run on a shared machine measures, so it is kept to copying this.
+struct Template {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Template {
+    fn new(shot: &Shot, address: SocketAddr) -> Result<Self, BoxError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::try_from(address.to_string())?);
+        if let Some(content_type) = &shot.content_type {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::try_from(content_type)?);
+        }
+        if let Some(authorization) = &shot.authorization {
+            headers.insert(header::AUTHORIZATION, HeaderValue::try_from(authorization)?);
+        }
+        Ok(Self {
+            method: shot.method.clone(),
+            uri: shot.path.parse()?,
+            headers,
+            body: shot.body.clone(),
+        })
+    }
+
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+async fn send(sender: &mut Sender, template: &Template) -> Result<(StatusCode, Bytes), BoxError> {
     sender.ready().await?;
-    let mut request = Request::builder()
-        .method(shot.method.clone())
-        .uri(&shot.path)
-        .header(hyper::header::HOST, address.to_string());
-    if let Some(content_type) = &shot.content_type {
-        request = request.header(hyper::header::CONTENT_TYPE, content_type);
-    }
-    if let Some(authorization) = &shot.authorization {
-        request = request.header(hyper::header::AUTHORIZATION, authorization);
-    }
-    let response = sender
-        .send_request(request.body(Full::new(shot.body.clone()))?)
-        .await?;
+    let response = sender.send_request(template.request()).await?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body))

@@ -6,7 +6,7 @@ use plotters::{coord::ranged1d::SegmentValue, prelude::*};
 
 use crate::{
     cases::{CaseResult, SUITE},
-    ceilings::Ceilings,
+    ceilings::{Ceilings, DD_RUNS},
 };
 
 pub const INTAKE: &str = "intake";
@@ -60,9 +60,10 @@ pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> St
     let _ = writeln!(out, "![intake ÷ best FastAPI peer](benchmarks.svg)\n");
     let _ = writeln!(out, "## The machine's ceilings (same run)\n");
     let _ = writeln!(out, "| ceiling | MiB/s |\n|---|---:|");
+    let [slowest, fastest] = ceilings.disk_write_range_mib_s;
     let _ = writeln!(
         out,
-        "| disk write, `dd bs=1M count=1024 conv=fdatasync` (median of 3) | {:.0} |",
+        "| disk write, `dd bs=1M count=1024 conv=fdatasync` (median of {DD_RUNS}; slowest {slowest:.0}, fastest {fastest:.0}) | {:.0} |",
         ceilings.disk_write_mib_s
     );
     let _ = writeln!(
