@@ -142,7 +142,7 @@ impl Case {
         let sampler = Sampler::start(pid);
         let outcome = load::run(
             address,
-            Arc::new(shot),
+            &shot,
             self.total,
             self.concurrency,
             self.client_threads(),

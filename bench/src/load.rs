@@ -57,7 +57,7 @@ pub struct Outcome {
 /// `threads`: the client's own threads (1 leaves the server the other core).
 pub fn run(
     address: SocketAddr,
-    shot: Arc<Shot>,
+    shot: &Shot,
     total: usize,
     concurrency: usize,
     threads: usize,
@@ -72,7 +72,7 @@ pub fn run(
     };
     let runtime = builder.enable_all().build().expect("a client runtime");
     let templates = Templates {
-        shot: Template::new(&shot, address).expect("a valid request"),
+        shot: Template::new(shot, address).expect("a valid request"),
         warm_up: Template::new(&shot.warm_up(), address).expect("a valid request"),
     };
     runtime.block_on(drive(
@@ -102,7 +102,7 @@ async fn drive(
     let start = Arc::new(Barrier::new(senders.len() + 1));
     let workers: Vec<_> = senders
         .into_iter()
-        .map(|sender| {
+        .map(|mut sender| {
             let (templates, next, start, check) = (
                 templates.clone(),
                 next.clone(),
@@ -110,7 +110,6 @@ async fn drive(
                 check.clone(),
             );
             tokio::spawn(async move {
-                let mut sender = sender;
                 // A completed exchange shows the server accepted the connection: until then it
                 // may still be setting it up, and that is not what the case measures. Any
                 // answer will do (a server with a rate limit may refuse some).

@@ -33,6 +33,10 @@ impl TestApp {
         .unwrap()
     }
 
+    async fn assert_stored(&self, token: &str, part: Part) {
+        assert_eq!(self.upload_as(token, part).await.status(), 201);
+    }
+
     async fn stored_sizes(&self) -> Vec<i64> {
         sqlx::query_scalar("SELECT size FROM files ORDER BY size")
             .fetch_all(&self.pool)
@@ -49,12 +53,8 @@ fn sized(bytes: Vec<u8>) -> Part {
 async fn crossing_the_quota_mid_stream_is_413_and_keeps_nothing() {
     let app = spawn_with_quota(MIB).await;
     let token = app.user_with_token("alice").await;
-    assert_eq!(
-        app.upload_as(&token, sized(random_bytes(600 * KIB, 1)))
-            .await
-            .status(),
-        201
-    );
+    app.assert_stored(&token, sized(random_bytes(600 * KIB, 1)))
+        .await;
 
     // 1 MiB more, then a body that never ends: only a check made while streaming can answer.
     let endless =
@@ -80,12 +80,8 @@ async fn crossing_the_quota_mid_stream_is_413_and_keeps_nothing() {
 
     // What is left still fits, to the byte.
     let rest = MIB - 600 * KIB;
-    assert_eq!(
-        app.upload_as(&token, chunked_part(random_bytes(rest, 5)))
-            .await
-            .status(),
-        201
-    );
+    app.assert_stored(&token, chunked_part(random_bytes(rest, 5)))
+        .await;
     assert_eq!(app.usage("alice").await, (MIB as i64, 0, 0));
     assert_eq!(app.assert_consistent().await.len(), 2);
 }
@@ -112,12 +108,8 @@ async fn deleting_a_file_gives_its_bytes_back() {
         .unwrap();
     assert_eq!(deleted.status(), 204);
     assert_eq!(app.usage("alice").await, (0, 0, 0));
-    assert_eq!(
-        app.upload_as(&token, sized(random_bytes(800 * KIB, 3)))
-            .await
-            .status(),
-        201
-    );
+    app.assert_stored(&token, sized(random_bytes(800 * KIB, 3)))
+        .await;
 }
 
 #[tokio::test]
@@ -125,18 +117,10 @@ async fn each_user_has_their_own_quota() {
     let app = spawn_with_quota(MIB).await;
     let alice = app.user_with_token("alice").await;
     let bob = app.user_with_token("bob").await;
-    assert_eq!(
-        app.upload_as(&alice, sized(random_bytes(900 * KIB, 1)))
-            .await
-            .status(),
-        201
-    );
-    assert_eq!(
-        app.upload_as(&bob, sized(random_bytes(900 * KIB, 2)))
-            .await
-            .status(),
-        201
-    );
+    app.assert_stored(&alice, sized(random_bytes(900 * KIB, 1)))
+        .await;
+    app.assert_stored(&bob, sized(random_bytes(900 * KIB, 2)))
+        .await;
 }
 
 /// Six uploads of 1.25 MiB at once against a 3 MiB quota.
