@@ -25,7 +25,12 @@ pub struct ServerSettings {
     pub host: String,
     pub port: u16,
     pub workers: usize,
+    /// Threads each worker may run blocking work on (disk writes, hashing); 0 = actix-web's
+    /// default (512 shared by the workers).
+    pub max_blocking_threads: usize,
     pub shutdown_timeout_secs: u64,
+    /// How long a request body that is not an upload (checkout JSON) may take to arrive.
+    pub request_body_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +52,10 @@ pub struct UploadSettings {
     pub max_files: usize,
     pub max_request_bytes: u64,
     pub idle_timeout_secs: u64,
+    /// The slowest body kept: averaged over each window, after the grace period; 0 = no minimum.
+    pub min_bytes_per_sec: u64,
+    pub min_rate_window_secs: u64,
+    pub min_rate_grace_secs: u64,
     pub allowed_content_types: Vec<String>,
 }
 
@@ -201,6 +210,12 @@ impl DatabaseSettings {
 
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_secs(self.acquire_timeout_secs)
+    }
+}
+
+impl ServerSettings {
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_body_timeout_secs)
     }
 }
 

@@ -31,6 +31,15 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the request body was idle for more than {0} s")]
     UploadTimeout(u64),
+    #[error(
+        "the request body was too slow: it brought less than {min_bytes_per_sec} bytes/s over {window_secs} s"
+    )]
+    UploadTooSlow {
+        min_bytes_per_sec: u64,
+        window_secs: u64,
+    },
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("this request needs `Authorization: Bearer <token>`")]
@@ -91,7 +100,9 @@ impl ApiError {
             Self::FileTooLarge(_) => "file_too_large",
             Self::RequestTooLarge(_) => "request_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::UploadTimeout(_) => "upload_timeout",
+            Self::UploadTimeout(_) | Self::UploadTooSlow { .. } | Self::BodyTimeout(_) => {
+                "upload_timeout"
+            }
             Self::NotFound(_) => "not_found",
             Self::MissingToken | Self::InvalidToken => "unauthorized",
             Self::QuotaExceeded(_) => "quota_exceeded",
@@ -141,7 +152,9 @@ impl ResponseError for ApiError {
             | Self::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::UploadTimeout(_) | Self::UploadTooSlow { .. } | Self::BodyTimeout(_) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyInUse => StatusCode::CONFLICT,

@@ -1,7 +1,9 @@
 //! Storage quotas: an upload reserves bytes before it writes them, and its commit turns the
 //! reservation into a usage change, applied to the user's `used_bytes` within a second. Reserving
 //! is one conditional UPDATE on the user's row, so concurrent uploads of one user cannot
-//! together go over the quota.
+//! together go over the quota. An upload reserves what it announced (its Content-Length) or,
+//! without one, exactly the bytes it has received, batch by batch: it never holds more than it
+//! needs, so that uploads that fit together are never refused for one another's reserve.
 
 use std::time::Duration;
 
@@ -10,10 +12,6 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-
-/// The smallest and largest amounts reserved at once when the size is not known ahead.
-const MIN_STEP: u64 = 256 * 1024;
-const MAX_STEP: u64 = 64 * 1024 * 1024;
 
 const RELEASE_ATTEMPTS: u32 = 60;
 const RELEASE_RETRY: Duration = Duration::from_secs(10);
@@ -32,8 +30,8 @@ pub struct Reservation {
 
 impl Reservation {
     /// `expected`: what the request announced (its Content-Length). Reserving it all at once
-    /// lets uploads that fit go through whole instead of starving one another step by step;
-    /// when it does not fit, the upload reserves as its bytes arrive and stops at the quota.
+    /// costs one round trip for the whole upload; when it does not fit, the upload reserves as
+    /// its bytes arrive and stops at the quota.
     pub async fn begin(
         pool: &PgPool,
         user_id: i64,
@@ -51,7 +49,7 @@ impl Reservation {
             reserved: 0,
             settled: false,
         };
-        if let (Some(quota), Some(expected)) = (quota, expected) {
+        if let (Some(quota), Some(expected @ 1..)) = (quota, expected) {
             reservation.try_reserve(expected, quota).await?;
         }
         Ok(reservation)
@@ -72,10 +70,13 @@ impl Reservation {
             return Ok(());
         }
         let needed = self.received - self.reserved;
-        let step = needed.max(self.reserved.clamp(MIN_STEP, MAX_STEP));
-        if self.try_reserve(step, quota).await?
-            || (step > needed && self.try_reserve(needed, quota).await?)
-        {
+        if self.try_reserve(needed, quota).await? {
+            return Ok(());
+        }
+        // Uploads committed in the last second still hold their reservations until their usage
+        // is applied: apply this user's now, then decide.
+        apply_changes(&self.pool, Some(self.user_id)).await?;
+        if self.try_reserve(needed, quota).await? {
             return Ok(());
         }
         Err(ApiError::QuotaExceeded(quota))

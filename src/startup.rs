@@ -18,7 +18,9 @@ use crate::{
     configuration::{LessonSettings, Settings, SettingsError},
     db,
     error::ApiError,
-    files, health, lessons, problem, quota,
+    files, health,
+    in_flight::InFlight,
+    lessons, problem, quota,
     rate_limit::RateLimit,
     storage::{
         Storage,
@@ -27,8 +29,6 @@ use crate::{
     telemetry, uploads,
 };
 
-/// The largest JSON body accepted (checkout); uploads stream and have their own limits.
-const MAX_JSON_BYTES: usize = 64 * 1024;
 /// How often committed uploads are counted in their users' usage.
 const USAGE_APPLYING: Duration = Duration::from_secs(1);
 /// How often buckets that have refilled are forgotten.
@@ -45,8 +45,11 @@ pub struct AppState {
     pub quota: Option<u64>,
     pub storage: Arc<Storage>,
     pub limits: uploads::Limits,
-    pub uploads: uploads::InFlight,
+    pub uploads: InFlight,
     pub checkout: Checkout,
+    /// The idempotency keys of the checkouts running here.
+    pub idempotency: checkout::KeysInUse,
+    pub request_body_timeout: Duration,
     pub lessons: LessonSettings,
     /// One client (one connection pool) for every outbound call.
     pub http: reqwest::Client,
@@ -75,7 +78,7 @@ pub struct Application {
     server: Server,
     /// The storage sweep, usage applying and the rate limiter's pruning, stopped with the server.
     background: Vec<JoinHandle<()>>,
-    uploads: uploads::InFlight,
+    uploads: InFlight,
     pool: PgPool,
 }
 
@@ -104,7 +107,7 @@ impl Application {
         let rate_limit = RateLimit::new(&settings.rate_limit);
         background.extend(rate_limit.spawn_pruning(RATE_LIMIT_PRUNING));
 
-        let uploads = uploads::InFlight::default();
+        let uploads = InFlight::default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -118,6 +121,8 @@ impl Application {
             limits: uploads::Limits::new(settings.upload.clone()),
             uploads: uploads.clone(),
             checkout: Checkout::from_settings(&settings.checkout, &http),
+            idempotency: checkout::KeysInUse::default(),
+            request_body_timeout: settings.server.request_body_timeout(),
             lessons: settings.lessons.clone(),
             http,
         });
@@ -132,7 +137,6 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     ApiError::InvalidRequest(format!("invalid query: {error}")).into()
                 }))
-                .app_data(web::PayloadConfig::new(MAX_JSON_BYTES))
                 .configure(health::routes)
                 .configure(uploads::routes)
                 .configure(files::routes)
@@ -148,6 +152,9 @@ impl Application {
         .map_err(StartupError::Bind)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
+        }
+        if settings.server.max_blocking_threads > 0 {
+            server = server.worker_max_blocking_threads(settings.server.max_blocking_threads);
         }
         Ok(Self {
             port,

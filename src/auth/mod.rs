@@ -1,5 +1,5 @@
 //! Who a request acts for: bearer tokens, the `anonymous` user when auth is off, and the rate
-//! limit keyed by the result.
+//! limits per client address and per token.
 
 pub mod store;
 pub mod token;
@@ -66,12 +66,22 @@ impl Auth {
 }
 
 /// The routes whose handlers take an `Owner`: only their tokens are looked up.
-const OWNED: [&str; 3] = ["/upload", "/files", "/users"];
+const OWNED: [&str; 4] = ["/upload", "/files", "/users", "/checkout"];
+/// Owned routes open to callers without a token, who act as the `anonymous` user.
+const TOKEN_OPTIONAL: [&str; 1] = ["/checkout"];
 
-/// Identifies the caller of a route in `OWNED` and applies the rate limit: per token when the
-/// request carries a valid one, per client address otherwise (so failed attempts are limited
-/// too, and other routes cost no token lookup). Health checks are exempt: orchestrators must
-/// always reach them.
+fn under(path: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Applies the rate limit and identifies the caller of a route in `OWNED`. Every request draws
+/// from its client address's bucket first, before any database work, so that a flood of
+/// guessed tokens is refused without reaching Postgres; a request with a valid token then draws
+/// from that token's bucket too, so that a token shared by many addresses is limited as a
+/// whole. Health checks are exempt: orchestrators must always reach them.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -84,33 +94,32 @@ pub async fn guard(
             .await
             .map(ServiceResponse::map_into_left_body);
     }
-    let owned = OWNED.iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    });
+    let owned = under(path, &OWNED);
+    let anonymous_allowed =
+        under(path, &TOKEN_OPTIONAL) && !req.headers().contains_key(header::AUTHORIZATION);
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("the app state is registered");
-    let (identity, key) = match (state.auth.enabled, owned) {
-        (true, true) => match state.auth.identify(req.headers(), &state.pool).await {
-            Ok(caller) => (
+    let mut limited = state.rate_limit.check(state.rate_limit.client_key(&req)).err();
+    let identity = match (limited.is_some(), state.auth.enabled, owned) {
+        (true, _, _) => None,
+        (false, true, true) if anonymous_allowed => Some(Ok(state.auth.anonymous)),
+        (false, true, true) => match state.auth.identify(req.headers(), &state.pool).await {
+            Ok(caller) => {
+                limited = state.rate_limit.check(RateKey::Token(caller.token_id)).err();
                 Some(Ok(Owner {
                     user_id: caller.user_id,
-                })),
-                RateKey::Token(caller.token_id),
-            ),
-            Err(error) => (Some(Err(error)), state.rate_limit.client_key(&req)),
+                }))
+            }
+            Err(error) => Some(Err(error)),
         },
         // No identity: an `Owner` taken outside `OWNED` fails loudly instead of acting as anyone.
-        (true, false) => (None, state.rate_limit.client_key(&req)),
-        (false, _) => (
-            Some(Ok(state.auth.anonymous)),
-            state.rate_limit.client_key(&req),
-        ),
+        (false, true, false) => None,
+        (false, false, _) => Some(Ok(state.auth.anonymous)),
     };
     // Answered here rather than returned as an error, so that outer middleware (the request
     // id) still sees a response.
-    if let Err(error) = state.rate_limit.check(key) {
+    if let Some(error) = limited {
         return Ok(req.error_response(error).map_into_right_body());
     }
     if let Some(identity) = identity {

@@ -1,29 +1,36 @@
 //! `POST /checkout`: validate, record the order, charge and email concurrently, record the
-//! outcome; with `Idempotency-Key`, a retried request is answered without charging again.
+//! outcome; with `Idempotency-Key` (scoped to the caller), a retried request is answered without
+//! charging again.
 
+mod keys;
 mod orders;
 pub mod process;
 pub mod providers;
 pub mod request;
+
+use std::time::Duration;
 
 use actix_web::{
     HttpRequest, HttpResponse,
     http::{StatusCode, header::HeaderValue},
     web,
 };
+use bytes::Bytes;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use self::{
+    keys::KeyHeld,
     orders::Claim,
     process::{Outcome, PaymentStatus},
     request::Order,
 };
-use crate::{error::ApiError, problem, startup::AppState};
-
-pub use self::process::Checkout;
+pub use self::{keys::KeysInUse, process::Checkout};
+use crate::{auth::Owner, error::ApiError, problem, startup::AppState};
 
 const MAX_KEY_LEN: usize = 255;
+/// The largest order body accepted.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/checkout").route(web::post().to(checkout)));
@@ -31,50 +38,113 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn checkout(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
+    owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, state.request_body_timeout).await?;
     let order = request::parse(&body)?;
-    let key = idempotency_key(&req)?;
-    if let Some(key) = &key {
-        match orders::claim(&state.pool, key, &order.fingerprint()).await? {
-            Claim::Claimed => {}
-            Claim::Replay { status, body } => return Ok(replay(status, body)),
-            Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
-            Claim::InProgress => return Err(ApiError::IdempotencyKeyInUse),
+    let mut order_id = Uuid::now_v7();
+    let held = match idempotency_key(&req)? {
+        None => None,
+        Some(key) => {
+            let held = state
+                .idempotency
+                .hold(owner.user_id, key)
+                .ok_or(ApiError::IdempotencyKeyInUse)?;
+            match orders::claim(&state.pool, &held, &order.fingerprint(), order_id).await? {
+                Claim::Claimed { order_id: claimed } => order_id = claimed,
+                Claim::Replay { status, body } => return Ok(replay(status, body)),
+                Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+                Claim::InProgress => return Err(ApiError::IdempotencyKeyInUse),
+            }
+            Some(held)
         }
-    }
+    };
     let state = state.into_inner();
     // Spawned: once a charge may have started, a client hanging up must not stop the order
     // from being recorded and the key from being answered.
     let (status, body) = tokio::spawn(async move {
-        let placed = place(&state, &order).await;
-        if let Some(key) = &key {
-            match &placed {
-                Ok((status, body)) => {
-                    orders::remember(&state.pool, key, status.as_u16(), body).await?
-                }
-                Err(_) => {
-                    if let Err(error) = orders::release(&state.pool, key).await {
-                        tracing::warn!(%error, "could not release an idempotency key");
-                    }
-                }
-            }
+        let placed = place(&state, order_id, &order).await;
+        if let Some(held) = &held {
+            settle_key(&state, held, &placed).await?;
         }
-        placed
+        placed.map_err(|unplaced| unplaced.error)
     })
     .await
     .map_err(ApiError::internal)??;
     Ok(respond(status, body))
 }
 
-async fn place(state: &AppState, order: &Order) -> Result<(StatusCode, Value), ApiError> {
-    let id = Uuid::now_v7();
-    orders::insert(&state.pool, id, order).await?;
+/// A checkout that could not be recorded to its end.
+struct Unplaced {
+    /// Whether the providers may have been called: then only the same order may be retried.
+    providers_called: bool,
+    error: ApiError,
+}
+
+async fn place(state: &AppState, id: Uuid, order: &Order) -> Result<(StatusCode, Value), Unplaced> {
+    let failed = |providers_called| {
+        move |error: sqlx::Error| Unplaced {
+            providers_called,
+            error: error.into(),
+        }
+    };
+    orders::insert(&state.pool, id, order)
+        .await
+        .map_err(failed(false))?;
     let outcome = state.checkout.run(id, order).await;
-    orders::complete(&state.pool, id, &outcome).await?;
+    orders::complete(&state.pool, id, &outcome)
+        .await
+        .map_err(failed(true))?;
     tracing::info!(order_id = %id, status = outcome.order_status(), elapsed_ms = outcome.elapsed_ms, "checkout done");
     Ok(render(id, &outcome))
+}
+
+/// Records the answer under the key. After a failure the key is given back only if no provider
+/// was called; otherwise it keeps its order, so that a retry continues that order with the same
+/// provider idempotency key instead of charging again under a new one.
+async fn settle_key(
+    state: &AppState,
+    held: &KeyHeld,
+    placed: &Result<(StatusCode, Value), Unplaced>,
+) -> Result<(), ApiError> {
+    match placed {
+        Ok((status, body)) => orders::remember(&state.pool, held, status.as_u16(), body).await?,
+        Err(Unplaced {
+            providers_called: false,
+            ..
+        }) => {
+            if let Err(error) = orders::release(&state.pool, held).await {
+                tracing::warn!(%error, "could not release an idempotency key");
+            }
+        }
+        Err(_) => {}
+    }
+    Ok(())
+}
+
+/// Reads the whole body: at most `MAX_BODY_BYTES`, within `deadline`, so that a client sending
+/// it slowly cannot hold the request open.
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    deadline: Duration,
+) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::RequestTooLarge(MAX_BODY_BYTES as u64);
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    tokio::time::timeout(deadline, payload.to_bytes_limited(MAX_BODY_BYTES))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?
+        .map_err(|_| too_large())?
+        .map_err(|error| ApiError::InvalidRequest(format!("the body could not be read: {error}")))
 }
 
 /// The answer for an outcome: `201` with the order when paid; otherwise problem+json that

@@ -3,16 +3,18 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{process::Outcome, request::Order};
+use super::{keys::KeyHeld, process::Outcome, request::Order};
 
 /// In-progress keys older than this are taken over: their request died without an answer.
 const STALE_CLAIM: &str = "5 minutes";
 
+/// Records a new order, or nothing when a retry continues one that exists already.
 pub async fn insert(pool: &PgPool, id: Uuid, order: &Order) -> Result<(), sqlx::Error> {
     let items = serde_json::to_value(&order.items).expect("items serialize");
     sqlx::query!(
         "INSERT INTO orders (id, customer_email, amount_cents, currency, items)
-         VALUES ($1, $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO NOTHING",
         id,
         order.customer_email,
         order.amount_cents,
@@ -49,8 +51,9 @@ fn clamp(ms: u64) -> i32 {
 }
 
 pub enum Claim {
-    /// This request owns the key and must run the checkout.
-    Claimed,
+    /// This request owns the key and must run the checkout as this order: a new one, or the
+    /// one an earlier request with the key left unfinished.
+    Claimed { order_id: Uuid },
     /// The same request already ran: answer what it answered.
     Replay {
         status: u16,
@@ -60,26 +63,43 @@ pub enum Claim {
     InProgress,
 }
 
-pub async fn claim(pool: &PgPool, key: &str, fingerprint: &[u8]) -> Result<Claim, sqlx::Error> {
+/// Claims `key` for `held`'s caller. A claim left by a request of this instance is taken over
+/// at once (`held` proves none of ours runs it now); another instance's only once stale.
+pub async fn claim(
+    pool: &PgPool,
+    held: &KeyHeld,
+    fingerprint: &[u8],
+    new_order: Uuid,
+) -> Result<Claim, sqlx::Error> {
     let claimed = sqlx::query_scalar!(
-        r#"INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2)
-           ON CONFLICT (key) DO UPDATE SET locked_at = now()
+        r#"INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, instance)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (user_id, key) DO UPDATE SET
+               locked_at = now(),
+               instance = EXCLUDED.instance,
+               order_id = coalesce(idempotency_keys.order_id, EXCLUDED.order_id)
            WHERE idempotency_keys.response_status IS NULL
              AND idempotency_keys.request_hash = EXCLUDED.request_hash
-             AND idempotency_keys.locked_at < now() - $3::text::interval
-           RETURNING key"#,
-        key,
+             AND (idempotency_keys.instance = EXCLUDED.instance
+                  OR idempotency_keys.locked_at < now() - $6::text::interval)
+           RETURNING order_id AS "order_id!""#,
+        held.user_id(),
+        held.key(),
         fingerprint,
+        new_order,
+        held.instance(),
         STALE_CLAIM
     )
     .fetch_optional(pool)
     .await?;
-    if claimed.is_some() {
-        return Ok(Claim::Claimed);
+    if let Some(order_id) = claimed {
+        return Ok(Claim::Claimed { order_id });
     }
     let existing = sqlx::query!(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE key = $1",
-        key
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys
+         WHERE user_id = $1 AND key = $2",
+        held.user_id(),
+        held.key()
     )
     .fetch_optional(pool)
     .await?;
@@ -99,13 +119,15 @@ pub async fn claim(pool: &PgPool, key: &str, fingerprint: &[u8]) -> Result<Claim
 
 pub async fn remember(
     pool: &PgPool,
-    key: &str,
+    held: &KeyHeld,
     status: u16,
     body: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE idempotency_keys SET response_status = $2, response_body = $3 WHERE key = $1",
-        key,
+        "UPDATE idempotency_keys SET response_status = $3, response_body = $4
+         WHERE user_id = $1 AND key = $2",
+        held.user_id(),
+        held.key(),
         status as i16,
         body
     )
@@ -114,11 +136,14 @@ pub async fn remember(
     Ok(())
 }
 
-/// Gives a key back when its request failed before charging, so that a retry can run.
-pub async fn release(pool: &PgPool, key: &str) -> Result<(), sqlx::Error> {
+/// Gives a key back when its request failed before any provider was called, so that a retry
+/// can run anywhere at once.
+pub async fn release(pool: &PgPool, held: &KeyHeld) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "DELETE FROM idempotency_keys WHERE key = $1 AND response_status IS NULL",
-        key
+        "DELETE FROM idempotency_keys
+         WHERE user_id = $1 AND key = $2 AND response_status IS NULL",
+        held.user_id(),
+        held.key()
     )
     .execute(pool)
     .await?;

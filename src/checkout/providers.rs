@@ -76,13 +76,14 @@ impl Simulated {
 impl PaymentProvider for Simulated {
     fn charge<'a>(
         &'a self,
-        _: &'a Charge<'a>,
+        charge: &'a Charge<'a>,
     ) -> BoxFuture<'a, Result<ChargeResult, ProviderError>> {
         Box::pin(async move {
             tokio::time::sleep(self.latency).await;
             match self.outcome {
+                // Idempotent like a real provider: a retried order is the same transaction.
                 SimulatedOutcome::Succeed => Ok(ChargeResult::Succeeded {
-                    transaction_id: format!("sim_{}", Uuid::now_v7().simple()),
+                    transaction_id: format!("sim_{}", charge.order_id.simple()),
                 }),
                 SimulatedOutcome::Decline => Ok(ChargeResult::Declined),
                 SimulatedOutcome::Fail => Err("simulated payment failure".into()),

@@ -123,11 +123,13 @@ fn validate_item(index: usize, item: ItemInput, errors: &mut Vec<FieldError>) ->
     let sku_field = format!("items[{index}].sku");
     let quantity_field = format!("items[{index}].quantity");
     let sku = required(item.sku, &sku_field, errors).filter(|sku| {
-        let ok = !sku.trim().is_empty() && sku.chars().count() <= MAX_SKU_CHARS;
+        let ok = !sku.trim().is_empty()
+            && sku.chars().count() <= MAX_SKU_CHARS
+            && !sku.chars().any(char::is_control);
         check(
             ok,
             &sku_field,
-            &format!("must be 1 to {MAX_SKU_CHARS} characters"),
+            &format!("must be 1 to {MAX_SKU_CHARS} characters, none of them control characters"),
             errors,
         )
     });
@@ -212,6 +214,13 @@ mod tests {
             ["customer_email", "amount_cents", "currency", "items"]
         );
         assert_eq!(fields(r#"{"amount_cents":"12"}"#), ["amount_cents"]);
+        // Postgres cannot store a NUL in text or jsonb: refused by name, never a 500.
+        assert_eq!(
+            fields(
+                r#"{"customer_email":"a\u0000@b.co","amount_cents":1,"currency":"EU\u0000","items":[{"sku":"x\u0000","quantity":1}]}"#
+            ),
+            ["customer_email", "currency", "items[0].sku"]
+        );
     }
 
     #[test]

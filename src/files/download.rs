@@ -59,7 +59,14 @@ pub async fn content(
         },
     };
 
-    let mut file = state.storage.open_object(record.id).await?;
+    // A delete may have taken the object away since the row was read: it is gone, not broken.
+    // Once open, the file stays whole however it is unlinked.
+    let mut file = match state.storage.open_object(record.id).await {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::NotFound("file"));
+        }
+        other => other?,
+    };
     let (start, length) = match range {
         Some((first, last)) => (first, last - first + 1),
         None => (0, size),
@@ -111,10 +118,11 @@ fn requested_range(
     etag: &EntityTag,
     last_modified: HttpDate,
 ) -> Option<ByteRangeSpec> {
+    // An If-Range that cannot be parsed cannot match: the whole file is sent (RFC 9110 §13.1.5).
     let range_applies = match req.get_header::<IfRange>() {
         Some(IfRange::EntityTag(tag)) => tag.strong_eq(etag),
         Some(IfRange::Date(date)) => date == last_modified,
-        None => true,
+        None => !req.headers().contains_key(header::IF_RANGE),
     };
     match req.get_header::<Range>() {
         Some(Range::Bytes(mut specs)) if range_applies && specs.len() == 1 => specs.pop(),

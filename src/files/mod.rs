@@ -135,10 +135,10 @@ async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), Api
     let committed = tx.commit().await;
     if let Some(entry) = entry {
         match &committed {
-            Ok(()) => entry.commit(),
-            Err(error) if db::outcome_unknown(error) => entry.defer_to_sweep(),
-            // Dropping the entry puts the object back: the row is still there.
-            Err(_) => drop(entry),
+            Ok(()) => entry.commit().await,
+            Err(error) if db::outcome_unknown(error) => entry.defer_to_sweep().await,
+            // The row is still there: the object comes back.
+            Err(_) => entry.abandon().await,
         }
     }
     committed?;

@@ -173,9 +173,11 @@ impl Cursor {
         )
     }
 
+    /// `None` for anything `encode` cannot have made, including times before 1970 (no file is
+    /// that old, and Postgres cannot hold every time `time` can).
     pub fn decode(text: &str) -> Option<Self> {
         let (micros, id) = text.split_once('_')?;
-        let micros: i128 = micros.parse().ok()?;
+        let micros: i128 = micros.parse().ok().filter(|m| *m >= 0)?;
         Some(Self {
             created_at: OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1000)?)
                 .ok()?,
@@ -202,6 +204,8 @@ mod tests {
             "12_notauuid",
             "x_0190",
             "99999999999999999999999999999_0",
+            "-300000000000000000_0190a1b2c3d47e5f8a9b0c1d2e3f4a5b",
+            "-1_0190a1b2c3d47e5f8a9b0c1d2e3f4a5b",
         ] {
             assert_eq!(Cursor::decode(garbage), None, "{garbage}");
         }

@@ -6,6 +6,7 @@ use std::{
 };
 
 use super::{Storage, link_durably, remove_if_present};
+use crate::in_flight;
 
 /// What an entry undoes when it is dropped without `commit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +24,20 @@ pub struct JournalEntry {
     pending: PathBuf,
     undo: Undo,
     settled: bool,
+    /// Keeps the upload counted as in flight until an abandoned object is gone.
+    hold: Option<in_flight::Guard>,
 }
 
 impl JournalEntry {
-    pub(super) fn for_upload(path: PathBuf, object: PathBuf, storage: &Storage) -> Self {
-        Self::new(path, object, storage, Undo::RemoveObject)
+    pub(super) fn for_upload(
+        path: PathBuf,
+        object: PathBuf,
+        storage: &Storage,
+        hold: in_flight::Guard,
+    ) -> Self {
+        let mut entry = Self::new(path, object, storage, Undo::RemoveObject);
+        entry.hold = Some(hold);
+        entry
     }
 
     pub(super) fn for_delete(path: PathBuf, object: PathBuf, storage: &Storage) -> Self {
@@ -44,6 +54,7 @@ impl JournalEntry {
             pending,
             undo,
             settled: false,
+            hold: None,
         }
     }
 
@@ -56,39 +67,69 @@ impl JournalEntry {
     }
 
     /// The database change is committed: keep the object as it now is.
-    pub fn commit(mut self) {
+    pub async fn commit(mut self) {
         self.settled = true;
-        log_failure(remove_if_present(&self.path), &self.path);
+        let path = self.path.clone();
+        blocking(move || remove_if_present(&path), &self.path).await;
     }
 
     /// The database outcome is unknown (the connection broke mid-statement): leave the entry to
     /// the sweep, which decides once the database answers again.
-    pub fn defer_to_sweep(mut self) {
+    pub async fn defer_to_sweep(mut self) {
         self.settled = true;
-        log_failure(fs::rename(&self.path, &self.pending), &self.path);
+        let (path, pending) = (self.path.clone(), self.pending.clone());
+        blocking(move || fs::rename(&path, &pending), &self.path).await;
     }
 
-    fn undo(&self) -> io::Result<()> {
-        match self.undo {
+    /// The database change did not happen: undo the object change before answering.
+    pub async fn abandon(mut self) {
+        self.settled = true;
+        let undo = self.undo_job();
+        blocking(undo, &self.path).await;
+    }
+
+    fn undo_job(&self) -> impl FnOnce() -> io::Result<()> + Send + 'static {
+        let (undo, path, object) = (self.undo, self.path.clone(), self.object.clone());
+        move || match undo {
             // Unlinking the journal first makes a late link by the writer fail with NotFound.
             Undo::RemoveObject => {
-                remove_if_present(&self.path)?;
-                remove_if_present(&self.object)
+                remove_if_present(&path)?;
+                remove_if_present(&object)
             }
             Undo::RestoreObject => {
-                link_durably(&self.path, &self.object)?;
-                remove_if_present(&self.path)
+                link_durably(&path, &object)?;
+                remove_if_present(&path)
             }
         }
     }
 }
 
 impl Drop for JournalEntry {
+    /// Dropped unsettled (the request was cancelled or failed): the undo runs on the blocking
+    /// pool, holding the upload's place in the in-flight count until it is done.
     fn drop(&mut self) {
-        if !self.settled {
-            log_failure(self.undo(), &self.path);
+        if self.settled {
+            return;
+        }
+        let undo = self.undo_job();
+        let (path, hold) = (self.path.clone(), self.hold.take());
+        let job = move || {
+            log_failure(undo(), &path);
+            drop(hold);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(job)),
+            Err(_) => job(),
         }
     }
+}
+
+/// Runs filesystem work on the blocking pool and logs its failure.
+async fn blocking(work: impl FnOnce() -> io::Result<()> + Send + 'static, path: &Path) {
+    let result = tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join| Err(io::Error::other(join)));
+    log_failure(result, path);
 }
 
 fn log_failure(result: io::Result<()>, path: &Path) {

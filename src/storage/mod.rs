@@ -21,6 +21,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::in_flight;
+
 pub use journal::JournalEntry;
 use uuid::Uuid;
 pub use writer::{ObjectWriter, Written};
@@ -85,14 +87,16 @@ impl Storage {
         self.work.join(id.to_string())
     }
 
-    /// Starts writing a new object. Its bytes go to the journal until `ObjectWriter::finish`.
-    pub async fn create(&self, id: Uuid) -> io::Result<ObjectWriter> {
-        let entry = JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self);
+    /// Starts writing a new object. Its bytes go to the journal until `ObjectWriter::finish`;
+    /// `hold` counts the upload as in flight until an abandoned object has been removed.
+    pub async fn create(&self, id: Uuid, hold: in_flight::Guard) -> io::Result<ObjectWriter> {
+        let entry =
+            JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self, hold);
         let file = tokio::fs::File::create(entry.path())
             .await?
             .into_std()
             .await;
-        Ok(ObjectWriter::spawn(file, entry))
+        Ok(ObjectWriter::new(file, entry))
     }
 
     /// Moves a committed object into the journal ahead of deleting its row. `None` when the
@@ -115,9 +119,10 @@ impl Storage {
         tokio::fs::File::open(self.object_path(id)).await
     }
 
-    /// Writes, syncs and removes a probe file: the readiness check.
+    /// Writes, syncs and removes a probe file: the readiness check. Each probe has a file of
+    /// its own, so that concurrent probes do not remove each other's.
     pub async fn probe(&self) -> io::Result<()> {
-        let path = self.work.join(".probe");
+        let path = self.work.join(format!(".probe-{}", Uuid::new_v4()));
         tokio::task::spawn_blocking(move || {
             fs::write(&path, b"probe")?;
             File::open(&path)?.sync_all()?;

@@ -1,25 +1,18 @@
-//! Writes one object on a blocking thread, hashing and counting as the bytes go by.
+//! Writes one object on the blocking pool, a batch at a time, hashing and counting as the bytes
+//! go by. Between batches an upload holds no thread: a client that sends slowly costs the memory
+//! of the batch it is filling, never a thread of the blocking pool.
 
 use std::{fs::File, io, io::Write};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 use super::{JournalEntry, link, sync_parent};
-
-/// Chunks in flight between the request and the disk; bounds memory per upload (a chunk is
-/// what one socket read brought, at most a few tens of KiB).
-const QUEUE: usize = 2;
 
 /// Writeback is started for every window written, so that disk writes overlap receiving and
 /// the final sync finds little left to flush. (Waiting for each window as well was slower.)
 const WRITEBACK_WINDOW: u64 = 32 * 1024 * 1024;
-
-enum Message {
-    Chunk(Bytes),
-    Finish,
-}
 
 #[derive(Debug)]
 pub struct Written {
@@ -27,91 +20,93 @@ pub struct Written {
     pub sha256: [u8; 32],
 }
 
-/// The request side of an upload's writer. Dropping it before `finish` abandons the object.
+/// The file and what has been learnt of its bytes; owned by the batch being written, if any.
+struct Progress {
+    file: File,
+    hasher: Sha256,
+    size: u64,
+    flushed: u64,
+}
+
+/// The request side of an upload's writer. Dropping it before `finish` abandons the object
+/// (the journal entry removes it).
 pub struct ObjectWriter {
-    sender: mpsc::Sender<Message>,
-    task: JoinHandle<io::Result<Written>>,
+    idle: Option<Progress>,
+    writing: Option<JoinHandle<io::Result<Progress>>>,
     entry: JournalEntry,
 }
 
 impl ObjectWriter {
-    pub(super) fn spawn(file: File, entry: JournalEntry) -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        let path = entry.path().to_owned();
-        let object = entry.object().to_owned();
-        let task = tokio::task::spawn_blocking(move || {
-            let (file, written) = write(file, receiver)?;
-            // Linking before the sync lets one journal commit (ext4, xfs) carry both the data
-            // and the new entry; the directory sync after it then finds nothing left to do.
-            // Until the row exists the journal entry keeps the object removable.
-            link(&path, &object)?;
-            file.sync_data()?;
-            sync_parent(&object)?;
-            Ok(written)
-        });
+    pub(super) fn new(file: File, entry: JournalEntry) -> Self {
         Self {
-            sender,
-            task,
+            idle: Some(Progress {
+                file,
+                hasher: Sha256::new(),
+                size: 0,
+                flushed: 0,
+            }),
+            writing: None,
             entry,
         }
     }
 
-    pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
-        if self.sender.send(Message::Chunk(chunk)).await.is_err() {
-            // The writer stopped early: its result says why.
-            return Err(self.failure().await);
-        }
+    /// Hands a batch to the blocking pool. Only the previous batch is waited for, so that
+    /// writing one batch overlaps receiving the next, and at most two are held in memory.
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        let mut progress = self.wait_idle().await?;
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            progress.write(&batch)?;
+            Ok(progress)
+        }));
         Ok(())
     }
 
     /// Flushes the object to disk and links it at its final path; the returned entry removes
     /// it again unless committed.
     pub async fn finish(mut self) -> io::Result<(Written, JournalEntry)> {
-        if self.sender.send(Message::Finish).await.is_err() {
-            return Err(self.failure().await);
-        }
-        let written = (&mut self.task).await??;
+        let progress = self.wait_idle().await?;
+        let path = self.entry.path().to_owned();
+        let object = self.entry.object().to_owned();
+        let written = tokio::task::spawn_blocking(move || {
+            // Linking before the sync lets one journal commit (ext4, xfs) carry both the data
+            // and the new entry; the directory sync after it then finds nothing left to do.
+            // Until the row exists the journal entry keeps the object removable.
+            link(&path, &object)?;
+            progress.file.sync_data()?;
+            sync_parent(&object)?;
+            Ok::<_, io::Error>(Written {
+                size: progress.size,
+                sha256: progress.hasher.finalize().into(),
+            })
+        })
+        .await??;
         Ok((written, self.entry))
     }
 
-    async fn failure(&mut self) -> io::Error {
-        match (&mut self.task).await {
-            Ok(Err(error)) => error,
-            Ok(Ok(_)) => io::Error::other("object writer finished early"),
-            Err(join) => io::Error::other(join),
+    async fn wait_idle(&mut self) -> io::Result<Progress> {
+        if let Some(batch) = self.writing.take() {
+            return batch.await?;
         }
+        // Only a failed batch leaves neither; its error was returned when it was waited for.
+        self.idle
+            .take()
+            .ok_or_else(|| io::Error::other("the object writer failed earlier"))
     }
 }
 
-fn write(mut file: File, mut receiver: mpsc::Receiver<Message>) -> io::Result<(File, Written)> {
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut flushed = 0u64;
-    loop {
-        match receiver.blocking_recv() {
-            Some(Message::Chunk(chunk)) => {
-                hasher.update(&chunk);
-                file.write_all(&chunk)?;
-                size += chunk.len() as u64;
-                if size - flushed >= WRITEBACK_WINDOW {
-                    writeback::start(&file, flushed, size - flushed);
-                    flushed = size;
-                }
-            }
-            Some(Message::Finish) => break,
-            None => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "upload abandoned",
-                ));
-            }
+impl Progress {
+    fn write(&mut self, batch: &[Bytes]) -> io::Result<()> {
+        for chunk in batch {
+            self.hasher.update(chunk);
+            self.file.write_all(chunk)?;
+            self.size += chunk.len() as u64;
         }
+        if self.size - self.flushed >= WRITEBACK_WINDOW {
+            writeback::start(&self.file, self.flushed, self.size - self.flushed);
+            self.flushed = self.size;
+        }
+        Ok(())
     }
-    let written = Written {
-        size,
-        sha256: hasher.finalize().into(),
-    };
-    Ok((file, written))
 }
 
 /// `sync_file_range(2)`: advice to the kernel, so failures are ignored; `sync_data` at the end

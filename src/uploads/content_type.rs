@@ -49,10 +49,11 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// A declared type other than `application/octet-stream` is taken as is and checked at once.
+    /// A declared type other than `application/octet-stream` is taken as is and checked at once;
+    /// one that names no concrete type (`image/`, `image/*`) counts as undeclared.
     pub fn new(declared: Option<&Mime>, allow: &AllowList) -> Result<Self, ApiError> {
         let declared = declared
-            .filter(|m| *m != &mime::APPLICATION_OCTET_STREAM)
+            .filter(|m| *m != &mime::APPLICATION_OCTET_STREAM && is_concrete(m))
             .map(ToString::to_string);
         if let Some(declared) = &declared {
             allow.check(declared)?;
@@ -82,6 +83,11 @@ impl Detector {
             None => sniff(&self.head).to_owned(),
         }
     }
+}
+
+fn is_concrete(mime: &Mime) -> bool {
+    let token = |part: &str| !part.is_empty() && part != "*";
+    token(mime.type_().as_str()) && token(mime.subtype().as_str())
 }
 
 fn sniff(head: &[u8]) -> &'static str {
@@ -122,6 +128,18 @@ mod tests {
         assert_eq!(sniff("héllo\n".as_bytes()), "text/plain; charset=utf-8");
         assert_eq!(sniff(&[0, 1, 2, 3, 0xff]), "application/octet-stream");
         assert_eq!(sniff(b""), "application/octet-stream");
+    }
+
+    #[test]
+    fn a_declared_type_without_a_concrete_subtype_is_sniffed() {
+        let allow = AllowList::new(&["image/*".into()]);
+        for declared in ["image/", "image/*", "*/*"] {
+            let parsed = declared.parse::<Mime>().ok();
+            let detector = Detector::new(parsed.as_ref(), &allow).unwrap();
+            assert!(!detector.is_ready(), "{declared}");
+        }
+        let png = "image/png".parse::<Mime>().unwrap();
+        assert!(Detector::new(Some(&png), &allow).unwrap().is_ready());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The client's file name, made safe to display. It is never used as a path.
 
-use actix_web::http::header::ContentDisposition;
+use actix_web::http::header::{Charset, ContentDisposition};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// Bytes kept of a name: the common filesystem limit, so a name can be saved back as is.
 const MAX_BYTES: usize = 255;
@@ -12,14 +13,22 @@ const UNNAMED: &str = "unnamed";
 pub fn from_disposition(disposition: Option<&ContentDisposition>) -> String {
     let declared = disposition.and_then(|cd| {
         cd.get_filename_ext()
-            .and_then(|ext| String::from_utf8(ext.value.clone()).ok())
+            .and_then(|ext| match &ext.charset {
+                Charset::Ext(name) if name.eq_ignore_ascii_case("utf-8") => {
+                    String::from_utf8(ext.value.clone()).ok()
+                }
+                // Each ISO-8859-1 byte is the code point of the same number.
+                Charset::Iso_8859_1 => Some(ext.value.iter().copied().map(char::from).collect()),
+                _ => None,
+            })
             .or_else(|| cd.get_filename().map(str::to_owned))
     });
     sanitize(declared.as_deref().unwrap_or(""))
 }
 
-/// Keeps the last path component, drops control and bidirectional-override characters, trims
-/// blanks and dots from the ends and bounds the length, keeping a short extension.
+/// Keeps the last path component, drops control, format (invisible, bidirectional) and line or
+/// paragraph separator characters, trims blanks and dots from the ends and bounds the length,
+/// keeping a short extension.
 pub fn sanitize(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last.chars().filter(|c| !is_unsafe(*c)).collect();
@@ -31,8 +40,13 @@ pub fn sanitize(raw: &str) -> String {
 }
 
 fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
 }
 
 fn shorten(name: &str) -> String {
@@ -67,6 +81,12 @@ mod tests {
     fn control_and_bidi_characters_are_dropped() {
         assert_eq!(sanitize("a\0b\r\nc\td\u{7f}.txt"), "abcd.txt");
         assert_eq!(sanitize("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
+    }
+
+    #[test]
+    fn invisible_and_line_breaking_characters_are_dropped() {
+        let raw = "a\u{061C}b\u{200B}c\u{FEFF}d\u{2028}e\u{2029}f\u{00AD}g.txt";
+        assert_eq!(sanitize(raw), "abcdefg.txt");
     }
 
     #[test]

@@ -1,21 +1,31 @@
 //! Reads a multipart form part by part with every limit applied as the bytes arrive.
 
-use std::{cell::Cell, future::Future, rc::Rc, time::Duration};
+use std::{cell::Cell, future::Future, mem, pin::pin, rc::Rc};
 
 use actix_multipart::{Field, Multipart, MultipartError};
 use actix_web::{HttpRequest, error::PayloadError, http::header, web};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::content_type::{AllowList, Detector};
+use super::{
+    content_type::{AllowList, Detector},
+    pace::Pace,
+};
 use crate::{
     configuration::UploadSettings,
     error::ApiError,
     files::record::NewFile,
+    in_flight,
     quota::Reservation,
-    storage::{JournalEntry, Storage},
+    storage::{JournalEntry, ObjectWriter, Storage},
 };
+
+/// Bytes gathered before they are reserved against the quota and handed to the writer: large
+/// enough that a fast upload costs few thread hops and round trips, small enough that a
+/// thousand slow ones fit in memory.
+const BATCH_BYTES: usize = 256 * 1024;
 
 pub struct Limits {
     pub settings: UploadSettings,
@@ -37,6 +47,15 @@ pub struct Form<'a> {
     /// `Overflow` when a part's headers outgrow its buffer.
     over_limit: Rc<Cell<bool>>,
     declared: Option<u64>,
+    clock: Clock<'a>,
+}
+
+/// Bounds every wait for the body: the idle timeout and the minimum rate.
+struct Clock<'a> {
+    settings: &'a UploadSettings,
+    /// Body bytes read so far, framing included.
+    received: Rc<Cell<u64>>,
+    pace: Cell<Pace>,
 }
 
 /// A file part on disk at its final path, waiting for its row.
@@ -51,6 +70,17 @@ impl<'a> Form<'a> {
         payload: web::Payload,
         limits: &'a Limits,
     ) -> Result<Self, ApiError> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| m.essence_str() == mime::MULTIPART_FORM_DATA.essence_str());
+        if !is_form {
+            return Err(ApiError::NotMultipart(
+                "the Content-Type must be multipart/form-data with a boundary".into(),
+            ));
+        }
         let max = limits.settings.max_request_bytes;
         let declared = req
             .headers()
@@ -60,13 +90,13 @@ impl<'a> Form<'a> {
         if declared.is_some_and(|length| length > max) {
             return Err(ApiError::RequestTooLarge(max));
         }
-        let mut seen = 0u64;
         let over_limit = Rc::new(Cell::new(false));
-        let flag = Rc::clone(&over_limit);
+        let received = Rc::new(Cell::new(0u64));
+        let (flag, seen) = (Rc::clone(&over_limit), Rc::clone(&received));
         let counted = payload.map(move |chunk| {
             let chunk = chunk?;
-            seen += chunk.len() as u64;
-            if seen > max {
+            seen.set(seen.get() + chunk.len() as u64);
+            if seen.get() > max {
                 flag.set(true);
                 Err(PayloadError::Overflow)
             } else {
@@ -79,6 +109,11 @@ impl<'a> Form<'a> {
             parts: 0,
             over_limit,
             declared,
+            clock: Clock {
+                settings: &limits.settings,
+                received,
+                pace: Cell::new(Pace::new(&limits.settings)),
+            },
         })
     }
 
@@ -90,8 +125,7 @@ impl<'a> Form<'a> {
     /// The next part, or `None` after the closing boundary. Every part counts toward
     /// `upload.max_files`.
     pub async fn next_part(&mut self) -> Result<Option<Field>, ApiError> {
-        let idle = self.limits.settings.idle_timeout();
-        let part = bounded(idle, self.multipart.next()).await?;
+        let part = self.clock.bounded(self.multipart.next()).await?;
         let Some(part) = part else { return Ok(None) };
         let part = part.map_err(|e| self.error(e))?;
         self.parts += 1;
@@ -105,7 +139,7 @@ impl<'a> Form<'a> {
     }
 
     async fn next_chunk(&self, field: &mut Field) -> Result<Option<Bytes>, ApiError> {
-        match bounded(self.limits.settings.idle_timeout(), field.next()).await? {
+        match self.clock.bounded(field.next()).await? {
             Some(chunk) => chunk.map(Some).map_err(|e| self.error(e)),
             None => Ok(None),
         }
@@ -118,34 +152,39 @@ impl<'a> Form<'a> {
     }
 
     /// Streams a file part to storage, hashing and counting it, and checking its size and type
-    /// on the way.
+    /// on the way. `in_flight` counts the upload until whatever it leaves behind is removed.
     pub async fn receive(
         &self,
         field: &mut Field,
         storage: &Storage,
         reservation: &mut Reservation,
+        in_flight: &in_flight::Guard,
     ) -> Result<ReceivedFile, ApiError> {
         let filename = super::filename::from_disposition(field.content_disposition());
         let mut detector = Detector::new(field.content_type(), &self.limits.allow)?;
         let max = self.limits.settings.max_file_bytes;
         let id = Uuid::now_v7();
-        let mut writer = storage.create(id).await?;
+        let mut writer = storage.create(id, in_flight.clone()).await?;
         tracing::debug!(%id, %filename, "receiving file");
         let mut size = 0u64;
         let mut checked = detector.is_ready();
+        let mut batch = Batch::default();
         while let Some(chunk) = self.next_chunk(field).await? {
             size += chunk.len() as u64;
             if size > max {
                 return Err(ApiError::FileTooLarge(max));
             }
-            reservation.add(chunk.len() as u64).await?;
             detector.observe(&chunk);
             if !checked && detector.is_ready() {
                 self.limits.allow.check(&detector.content_type())?;
                 checked = true;
             }
-            writer.write(chunk).await?;
+            batch.push(chunk);
+            if batch.bytes >= BATCH_BYTES {
+                batch.store(&mut writer, reservation).await?;
+            }
         }
+        batch.store(&mut writer, reservation).await?;
         let content_type = detector.content_type();
         self.limits.allow.check(&content_type)?;
         let (written, entry) = writer.finish().await?;
@@ -180,11 +219,63 @@ impl<'a> Form<'a> {
     }
 }
 
-/// Waits for the body's next piece for at most `idle`.
-async fn bounded<T>(idle: Duration, next: impl Future<Output = T>) -> Result<T, ApiError> {
-    tokio::time::timeout(idle, next)
-        .await
-        .map_err(|_| ApiError::UploadTimeout(idle.as_secs()))
+impl Clock<'_> {
+    /// Waits for the body's next piece: at most `idle_timeout_secs`, and only while the body
+    /// keeps up the minimum rate.
+    async fn bounded<T>(&self, next: impl Future<Output = T>) -> Result<T, ApiError> {
+        let settings = self.settings;
+        let idle = settings.idle_timeout();
+        let started = Instant::now();
+        let mut next = pin!(next);
+        loop {
+            let idle_left = idle.saturating_sub(started.elapsed());
+            let mut pace = self.pace.get();
+            let limit = pace.until_check().map_or(idle_left, |c| c.min(idle_left));
+            let waiting = Instant::now();
+            let outcome = tokio::time::timeout(limit, &mut next).await;
+            let judged = pace.record(waiting.elapsed(), self.received.get());
+            self.pace.set(pace);
+            judged.map_err(|_| ApiError::UploadTooSlow {
+                min_bytes_per_sec: settings.min_bytes_per_sec,
+                window_secs: settings.min_rate_window_secs,
+            })?;
+            match outcome {
+                Ok(item) => return Ok(item),
+                Err(_) if started.elapsed() >= idle => {
+                    return Err(ApiError::UploadTimeout(idle.as_secs()));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Chunks received but not yet stored.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, chunk: Bytes) {
+        self.bytes += chunk.len();
+        self.chunks.push(chunk);
+    }
+
+    /// Reserves the batch's bytes against the quota, then hands them to the writer.
+    async fn store(
+        &mut self,
+        writer: &mut ObjectWriter,
+        reservation: &mut Reservation,
+    ) -> Result<(), ApiError> {
+        if self.chunks.is_empty() {
+            return Ok(());
+        }
+        reservation.add(mem::take(&mut self.bytes) as u64).await?;
+        writer.write(mem::take(&mut self.chunks)).await?;
+        Ok(())
+    }
 }
 
 /// A part is a file when its Content-Disposition names a file.

@@ -3,18 +3,19 @@
 mod content_type;
 mod filename;
 mod form;
-mod in_flight;
+mod pace;
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Serialize;
 
 use self::form::{Form, ReceivedFile, is_file};
-pub use self::{form::Limits, in_flight::InFlight};
+pub use self::form::Limits;
 use crate::{
     auth::Owner,
     db,
     error::ApiError,
     files::{FileObject, FileRecord, record},
+    in_flight,
     quota::Reservation,
     startup::AppState,
 };
@@ -80,7 +81,7 @@ async fn receive(
     owner: Owner,
     expect: Expect,
 ) -> Result<Received, ApiError> {
-    let _in_flight = state.uploads.enter();
+    let in_flight = state.uploads.enter();
     let mut form = Form::new(req, payload, &state.limits)?;
     let mut reservation = Reservation::begin(
         &state.bookkeeping,
@@ -90,7 +91,7 @@ async fn receive(
         form.declared_length(),
     )
     .await?;
-    match receive_files(&mut form, state, &mut reservation, expect).await {
+    match receive_files(&mut form, state, &mut reservation, expect, &in_flight).await {
         Ok(files) => Ok(Received { files, reservation }),
         Err(error) => {
             reservation.release().await;
@@ -104,6 +105,7 @@ async fn receive_files(
     state: &AppState,
     reservation: &mut Reservation,
     expect: Expect,
+    in_flight: &in_flight::Guard,
 ) -> Result<Vec<ReceivedFile>, ApiError> {
     let mut files = Vec::new();
     while let Some(mut field) = form.next_part().await? {
@@ -121,7 +123,7 @@ async fn receive_files(
             ));
         }
         files.push(
-            form.receive(&mut field, &state.storage, reservation)
+            form.receive(&mut field, &state.storage, reservation, in_flight)
                 .await?,
         );
     }
@@ -149,13 +151,20 @@ async fn commit(
         let mut conn = pool.acquire().await?;
         match record::insert_all(&mut conn, owner.user_id, reservation.id(), &rows).await {
             Ok(stored) => {
-                files.into_iter().for_each(|f| f.entry.commit());
                 reservation.settled();
+                for file in files {
+                    file.entry.commit().await;
+                }
                 Ok(stored)
             }
             Err(error) => {
-                if db::outcome_unknown(&error) {
-                    files.into_iter().for_each(|f| f.entry.defer_to_sweep());
+                let unknown = db::outcome_unknown(&error);
+                for file in files {
+                    if unknown {
+                        file.entry.defer_to_sweep().await;
+                    } else {
+                        file.entry.abandon().await;
+                    }
                 }
                 reservation.release().await;
                 Err(error.into())

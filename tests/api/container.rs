@@ -233,7 +233,9 @@ async fn the_healthcheck_command_passes_on_a_ready_server_and_fails_without_one(
         host: "0.0.0.0".into(),
         port,
         workers: 1,
+        max_blocking_threads: 0,
         shutdown_timeout_secs: 1,
+        request_body_timeout_secs: 1,
     };
 
     health::check_local(&server(port)).await.expect("ready");

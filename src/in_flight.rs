@@ -1,5 +1,5 @@
-//! How many uploads are being received right now: observable, so that shutdown, health checks
-//! and tests can wait for the count to change instead of guessing.
+//! How many uploads are being received or cleaned up right now: observable, so that shutdown,
+//! health checks and tests can wait for the count to change instead of guessing.
 
 use std::sync::Arc;
 
@@ -25,8 +25,17 @@ impl InFlight {
     }
 }
 
-/// Counts one upload until dropped.
+/// Counts one upload until dropped. A clone counts too: work an upload leaves behind (removing
+/// an abandoned object) holds one until it is done.
+#[derive(Debug)]
 pub struct Guard(Arc<watch::Sender<usize>>);
+
+impl Clone for Guard {
+    fn clone(&self) -> Self {
+        self.0.send_modify(|n| *n += 1);
+        Self(Arc::clone(&self.0))
+    }
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
