@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # intake's production image. Build: `docker build -t intake .`; run: see README → Run it.
 
 # The toolchain matches `rust-version` in Cargo.toml (a test checks it).

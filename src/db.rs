@@ -8,7 +8,18 @@ use sqlx::{
 use crate::configuration::{DatabaseSettings, SettingsError};
 
 pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, SettingsError> {
-    Ok(pool_with(settings, settings.connect_options()?))
+    let (main, _) = budget(settings.max_connections);
+    Ok(pool_with(settings, main, settings.connect_options()?))
+}
+
+/// `database.max_connections` is one budget for the process: a quarter (at least one) for quota
+/// bookkeeping, the rest for the requests.
+fn budget(max_connections: u32) -> (u32, u32) {
+    let bookkeeping = (max_connections / 4).max(1);
+    (
+        max_connections.saturating_sub(bookkeeping).max(1),
+        bookkeeping,
+    )
 }
 
 /// For quota bookkeeping: statements that only move counters between a user's row and rows
@@ -20,12 +31,13 @@ pub fn bookkeeping_pool(settings: &DatabaseSettings) -> Result<PgPool, SettingsE
     let options = settings
         .connect_options()?
         .options([("synchronous_commit", "off")]);
-    Ok(pool_with(settings, options))
+    let (_, bookkeeping) = budget(settings.max_connections);
+    Ok(pool_with(settings, bookkeeping, options))
 }
 
-fn pool_with(settings: &DatabaseSettings, options: PgConnectOptions) -> PgPool {
+fn pool_with(settings: &DatabaseSettings, size: u32, options: PgConnectOptions) -> PgPool {
     PgPoolOptions::new()
-        .max_connections(settings.max_connections)
+        .max_connections(size)
         .acquire_timeout(settings.acquire_timeout())
         .connect_lazy_with(options)
 }
@@ -74,4 +86,19 @@ pub fn outcome_unknown(error: &sqlx::Error) -> bool {
         error,
         sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_pools_together_stay_within_max_connections() {
+        for max in 2..=64 {
+            let (main, bookkeeping) = budget(max);
+            assert_eq!(main + bookkeeping, max, "{max}");
+            assert!(main >= bookkeeping && bookkeeping >= 1, "{max}");
+        }
+        assert_eq!(budget(16), (12, 4));
+    }
 }

@@ -25,17 +25,13 @@ impl InFlight {
     }
 }
 
-/// Counts one upload until dropped. A clone counts too: work an upload leaves behind (removing
-/// an abandoned object) holds one until it is done.
+/// Counts one upload until dropped.
 #[derive(Debug)]
 pub struct Guard(Arc<watch::Sender<usize>>);
 
-impl Clone for Guard {
-    fn clone(&self) -> Self {
-        self.0.send_modify(|n| *n += 1);
-        Self(Arc::clone(&self.0))
-    }
-}
+/// One upload's count, shared with the work it leaves behind (removing an abandoned object), so
+/// that the upload counts until that work is done too.
+pub type Shared = Arc<Guard>;
 
 impl Drop for Guard {
     fn drop(&mut self) {

@@ -1,8 +1,14 @@
 //! Request rate limits: one GCRA bucket (the `governor` crate) per token or client address.
 
-use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use actix_web::dev::ServiceRequest;
+use dashmap::DashMap;
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -18,6 +24,9 @@ pub enum RateKey {
 
 pub struct RateLimit {
     limiter: Option<Arc<DefaultKeyedRateLimiter<RateKey>>>,
+    /// Client addresses whose bucket was found empty, until when: refused without a look at
+    /// their token.
+    blocked: Arc<DashMap<RateKey, Instant>>,
     trust_forwarded_for: bool,
 }
 
@@ -33,6 +42,7 @@ impl RateLimit {
         });
         Self {
             limiter,
+            blocked: Arc::default(),
             trust_forwarded_for: settings.trust_forwarded_for,
         }
     }
@@ -56,23 +66,46 @@ impl RateLimit {
         };
         limiter.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(limiter.clock().now());
-            ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+            if let RateKey::Client(_) = key {
+                self.blocked.insert(key, Instant::now() + wait);
+            }
+            limited(wait)
         })
+    }
+
+    /// Refuses, without taking from its bucket, a client address whose bucket was found empty
+    /// and has not refilled since: the check made before any database work.
+    pub fn check_blocked(&self, key: RateKey) -> Result<(), ApiError> {
+        let Some(until) = self.blocked.get(&key).map(|until| *until) else {
+            return Ok(());
+        };
+        match until.checked_duration_since(Instant::now()) {
+            Some(wait) if !wait.is_zero() => Err(limited(wait)),
+            _ => Ok(()),
+        }
     }
 
     /// Forgets, every `interval`, the buckets that have refilled, so that memory follows the
     /// number of recent clients rather than of every client ever seen.
     pub fn spawn_pruning(&self, interval: Duration) -> Option<JoinHandle<()>> {
         let limiter = Arc::clone(self.limiter.as_ref()?);
+        let blocked = Arc::clone(&self.blocked);
         Some(tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             loop {
                 ticks.tick().await;
                 limiter.retain_recent();
                 limiter.shrink_to_fit();
+                let now = Instant::now();
+                blocked.retain(|_, until| *until > now);
+                blocked.shrink_to_fit();
             }
         }))
     }
+}
+
+fn limited(wait: Duration) -> ApiError {
+    ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 /// `realip_remote_addr` is an address with or without a port (`[v6]:port` too).
@@ -108,6 +141,26 @@ mod tests {
         };
         assert!((1..=60).contains(&retry_after), "{retry_after}");
         assert!(limit.check(bob).is_ok());
+    }
+
+    #[test]
+    fn an_address_found_over_its_limit_is_blocked_without_drawing_more() {
+        let limit = RateLimit::new(&settings(1, 1));
+        let client = RateKey::Client("10.0.0.7".parse().ok());
+        assert!(limit.check_blocked(client).is_ok());
+        assert!(limit.check(client).is_ok());
+        assert!(limit.check_blocked(client).is_ok(), "not yet found empty");
+        assert!(limit.check(client).is_err());
+        assert!(matches!(
+            limit.check_blocked(client),
+            Err(ApiError::RateLimited(1..=60))
+        ));
+        let token = RateKey::Token(Uuid::now_v7());
+        assert!(limit.check(token).is_ok() && limit.check(token).is_err());
+        assert!(
+            limit.check_blocked(token).is_ok(),
+            "only addresses are blocked"
+        );
     }
 
     #[test]

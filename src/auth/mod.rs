@@ -1,5 +1,5 @@
 //! Who a request acts for: bearer tokens, the `anonymous` user when auth is off, and the rate
-//! limits per client address and per token.
+//! limit keyed by the result.
 
 pub mod store;
 pub mod token;
@@ -77,11 +77,11 @@ fn under(path: &str, prefixes: &[&str]) -> bool {
     })
 }
 
-/// Applies the rate limit and identifies the caller of a route in `OWNED`. Every request draws
-/// from its client address's bucket first, before any database work, so that a flood of
-/// guessed tokens is refused without reaching Postgres; a request with a valid token then draws
-/// from that token's bucket too, so that a token shared by many addresses is limited as a
-/// whole. Health checks are exempt: orchestrators must always reach them.
+/// Identifies the caller of a route in `OWNED` and applies the rate limit: per token when the
+/// request carries a valid one, per client address otherwise (so failed attempts are limited
+/// too, and other routes cost no token lookup). An address whose bucket is empty is refused
+/// before its token is looked up, so that a flood of guessed tokens does not reach Postgres.
+/// Health checks are exempt: orchestrators must always reach them.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -100,28 +100,35 @@ pub async fn guard(
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("the app state is registered");
-    let mut limited = state.rate_limit.check(state.rate_limit.client_key(&req)).err();
-    let identity = match (limited.is_some(), state.auth.enabled, owned) {
-        (true, _, _) => None,
-        (false, true, true) if anonymous_allowed => Some(Ok(state.auth.anonymous)),
-        (false, true, true) => match state.auth.identify(req.headers(), &state.pool).await {
-            Ok(caller) => {
-                limited = state.rate_limit.check(RateKey::Token(caller.token_id)).err();
-                Some(Ok(Owner {
-                    user_id: caller.user_id,
-                }))
-            }
-            Err(error) => Some(Err(error)),
+    let client = state.rate_limit.client_key(&req);
+    let limited = match (state.auth.enabled, owned && !anonymous_allowed) {
+        (true, true) => match state.rate_limit.check_blocked(client) {
+            Err(error) => Err(error),
+            Ok(()) => match state.auth.identify(req.headers(), &state.pool).await {
+                Ok(caller) => state
+                    .rate_limit
+                    .check(RateKey::Token(caller.token_id))
+                    .map(|()| {
+                        Some(Ok(Owner {
+                            user_id: caller.user_id,
+                        }))
+                    }),
+                Err(error) => state.rate_limit.check(client).map(|()| Some(Err(error))),
+            },
         },
         // No identity: an `Owner` taken outside `OWNED` fails loudly instead of acting as anyone.
-        (false, true, false) => None,
-        (false, false, _) => Some(Ok(state.auth.anonymous)),
+        (true, false) if !owned => state.rate_limit.check(client).map(|()| None),
+        _ => state
+            .rate_limit
+            .check(client)
+            .map(|()| Some(Ok(state.auth.anonymous))),
     };
     // Answered here rather than returned as an error, so that outer middleware (the request
     // id) still sees a response.
-    if let Some(error) = limited {
-        return Ok(req.error_response(error).map_into_right_body());
-    }
+    let identity = match limited {
+        Ok(identity) => identity,
+        Err(error) => return Ok(req.error_response(error).map_into_right_body()),
+    };
     if let Some(identity) = identity {
         req.extensions_mut().insert(Identity(identity));
     }

@@ -77,7 +77,10 @@ mod tests {
         let keys = KeysInUse::default();
         let first = keys.hold(1, "k".into()).expect("free");
         assert!(keys.hold(1, "k".into()).is_none());
-        assert!(keys.hold(2, "k".into()).is_some(), "another user's key is another key");
+        assert!(
+            keys.hold(2, "k".into()).is_some(),
+            "another user's key is another key"
+        );
         drop(first);
         assert!(keys.hold(1, "k".into()).is_some());
     }

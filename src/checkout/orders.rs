@@ -53,7 +53,9 @@ fn clamp(ms: u64) -> i32 {
 pub enum Claim {
     /// This request owns the key and must run the checkout as this order: a new one, or the
     /// one an earlier request with the key left unfinished.
-    Claimed { order_id: Uuid },
+    Claimed {
+        order_id: Uuid,
+    },
     /// The same request already ran: answer what it answered.
     Replay {
         status: u16,

@@ -25,7 +25,7 @@ pub struct JournalEntry {
     undo: Undo,
     settled: bool,
     /// Keeps the upload counted as in flight until an abandoned object is gone.
-    hold: Option<in_flight::Guard>,
+    hold: Option<in_flight::Shared>,
 }
 
 impl JournalEntry {
@@ -33,7 +33,7 @@ impl JournalEntry {
         path: PathBuf,
         object: PathBuf,
         storage: &Storage,
-        hold: in_flight::Guard,
+        hold: in_flight::Shared,
     ) -> Self {
         let mut entry = Self::new(path, object, storage, Undo::RemoveObject);
         entry.hold = Some(hold);

@@ -89,7 +89,7 @@ impl Storage {
 
     /// Starts writing a new object. Its bytes go to the journal until `ObjectWriter::finish`;
     /// `hold` counts the upload as in flight until an abandoned object has been removed.
-    pub async fn create(&self, id: Uuid, hold: in_flight::Guard) -> io::Result<ObjectWriter> {
+    pub async fn create(&self, id: Uuid, hold: in_flight::Shared) -> io::Result<ObjectWriter> {
         let entry =
             JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self, hold);
         let file = tokio::fs::File::create(entry.path())

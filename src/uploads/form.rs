@@ -158,13 +158,13 @@ impl<'a> Form<'a> {
         field: &mut Field,
         storage: &Storage,
         reservation: &mut Reservation,
-        in_flight: &in_flight::Guard,
+        in_flight: &in_flight::Shared,
     ) -> Result<ReceivedFile, ApiError> {
         let filename = super::filename::from_disposition(field.content_disposition());
         let mut detector = Detector::new(field.content_type(), &self.limits.allow)?;
         let max = self.limits.settings.max_file_bytes;
         let id = Uuid::now_v7();
-        let mut writer = storage.create(id, in_flight.clone()).await?;
+        let mut writer = storage.create(id, std::sync::Arc::clone(in_flight)).await?;
         tracing::debug!(%id, %filename, "receiving file");
         let mut size = 0u64;
         let mut checked = detector.is_ready();

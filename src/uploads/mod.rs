@@ -8,8 +8,8 @@ mod pace;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Serialize;
 
-use self::form::{Form, ReceivedFile, is_file};
 pub use self::form::Limits;
+use self::form::{Form, ReceivedFile, is_file};
 use crate::{
     auth::Owner,
     db,
@@ -81,7 +81,7 @@ async fn receive(
     owner: Owner,
     expect: Expect,
 ) -> Result<Received, ApiError> {
-    let in_flight = state.uploads.enter();
+    let in_flight = std::sync::Arc::new(state.uploads.enter());
     let mut form = Form::new(req, payload, &state.limits)?;
     let mut reservation = Reservation::begin(
         &state.bookkeeping,
@@ -105,7 +105,7 @@ async fn receive_files(
     state: &AppState,
     reservation: &mut Reservation,
     expect: Expect,
-    in_flight: &in_flight::Guard,
+    in_flight: &in_flight::Shared,
 ) -> Result<Vec<ReceivedFile>, ApiError> {
     let mut files = Vec::new();
     while let Some(mut field) = form.next_part().await? {

@@ -24,8 +24,11 @@ async fn post(app: &TestApp, body: &Value, key: Option<&str>) -> reqwest::Respon
     request.send().await.unwrap()
 }
 
-/// Both providers talk HTTP to one mock server, each with a short timeout.
-async fn app_with_http_providers(mock: &MockServer) -> TestApp {
+/// A provider timeout no answer on a busy machine comes near.
+const GENEROUS_MS: u64 = 30_000;
+
+/// Both providers talk HTTP to one mock server, the payment with this timeout.
+async fn app_with_http_providers(mock: &MockServer, payment_timeout_ms: u64) -> TestApp {
     let uri = mock.uri();
     spawn_app_with(move |s: &mut Settings| {
         for (provider, path) in [
@@ -34,8 +37,10 @@ async fn app_with_http_providers(mock: &MockServer) -> TestApp {
         ] {
             provider.kind = ProviderKind::Http;
             provider.url = format!("{uri}{path}");
-            provider.timeout_ms = 300;
+            provider.timeout_ms = GENEROUS_MS;
         }
+        s.checkout.payment.timeout_ms = payment_timeout_ms;
+        s.database.acquire_timeout_secs = 1;
     })
     .await
 }
@@ -60,7 +65,7 @@ async fn with_providers(
         .respond_with(email)
         .mount(&mock)
         .await;
-    let app = app_with_http_providers(&mock).await;
+    let app = app_with_http_providers(&mock, GENEROUS_MS).await;
     (mock, app)
 }
 
@@ -92,7 +97,7 @@ async fn a_paid_checkout_is_201_with_both_outcomes_recorded() {
         .expect(1)
         .mount(&mock)
         .await;
-    let app = app_with_http_providers(&mock).await;
+    let app = app_with_http_providers(&mock, GENEROUS_MS).await;
 
     let response = post(&app, &order(), None).await;
 
@@ -153,12 +158,17 @@ async fn a_failing_payment_provider_is_502() {
 
 #[tokio::test]
 async fn a_payment_slower_than_its_timeout_is_504() {
-    let (_mock, app) = with_providers(
-        paid().set_delay(std::time::Duration::from_secs(5)),
-        ResponseTemplate::new(200),
-        None,
-    )
-    .await;
+    let mock = MockServer::start().await;
+    Mock::given(path("/pay"))
+        .respond_with(paid().set_delay(std::time::Duration::from_secs(120)))
+        .mount(&mock)
+        .await;
+    Mock::given(path("/mail"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&mock)
+        .await;
+    // The email's answer is immediate and its timeout generous: only the payment times out.
+    let app = app_with_http_providers(&mock, 1_000).await;
 
     let body = assert_problem(
         post(&app, &order(), None).await,
@@ -306,4 +316,130 @@ async fn the_simulated_providers_serve_a_checkout_out_of_the_box() {
         "payment_declined",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_nul_in_any_string_is_422_naming_the_field() {
+    let app = spawn_app_with(|_| {}).await;
+    let mut body = order();
+    body["items"][0]["sku"] = json!("BOOK\u{0}1");
+    let problem = assert_problem(post(&app, &body, None).await, 422, "invalid_request").await;
+    assert_eq!(problem["errors"][0]["field"], "items[0].sku");
+    let mut body = order();
+    body["customer_email"] = json!("a\u{0}@example.com");
+    let problem = assert_problem(post(&app, &body, None).await, 422, "invalid_request").await;
+    assert_eq!(problem["errors"][0]["field"], "customer_email");
+}
+
+/// Answers the first charge only once the test has taken Postgres away, so that recording its
+/// outcome fails after the provider charged; later charges at once.
+struct ChargesBeforeAnOutage {
+    called: std::sync::mpsc::SyncSender<()>,
+    resume: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    first: std::sync::atomic::AtomicBool,
+}
+
+impl wiremock::Respond for ChargesBeforeAnOutage {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        // The mock server runs on a thread of its own: blocking it holds only this answer.
+        if !self.first.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.called.send(()).unwrap();
+            let resume = self.resume.lock().unwrap();
+            resume
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap();
+        }
+        paid()
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_a_failure_past_the_charge_never_charges_twice() {
+    let mock = MockServer::start().await;
+    let (called, charged) = std::sync::mpsc::sync_channel(1);
+    let (resume, resumed) = std::sync::mpsc::sync_channel(1);
+    Mock::given(path("/pay"))
+        .respond_with(ChargesBeforeAnOutage {
+            called,
+            resume: std::sync::Mutex::new(resumed),
+            first: false.into(),
+        })
+        .mount(&mock)
+        .await;
+    Mock::given(path("/mail"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&mock)
+        .await;
+    let app = app_with_http_providers(&mock, GENEROUS_MS).await;
+
+    let body = order();
+    let (first, ()) = tokio::join!(post(&app, &body, Some("retry-me")), async {
+        tokio::task::spawn_blocking(move || charged.recv().unwrap())
+            .await
+            .unwrap();
+        app.set_connections_allowed(false).await;
+        resume.send(()).unwrap();
+    });
+    assert_problem(first, 503, "database_unavailable").await;
+    app.set_connections_allowed(true).await;
+
+    let retry = post(&app, &body, Some("retry-me")).await;
+
+    assert_eq!(retry.status(), 201);
+    let answer: Value = retry.json().await.unwrap();
+    // However often the provider was asked, it was always about one order: one charge.
+    let charges: std::collections::BTreeSet<String> = mock
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/pay")
+        .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert_eq!(
+        Some(answer["order_id"].as_str().unwrap()),
+        charges.first().map(String::as_str)
+    );
+    assert_eq!(order_row(&app).await.0, "paid");
+    let replay = post(&app, &body, Some("retry-me")).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_their_caller() {
+    let app = spawn_app_with(|s| {
+        s.auth.enabled = true;
+        s.checkout.payment.simulated_latency_ms = 1;
+        s.checkout.email.simulated_latency_ms = 1;
+    })
+    .await;
+    let alice = app.user_with_token("alice").await;
+    let bob = app.user_with_token("bob").await;
+    let mut other = order();
+    other["amount_cents"] = json!(5000);
+    let as_caller = |token: Option<&str>, body: &Value| {
+        let mut request = app
+            .client
+            .post(app.url("/checkout"))
+            .header("Idempotency-Key", "same-key")
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    let statuses = [
+        as_caller(Some(&alice), &order()).await.unwrap().status(),
+        as_caller(Some(&bob), &other).await.unwrap().status(),
+        // Without a token: the anonymous user, a caller of its own.
+        as_caller(None, &other).await.unwrap().status(),
+    ];
+
+    assert_eq!(statuses.map(|s| s.as_u16()), [201, 201, 201]);
+    let reused = as_caller(Some(&alice), &other).await.unwrap();
+    assert_problem(reused, 422, "idempotency_key_reused").await;
+    let invalid = as_caller(Some("intake_nope"), &order()).await.unwrap();
+    assert_problem(invalid, 401, "unauthorized").await;
 }

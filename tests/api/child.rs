@@ -95,7 +95,8 @@ impl ChildServer {
 const RAW_NAME: &str = "raw-upload.bin";
 
 /// A multipart upload over a raw connection: the head announces `total` body bytes of one
-/// `file` part; `start` sends the first `sent` of them, `finish` the rest.
+/// `file` part; `start` sends the first `sent` of them, `finish` the rest. The server closes the
+/// connection after its answer, so that the answer can be read to the end.
 pub struct RawUpload {
     pub stream: TcpStream,
     body: Vec<u8>,
@@ -112,7 +113,7 @@ impl RawUpload {
         body.extend_from_slice(b"\r\n--B--\r\n");
         let mut stream = TcpStream::connect(address).await.unwrap();
         let head = format!(
-            "POST /upload HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n",
+            "POST /upload HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).await.unwrap();

@@ -130,6 +130,57 @@ fn compose_settings_load_through_the_apps_own_loader_and_point_at_db() {
     );
 }
 
+/// A duration as compose writes it: `40s`, `1m30s`.
+fn compose_seconds(text: &str) -> u64 {
+    humantime::parse_duration(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .as_secs()
+}
+
+#[test]
+fn docker_waits_longer_than_the_graceful_shutdown_before_it_kills() {
+    let settings = Settings::load_from(&config_dir(), "production", HashMap::new()).unwrap();
+    let shutdown = settings.server.shutdown_timeout_secs;
+    let grace = compose()["services"]["intake"]["stop_grace_period"]
+        .as_str()
+        .map(compose_seconds)
+        .expect("the intake service sets stop_grace_period");
+    assert!(
+        grace > shutdown,
+        "stop_grace_period {grace} s vs shutdown {shutdown} s"
+    );
+    let readme = read("README.md");
+    // Each command to its last continued line.
+    let runs: Vec<String> = readme
+        .split("docker run")
+        .skip(1)
+        .map(|rest| {
+            let mut command = String::new();
+            for line in rest.lines() {
+                command.push_str(line);
+                if !line.trim_end().ends_with('\\') {
+                    break;
+                }
+            }
+            command
+        })
+        .filter(|run| run.contains("APP__"))
+        .collect();
+    assert!(!runs.is_empty());
+    for run in runs {
+        let timeout = run
+            .split("--stop-timeout ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|secs| secs.parse::<u64>().ok())
+            .expect("each `docker run` of intake in the README sets --stop-timeout");
+        assert!(
+            timeout > shutdown,
+            "--stop-timeout {timeout} vs shutdown {shutdown} s"
+        );
+    }
+}
+
 #[test]
 fn the_port_agrees_across_dockerfile_compose_and_production_config() {
     let settings = Settings::load_from(&config_dir(), "production", HashMap::new()).unwrap();
@@ -171,6 +222,13 @@ fn the_dockerfile_runs_unprivileged_offline_and_copies_only_what_exists() {
     assert!(uid != "root" && uid != "0", "final USER is {user}");
 
     assert!(all.iter().any(|l| l == "ENV SQLX_OFFLINE=true"));
+    // A `# syntax=` line makes BuildKit fetch a frontend image: offline builds would fail.
+    assert!(
+        !read("Dockerfile")
+            .lines()
+            .any(|l| l.starts_with("# syntax")),
+        "no syntax directive"
+    );
     assert!(
         runtime
             .iter()

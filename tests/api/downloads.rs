@@ -182,3 +182,60 @@ async fn an_empty_file_downloads_as_empty() {
         format!("\"{}\"", sha256_hex(b"")).as_str()
     );
 }
+
+#[tokio::test]
+async fn an_if_range_that_cannot_be_parsed_gets_the_whole_file() {
+    let app = spawn_app().await;
+    let bytes = random_bytes(500, 13);
+    let url = uploaded(&app, "r.bin", &bytes, None).await;
+    for if_range in ["", "not a validator", "W/\"weak\""] {
+        let response = app
+            .client
+            .get(app.url(&url))
+            .header("range", "bytes=0-9")
+            .header("if-range", if_range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{if_range:?}");
+        assert_eq!(response.bytes().await.unwrap().len(), 500);
+    }
+}
+
+#[tokio::test]
+async fn a_download_whose_object_was_just_taken_by_a_delete_is_404() {
+    let app = spawn_app().await;
+    let url = uploaded(&app, "gone.bin", &random_bytes(1000, 14), None).await;
+    // What a delete does first: the object leaves its place before the row goes.
+    for object in app.object_ids() {
+        let path = crate::helpers::object_path(app.storage.path(), object);
+        std::fs::remove_file(path).unwrap();
+    }
+    assert_problem(app.get(&url).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn downloads_racing_deletes_get_the_whole_file_or_404() {
+    let app = spawn_app().await;
+    for round in 0..20 {
+        let bytes = random_bytes(256 * 1024, round);
+        let url = uploaded(&app, "race.bin", &bytes, None).await;
+        let id = url.split('/').nth(2).unwrap().to_owned();
+        let downloads = (0..4).map(|_| async {
+            let response = app.get(&url).await;
+            let status = response.status().as_u16();
+            (status, response.bytes().await.unwrap())
+        });
+        let delete = app.client.delete(app.url(&format!("/files/{id}"))).send();
+        let (answers, deleted) = tokio::join!(futures_util::future::join_all(downloads), delete);
+        assert_eq!(deleted.unwrap().status(), 204);
+        for (status, body) in answers {
+            match status {
+                200 => assert_eq!(sha256_hex(&body), sha256_hex(&bytes)),
+                404 => {}
+                other => panic!("a download racing a delete answered {other}"),
+            }
+        }
+    }
+    assert!(app.assert_consistent().await.is_empty());
+}

@@ -1,10 +1,9 @@
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::{
     child::RawUpload,
-    helpers::{TestApp, assert_problem, random_bytes, spawn_app, spawn_app_with},
+    helpers::{assert_problem, random_bytes, spawn_app, spawn_app_with},
 };
 
 #[tokio::test]
@@ -61,23 +60,6 @@ async fn a_body_shorter_than_its_content_length_is_400_and_stores_nothing() {
     assert!(app.assert_consistent().await.is_empty());
 }
 
-async fn set_connections_allowed(app: &TestApp, allowed: bool) {
-    let db = app.db_name();
-    let mut conn = PgConnection::connect(app.maintenance_url()).await.unwrap();
-    conn.execute(AssertSqlSafe(format!(
-        r#"ALTER DATABASE "{db}" ALLOW_CONNECTIONS {allowed}"#
-    )))
-    .await
-    .unwrap();
-    if !allowed {
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-            .bind(&db)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn postgres_unavailable_is_503_keeps_no_object_and_recovers() {
     let app = spawn_app_with(|s| s.database.acquire_timeout_secs = 1).await;
@@ -85,7 +67,7 @@ async fn postgres_unavailable_is_503_keeps_no_object_and_recovers() {
         .await;
     let before = app.object_ids();
 
-    set_connections_allowed(&app, false).await;
+    app.set_connections_allowed(false).await;
     let refused = app
         .upload_file("during.bin", random_bytes(300_000, 8), None)
         .await;
@@ -100,7 +82,7 @@ async fn postgres_unavailable_is_503_keeps_no_object_and_recovers() {
     );
     assert!(app.journal_files().is_empty());
 
-    set_connections_allowed(&app, true).await;
+    app.set_connections_allowed(true).await;
     let after = app.upload_file("after.txt", b"after".to_vec(), None).await;
     assert_eq!(
         after.status(),

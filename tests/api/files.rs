@@ -194,7 +194,17 @@ async fn listing_is_newest_first_and_stable_across_pages() {
 #[tokio::test]
 async fn bad_list_parameters_are_400() {
     let app = spawn_app().await;
-    for query in ["limit=0", "limit=100000", "limit=abc", "cursor=garbage"] {
+    let id = Uuid::now_v7().simple();
+    let out_of_range = [
+        format!("cursor=-300000000000000000_{id}"),
+        format!("cursor=-1_{id}"),
+        format!("cursor=253402300800000000_{id}"),
+    ];
+    let queries = ["limit=0", "limit=100000", "limit=abc", "cursor=garbage"]
+        .map(String::from)
+        .into_iter()
+        .chain(out_of_range);
+    for query in queries {
         let response = app.get(&format!("/files?{query}")).await;
         assert_problem(response, 400, "invalid_request").await;
     }

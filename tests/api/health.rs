@@ -35,3 +35,13 @@ async fn unknown_routes_and_methods_are_problem_json() {
     let response = app.client.post(app.url("/ping")).send().await.unwrap();
     assert_problem(response, 405, "invalid_request").await;
 }
+
+#[tokio::test]
+async fn concurrent_readiness_probes_all_pass() {
+    let app = spawn_app().await;
+    let probes = (0..16).map(|_| app.get("/health/ready"));
+    for response in futures_util::future::join_all(probes).await {
+        assert_eq!(response.status(), 200);
+    }
+    assert!(app.journal_files().is_empty(), "no probe file is left");
+}

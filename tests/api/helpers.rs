@@ -201,6 +201,27 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// Takes this test's database away from the server (refusing new connections and ending the
+    /// open ones), or gives it back.
+    pub async fn set_connections_allowed(&self, allowed: bool) {
+        let db = self.db_name();
+        let mut conn = PgConnection::connect(self.maintenance_url()).await.unwrap();
+        conn.execute(AssertSqlSafe(format!(
+            r#"ALTER DATABASE "{db}" ALLOW_CONNECTIONS {allowed}"#
+        )))
+        .await
+        .unwrap();
+        if !allowed {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind(&db)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+
     pub fn db_name(&self) -> String {
         self.db_name.clone()
     }
@@ -247,6 +268,15 @@ pub async fn row_ids(pool: &PgPool) -> BTreeSet<Uuid> {
         .expect("rows")
         .into_iter()
         .collect()
+}
+
+/// Where the server keeps object `id` under `root` (see `storage`).
+pub fn object_path(root: &Path, id: Uuid) -> PathBuf {
+    let hex = id.simple().to_string();
+    root.join("objects")
+        .join(&hex[28..30])
+        .join(&hex[30..32])
+        .join(id.to_string())
 }
 
 pub fn object_ids(root: &Path) -> BTreeSet<Uuid> {

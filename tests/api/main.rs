@@ -17,4 +17,5 @@ mod lessons;
 mod load;
 mod quota;
 mod rate_limit;
+mod slow_clients;
 mod uploads;

@@ -175,3 +175,47 @@ async fn concurrent_chunked_uploads_cannot_together_go_over_the_quota() {
     assert_eq!(app.usage("alice").await, (stored, 0, 0));
     app.assert_consistent().await;
 }
+
+#[tokio::test]
+async fn concurrent_chunked_uploads_that_fit_together_are_all_stored() {
+    const SIZE: usize = 30_000;
+    let app = spawn_with_quota(10 * SIZE).await;
+    let token = app.user_with_token("alice").await;
+
+    let uploads = (0..10).map(|seed| {
+        let part = chunked_part(random_bytes(SIZE, seed));
+        let token = &token;
+        let app = &app;
+        async move { app.upload_as(token, part).await.status().as_u16() }
+    });
+    let statuses = join_all(uploads).await;
+
+    assert_eq!(statuses, [201; 10], "none refused: together they fit");
+    assert_eq!(app.usage("alice").await, (10 * SIZE as i64, 0, 0));
+    app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn an_empty_body_with_a_quota_is_a_400_not_a_500() {
+    let app = spawn_with_quota(MIB).await;
+    let token = app.user_with_token("alice").await;
+    for path in ["/upload", "/files"] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&token)
+            .header("content-type", "multipart/form-data; boundary=B")
+            .header("content-length", "0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        let problem = crate::helpers::problem(response).await;
+        assert!(
+            ["malformed_multipart", "missing_file"].contains(&problem["code"].as_str().unwrap()),
+            "{problem}"
+        );
+    }
+    assert_eq!(app.usage("alice").await, (0, 0, 0));
+    assert!(app.assert_consistent().await.is_empty());
+}

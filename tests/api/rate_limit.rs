@@ -1,4 +1,5 @@
-//! Rate limits: one bucket per token, one per client address for everything else.
+//! Rate limits: one bucket per token, one per client address for everything else; an address
+//! found over its limit is refused before any token lookup.
 
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 
@@ -55,7 +56,8 @@ async fn requests_without_a_valid_token_are_limited_by_address_and_health_never_
     // A made-up token draws from the same bucket: guessing is limited too.
     assert_limited(app.list_as(Some("intake_guess")).await).await;
     assert_limited(app.list_as(None).await).await;
-    assert_eq!(app.list_as(Some(&alice)).await.status(), 200);
+    // Until the address's bucket refills, even a valid token from it is not looked up.
+    assert_limited(app.list_as(Some(&alice)).await).await;
     for _ in 0..5 {
         assert_eq!(app.get("/health/live").await.status(), 200);
     }
@@ -68,4 +70,21 @@ async fn with_auth_off_every_route_but_health_is_limited_by_address() {
     assert_eq!(app.list_as(None).await.status(), 200);
     assert_limited(app.get("/ping").await).await;
     assert_eq!(app.get("/health/ready").await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_address_over_its_limit_is_refused_before_any_token_lookup() {
+    let app = spawn_limited(true, 2).await;
+    // Well-formed but unknown: only the database can tell.
+    let guess = format!("intake_{}", "A".repeat(43));
+    for _ in 0..2 {
+        assert_problem(app.list_as(Some(&guess)).await, 401, "unauthorized").await;
+    }
+    assert_limited(app.list_as(Some(&guess)).await).await;
+
+    // A lookup now would answer 503: the refusal comes before it.
+    app.set_connections_allowed(false).await;
+    let refused = app.list_as(Some(&guess)).await;
+    app.set_connections_allowed(true).await;
+    assert_limited(refused).await;
 }

@@ -2,7 +2,7 @@ use reqwest::multipart::Form;
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_problem, chunked_part, file_part, random_bytes, sha256_hex, spawn_app, spawn_app_with,
+    assert_problem, file_part, random_bytes, sha256_hex, spawn_app, spawn_app_with,
 };
 
 const PNG: &[u8] =
@@ -163,16 +163,35 @@ async fn a_second_file_part_is_too_many_files() {
     assert!(app.assert_consistent().await.is_empty());
 }
 
+/// The raw answer to an upload that announces `file_bytes` but sends only the first `sent`
+/// bytes of its body: an answer at all proves the server gave it before the body was sent.
+async fn answer_before_the_body(
+    app: &crate::helpers::TestApp,
+    file_bytes: usize,
+    sent: usize,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut upload = crate::child::RawUpload::start(app.host(), file_bytes, sent).await;
+    let mut response = Vec::new();
+    upload.stream.read_to_end(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
 #[tokio::test]
 async fn a_file_over_the_limit_is_413_while_streaming_and_leaves_nothing() {
     let app = spawn_app_with(|s| s.upload.max_file_bytes = 1024 * 1024).await;
-    // 64 times the limit: the server answers once the limit is crossed.
-    let bytes = random_bytes(64 * 1024 * 1024, 2);
+    // 64 times the limit announced, twice the limit sent: the rest never comes.
+    let response = answer_before_the_body(&app, 64 * 1024 * 1024, 2 * 1024 * 1024).await;
 
-    let response = app.upload_file("huge.bin", bytes, None).await;
-
-    let problem = assert_problem(response, 413, "file_too_large").await;
-    assert_eq!(problem["detail"], "file exceeds the 1048576-byte limit");
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        response.contains(r#""code":"file_too_large""#),
+        "{response}"
+    );
+    assert!(
+        response.contains("file exceeds the 1048576-byte limit"),
+        "{response}"
+    );
     app.uploads_settled().await;
     assert!(app.assert_consistent().await.is_empty());
 }
@@ -189,18 +208,27 @@ async fn a_file_of_exactly_the_limit_is_accepted() {
 #[tokio::test]
 async fn a_request_declared_over_the_limit_is_refused_before_reading() {
     let app = spawn_app_with(|s| s.upload.max_request_bytes = 64 * 1024).await;
-    let response = app
-        .upload_file("big.bin", random_bytes(1024 * 1024, 4), None)
-        .await;
-    assert_problem(response, 413, "request_too_large").await;
+    // Not one byte of the body is sent.
+    let response = answer_before_the_body(&app, 1024 * 1024, 0).await;
+
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        response.contains(r#""code":"request_too_large""#),
+        "{response}"
+    );
     assert!(app.assert_consistent().await.is_empty());
 }
 
 #[tokio::test]
 async fn a_chunked_request_over_the_limit_is_stopped_while_streaming() {
+    use futures_util::{StreamExt, stream};
     let app = spawn_app_with(|s| s.upload.max_request_bytes = 256 * 1024).await;
-    // A streamed part has no length, so the request goes out chunked, without Content-Length.
-    let part = chunked_part(random_bytes(4 * 1024 * 1024, 5));
+    // A streamed part has no length, so the request goes out chunked, without Content-Length;
+    // after 1 MiB it never ends, so only an answer given while streaming can arrive.
+    let endless = stream::iter(vec![Ok::<_, std::io::Error>(random_bytes(1024 * 1024, 5))])
+        .chain(stream::pending());
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(endless))
+        .file_name("endless.bin");
     let response = app.upload(Form::new().part("file", part)).await;
     assert_problem(response, 413, "request_too_large").await;
     app.uploads_settled().await;
@@ -322,4 +350,70 @@ async fn types_outside_the_allow_list_are_415_and_leave_nothing() {
     let png = app.upload_file("p.png", PNG.to_vec(), None).await;
     assert_eq!(png.status(), 201);
     assert_eq!(app.assert_consistent().await.len(), 1);
+}
+
+/// One `file` part named `a.bin` with this part Content-Type and content, sent raw.
+async fn upload_typed(
+    app: &crate::helpers::TestApp,
+    part_type: &str,
+    content: &[u8],
+) -> reqwest::Response {
+    let mut body = format!(
+        "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\nContent-Type: {part_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(content);
+    body.extend_from_slice(b"\r\n--B--\r\n");
+    app.client
+        .post(app.url("/upload"))
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_declared_type_without_a_subtype_is_sniffed_and_checked() {
+    let app = spawn_app_with(|s| s.upload.allowed_content_types = vec!["image/*".into()]).await;
+    for declared in ["image/", "image/*"] {
+        let text = upload_typed(&app, declared, b"not an image at all").await;
+        assert_problem(text, 415, "unsupported_media_type").await;
+    }
+    let png = upload_typed(&app, "image/", PNG).await;
+    let png: serde_json::Value = png.json().await.unwrap();
+    assert_eq!(png["content_type"], "image/png");
+    assert_eq!(app.assert_consistent().await.len(), 1);
+}
+
+#[tokio::test]
+async fn only_multipart_form_data_is_a_form() {
+    let app = spawn_app().await;
+    let body = b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nabc\r\n--B--\r\n";
+    for content_type in [
+        "multipart/mixed; boundary=B",
+        "multipart/related; boundary=B",
+    ] {
+        for path in ["/upload", "/files"] {
+            let response = app
+                .client
+                .post(app.url(path))
+                .header("content-type", content_type)
+                .body(body.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_problem(response, 415, "not_multipart").await;
+        }
+    }
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_iso_8859_1_filename_star_is_decoded() {
+    let app = spawn_app().await;
+    let response = upload_with_disposition(&app, b"filename*=iso-8859-1''r%E9sum%E9%A0.txt").await;
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["filename"], "résumé\u{a0}.txt");
 }

@@ -1,0 +1,140 @@
+//! Slow clients: an upload waiting for its client holds no thread, a body slower than the
+//! minimum rate is cut off, and a checkout body has a deadline.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{
+    child::RawUpload,
+    helpers::{random_bytes, sha256_hex, spawn_app_with},
+};
+
+/// Trickling uploads per blocking thread: far more uploads than threads.
+const TRICKLES: usize = 64;
+const BLOCKING_THREADS: usize = 4;
+
+#[tokio::test]
+async fn many_trickling_uploads_do_not_starve_uploads_downloads_or_readiness() {
+    let app = spawn_app_with(|s| {
+        s.server.workers = 1;
+        s.server.max_blocking_threads = BLOCKING_THREADS;
+        // The trickles must stay open for as long as the test runs.
+        s.upload.min_bytes_per_sec = 0;
+    })
+    .await;
+    let mut trickles = Vec::new();
+    for _ in 0..TRICKLES {
+        // The part's head and its first 64 bytes, then nothing more for now.
+        trickles.push(RawUpload::start(app.host(), 1024 * 1024, 200).await);
+    }
+    let mut in_flight = app.uploads_in_flight.clone();
+    in_flight.wait_for(|n| *n == TRICKLES).await.unwrap();
+
+    // A client that gives up rather than hanging, should the server be starved.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let bytes = random_bytes(1024 * 1024, 70);
+    let started = Instant::now();
+    let stored: serde_json::Value = client
+        .post(app.url("/upload"))
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            crate::helpers::file_part("normal.bin", bytes.clone(), None),
+        ))
+        .send()
+        .await
+        .expect("an upload is served while the trickles wait")
+        .json()
+        .await
+        .unwrap();
+    let uploaded = started.elapsed();
+    let started = Instant::now();
+    let download = client
+        .get(app.url(stored["url"].as_str().unwrap()))
+        .send()
+        .await
+        .expect("a download is served while the trickles wait");
+    assert_eq!(download.status(), 200);
+    assert_eq!(
+        sha256_hex(&download.bytes().await.unwrap()),
+        sha256_hex(&bytes)
+    );
+    let downloaded = started.elapsed();
+    let started = Instant::now();
+    let ready = client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("readiness answers while the trickles wait");
+    assert_eq!(ready.status(), 200);
+    let readied = started.elapsed();
+    eprintln!(
+        "{TRICKLES} trickling uploads, {BLOCKING_THREADS} blocking threads: upload {uploaded:?}, \
+         download {downloaded:?}, ready {readied:?}"
+    );
+    // More trickles were writing to storage than there are threads to write with.
+    assert!(app.journal_files().len() > BLOCKING_THREADS);
+
+    // And each of them still completes once its client sends the rest.
+    let finished = futures_util::future::join_all(trickles.into_iter().map(RawUpload::finish));
+    for response in finished.await {
+        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    }
+    app.uploads_settled().await;
+    assert_eq!(app.assert_consistent().await.len(), TRICKLES + 1);
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_minimum_rate_is_408_and_keeps_nothing() {
+    let app = spawn_app_with(|s| {
+        s.upload.min_bytes_per_sec = 100_000;
+        s.upload.min_rate_window_secs = 1;
+        s.upload.min_rate_grace_secs = 0;
+    })
+    .await;
+    // 4 KiB sent, then nothing: less than the minimum over the first window, long before
+    // the idle timeout.
+    let mut slow = RawUpload::start(app.host(), 1024 * 1024, 4096).await;
+
+    let mut response = Vec::new();
+    slow.stream.read_to_end(&mut response).await.unwrap();
+
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains(r#""code":"upload_timeout""#),
+        "{response}"
+    );
+    assert!(response.contains("too slow"), "{response}");
+    app.uploads_settled().await;
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_checkout_body_that_never_arrives_is_408() {
+    let app = spawn_app_with(|s| s.server.request_body_timeout_secs = 1).await;
+    let mut stream = tokio::net::TcpStream::connect(app.host()).await.unwrap();
+    let head = format!(
+        "POST /checkout HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"customer_email\":",
+        app.host()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains(r#""code":"upload_timeout""#),
+        "{response}"
+    );
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 0);
+}
