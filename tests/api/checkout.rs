@@ -46,11 +46,12 @@ async fn app_with_http_providers(mock: &MockServer, payment_timeout_ms: u64) -> 
 }
 
 /// A provider server answering the payment and the email calls as given (the payment
-/// expected `payment_calls` times), and an app that uses it.
+/// expected `payment_calls` times), and an app that uses it with this payment timeout.
 async fn with_providers(
-    payment: ResponseTemplate,
+    payment: impl wiremock::Respond + 'static,
     email: ResponseTemplate,
     payment_calls: Option<u64>,
+    payment_timeout_ms: u64,
 ) -> (MockServer, TestApp) {
     let mock = MockServer::start().await;
     let charge = Mock::given(method("POST"))
@@ -65,7 +66,7 @@ async fn with_providers(
         .respond_with(email)
         .mount(&mock)
         .await;
-    let app = app_with_http_providers(&mock, GENEROUS_MS).await;
+    let app = app_with_http_providers(&mock, payment_timeout_ms).await;
     (mock, app)
 }
 
@@ -131,6 +132,7 @@ async fn a_declined_payment_is_402() {
         ResponseTemplate::new(200).set_body_json(json!({"status": "declined"})),
         ResponseTemplate::new(200),
         None,
+        GENEROUS_MS,
     )
     .await;
 
@@ -143,8 +145,13 @@ async fn a_declined_payment_is_402() {
 
 #[tokio::test]
 async fn a_failing_payment_provider_is_502() {
-    let (_mock, app) =
-        with_providers(ResponseTemplate::new(500), ResponseTemplate::new(200), None).await;
+    let (_mock, app) = with_providers(
+        ResponseTemplate::new(500),
+        ResponseTemplate::new(200),
+        None,
+        GENEROUS_MS,
+    )
+    .await;
 
     let body = assert_problem(
         post(&app, &order(), None).await,
@@ -158,17 +165,14 @@ async fn a_failing_payment_provider_is_502() {
 
 #[tokio::test]
 async fn a_payment_slower_than_its_timeout_is_504() {
-    let mock = MockServer::start().await;
-    Mock::given(path("/pay"))
-        .respond_with(paid().set_delay(std::time::Duration::from_secs(120)))
-        .mount(&mock)
-        .await;
-    Mock::given(path("/mail"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&mock)
-        .await;
     // The email's answer is immediate and its timeout generous: only the payment times out.
-    let app = app_with_http_providers(&mock, 1_000).await;
+    let (_mock, app) = with_providers(
+        paid().set_delay(std::time::Duration::from_secs(120)),
+        ResponseTemplate::new(200),
+        None,
+        1_000,
+    )
+    .await;
 
     let body = assert_problem(
         post(&app, &order(), None).await,
@@ -184,7 +188,7 @@ async fn a_payment_slower_than_its_timeout_is_504() {
 
 #[tokio::test]
 async fn a_failing_email_never_fails_a_paid_order() {
-    let (_mock, app) = with_providers(paid(), ResponseTemplate::new(503), None).await;
+    let (_mock, app) = with_providers(paid(), ResponseTemplate::new(503), None, GENEROUS_MS).await;
 
     let response = post(&app, &order(), None).await;
 
@@ -203,7 +207,8 @@ async fn a_failing_email_never_fails_a_paid_order() {
 
 #[tokio::test]
 async fn the_same_key_and_body_replays_the_answer_without_charging_again() {
-    let (_mock, app) = with_providers(paid(), ResponseTemplate::new(200), Some(1)).await;
+    let (_mock, app) =
+        with_providers(paid(), ResponseTemplate::new(200), Some(1), GENEROUS_MS).await;
 
     let first = post(&app, &order(), Some("key-1")).await;
     let second = post(&app, &order(), Some("key-1")).await;
@@ -217,7 +222,8 @@ async fn the_same_key_and_body_replays_the_answer_without_charging_again() {
 
 #[tokio::test]
 async fn the_same_key_with_another_body_is_422() {
-    let (_mock, app) = with_providers(paid(), ResponseTemplate::new(200), Some(1)).await;
+    let (_mock, app) =
+        with_providers(paid(), ResponseTemplate::new(200), Some(1), GENEROUS_MS).await;
     post(&app, &order(), Some("key-2")).await;
 
     let mut other = order();
@@ -234,7 +240,13 @@ async fn the_same_key_with_another_body_is_422() {
 async fn concurrent_requests_with_one_key_charge_exactly_once() {
     // Slow enough that the requests overlap; the assertion does not depend on it.
     let slow_payment = paid().set_delay(std::time::Duration::from_millis(100));
-    let (_mock, app) = with_providers(slow_payment, ResponseTemplate::new(200), Some(1)).await;
+    let (_mock, app) = with_providers(
+        slow_payment,
+        ResponseTemplate::new(200),
+        Some(1),
+        GENEROUS_MS,
+    )
+    .await;
 
     let body = order();
     let responses =
@@ -355,22 +367,14 @@ impl wiremock::Respond for ChargesBeforeAnOutage {
 
 #[tokio::test]
 async fn a_retry_after_a_failure_past_the_charge_never_charges_twice() {
-    let mock = MockServer::start().await;
     let (called, charged) = std::sync::mpsc::sync_channel(1);
     let (resume, resumed) = std::sync::mpsc::sync_channel(1);
-    Mock::given(path("/pay"))
-        .respond_with(ChargesBeforeAnOutage {
-            called,
-            resume: std::sync::Mutex::new(resumed),
-            first: false.into(),
-        })
-        .mount(&mock)
-        .await;
-    Mock::given(path("/mail"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&mock)
-        .await;
-    let app = app_with_http_providers(&mock, GENEROUS_MS).await;
+    let payment = ChargesBeforeAnOutage {
+        called,
+        resume: std::sync::Mutex::new(resumed),
+        first: false.into(),
+    };
+    let (mock, app) = with_providers(payment, ResponseTemplate::new(200), None, GENEROUS_MS).await;
 
     let body = order();
     let (first, ()) = tokio::join!(post(&app, &body, Some("retry-me")), async {

@@ -266,6 +266,11 @@ async fn upload_with_disposition(
     let mut body = b"--B\r\nContent-Disposition: form-data; name=\"file\"; ".to_vec();
     body.extend_from_slice(params);
     body.extend_from_slice(b"\r\nContent-Type: text/plain\r\n\r\nabc\r\n--B--\r\n");
+    post_form(app, body).await
+}
+
+/// `POST /upload` of a body written out by hand, with boundary `B`.
+async fn post_form(app: &crate::helpers::TestApp, body: Vec<u8>) -> reqwest::Response {
     app.client
         .post(app.url("/upload"))
         .header("content-type", "multipart/form-data; boundary=B")
@@ -364,13 +369,7 @@ async fn upload_typed(
     .into_bytes();
     body.extend_from_slice(content);
     body.extend_from_slice(b"\r\n--B--\r\n");
-    app.client
-        .post(app.url("/upload"))
-        .header("content-type", "multipart/form-data; boundary=B")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+    post_form(app, body).await
 }
 
 #[tokio::test]
