@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod files;
 pub mod health;
+mod http;
 pub mod in_flight;
 pub mod lessons;
 pub mod problem;

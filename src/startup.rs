@@ -3,7 +3,7 @@
 use std::{io, net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{
-    App, HttpServer,
+    App,
     dev::Server,
     middleware::{ErrorHandlers, from_fn},
     web,
@@ -18,7 +18,7 @@ use crate::{
     configuration::{LessonSettings, Settings, SettingsError},
     db,
     error::ApiError,
-    files, health,
+    files, health, http,
     in_flight::InFlight,
     lessons, problem, quota,
     rate_limit::RateLimit,
@@ -127,7 +127,7 @@ impl Application {
             http,
         });
 
-        let mut server = HttpServer::new(move || {
+        let server = http::serve(listener, &settings, move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(
@@ -147,18 +147,10 @@ impl Application {
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())
         })
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .listen(listener)
         .map_err(StartupError::Bind)?;
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        if settings.server.max_blocking_threads > 0 {
-            server = server.worker_max_blocking_threads(settings.server.max_blocking_threads);
-        }
         Ok(Self {
             port,
-            server: server.run(),
+            server,
             background,
             uploads,
             pool,

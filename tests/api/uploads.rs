@@ -416,3 +416,61 @@ async fn an_iso_8859_1_filename_star_is_decoded() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["filename"], "résumé\u{a0}.txt");
 }
+
+/// The head of an upload that asks `Expect: 100-continue` before sending its body.
+fn expecting_head(app: &crate::helpers::TestApp, length: usize) -> String {
+    format!(
+        "POST /upload HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nExpect: 100-continue\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {length}\r\n\r\n",
+        app.host()
+    )
+}
+
+#[tokio::test]
+async fn expect_continue_over_the_limit_is_413_without_a_100_first() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|s| s.upload.max_request_bytes = 64 * 1024).await;
+    let mut stream = tokio::net::TcpStream::connect(app.host()).await.unwrap();
+    stream
+        .write_all(expecting_head(&app, 1024 * 1024).as_bytes())
+        .await
+        .unwrap();
+
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        response.contains(r#""code":"request_too_large""#),
+        "{response}"
+    );
+    assert!(
+        response.to_ascii_lowercase().contains("x-request-id: "),
+        "{response}"
+    );
+    assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn expect_continue_within_the_limit_is_told_to_go_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let body = b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"e.txt\"\r\n\r\nexpected\r\n--B--\r\n";
+    let mut stream = tokio::net::TcpStream::connect(app.host()).await.unwrap();
+    stream
+        .write_all(expecting_head(&app, body.len()).as_bytes())
+        .await
+        .unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).await.unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert_eq!(app.assert_consistent().await.len(), 1);
+}
