@@ -73,6 +73,19 @@ impl JournalEntry {
         blocking(move || remove_if_present(&path), &self.path).await;
     }
 
+    /// As `commit`, but the entry is removed in the background (holding the upload's place in
+    /// the in-flight count), so that the answer does not wait for it. A crash before then
+    /// leaves an entry whose row exists, which the sweep settles by keeping the object.
+    pub fn commit_in_background(mut self) {
+        self.settled = true;
+        let path = self.path.clone();
+        in_background(
+            move || remove_if_present(&path),
+            &self.path,
+            self.hold.take(),
+        );
+    }
+
     /// The database outcome is unknown (the connection broke mid-statement): leave the entry to
     /// the sweep, which decides once the database answers again.
     pub async fn defer_to_sweep(mut self) {
@@ -105,22 +118,31 @@ impl JournalEntry {
 }
 
 impl Drop for JournalEntry {
-    /// Dropped unsettled (the request was cancelled or failed): the undo runs on the blocking
-    /// pool, holding the upload's place in the in-flight count until it is done.
+    /// Dropped unsettled (the request was cancelled or failed): the undo runs in the background.
     fn drop(&mut self) {
         if self.settled {
             return;
         }
         let undo = self.undo_job();
-        let (path, hold) = (self.path.clone(), self.hold.take());
-        let job = move || {
-            log_failure(undo(), &path);
-            drop(hold);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(job)),
-            Err(_) => job(),
-        }
+        in_background(undo, &self.path, self.hold.take());
+    }
+}
+
+/// Runs filesystem work on the blocking pool without waiting for it, holding the upload's place
+/// in the in-flight count until it is done.
+fn in_background(
+    work: impl FnOnce() -> io::Result<()> + Send + 'static,
+    path: &Path,
+    hold: Option<in_flight::Shared>,
+) {
+    let path = path.to_owned();
+    let job = move || {
+        log_failure(work(), &path);
+        drop(hold);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(job)),
+        Err(_) => job(),
     }
 }
 

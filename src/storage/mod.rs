@@ -89,14 +89,10 @@ impl Storage {
 
     /// Starts writing a new object. Its bytes go to the journal until `ObjectWriter::finish`;
     /// `hold` counts the upload as in flight until an abandoned object has been removed.
-    pub async fn create(&self, id: Uuid, hold: in_flight::Shared) -> io::Result<ObjectWriter> {
+    pub fn create(&self, id: Uuid, hold: in_flight::Shared) -> ObjectWriter {
         let entry =
             JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self, hold);
-        let file = tokio::fs::File::create(entry.path())
-            .await?
-            .into_std()
-            .await;
-        Ok(ObjectWriter::new(file, entry))
+        ObjectWriter::new(entry)
     }
 
     /// Moves a committed object into the journal ahead of deleting its row. `None` when the

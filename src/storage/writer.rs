@@ -2,7 +2,7 @@
 //! go by. Between batches an upload holds no thread: a client that sends slowly costs the memory
 //! of the batch it is filling, never a thread of the blocking pool.
 
-use std::{fs::File, io, io::Write};
+use std::{fs::File, io, io::Write, path::PathBuf};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -22,7 +22,9 @@ pub struct Written {
 
 /// The file and what has been learnt of its bytes; owned by the batch being written, if any.
 struct Progress {
-    file: File,
+    /// Created by the first batch, on the blocking pool like every other file operation.
+    file: Option<File>,
+    path: PathBuf,
     hasher: Sha256,
     size: u64,
     flushed: u64,
@@ -37,10 +39,11 @@ pub struct ObjectWriter {
 }
 
 impl ObjectWriter {
-    pub(super) fn new(file: File, entry: JournalEntry) -> Self {
+    pub(super) fn new(entry: JournalEntry) -> Self {
         Self {
             idle: Some(Progress {
-                file,
+                file: None,
+                path: entry.path().to_owned(),
                 hasher: Sha256::new(),
                 size: 0,
                 flushed: 0,
@@ -61,18 +64,20 @@ impl ObjectWriter {
         Ok(())
     }
 
-    /// Flushes the object to disk and links it at its final path; the returned entry removes
-    /// it again unless committed.
-    pub async fn finish(mut self) -> io::Result<(Written, JournalEntry)> {
-        let progress = self.wait_idle().await?;
-        let path = self.entry.path().to_owned();
+    /// Writes the last batch, flushes the object to disk and links it at its final path, in one
+    /// trip to the blocking pool (a small upload makes no other); the returned entry removes it
+    /// again unless committed.
+    pub async fn finish(mut self, last: Vec<Bytes>) -> io::Result<(Written, JournalEntry)> {
+        let mut progress = self.wait_idle().await?;
         let object = self.entry.object().to_owned();
         let written = tokio::task::spawn_blocking(move || {
+            progress.write(&last)?;
+            let file = progress.file.expect("written above");
             // Linking before the sync lets one journal commit (ext4, xfs) carry both the data
             // and the new entry; the directory sync after it then finds nothing left to do.
             // Until the row exists the journal entry keeps the object removable.
-            link(&path, &object)?;
-            progress.file.sync_data()?;
+            link(&progress.path, &object)?;
+            file.sync_data()?;
             sync_parent(&object)?;
             Ok::<_, io::Error>(Written {
                 size: progress.size,
@@ -95,14 +100,20 @@ impl ObjectWriter {
 }
 
 impl Progress {
+    /// Appends `batch`, creating the file first if need be.
     fn write(&mut self, batch: &[Bytes]) -> io::Result<()> {
+        if self.file.is_none() {
+            self.file = Some(File::create(&self.path)?);
+            tracing::debug!(journal = %self.path.display(), "object file created");
+        }
+        let file = self.file.as_mut().expect("created above");
         for chunk in batch {
             self.hasher.update(chunk);
-            self.file.write_all(chunk)?;
+            file.write_all(chunk)?;
             self.size += chunk.len() as u64;
         }
         if self.size - self.flushed >= WRITEBACK_WINDOW {
-            writeback::start(&self.file, self.flushed, self.size - self.flushed);
+            writeback::start(file, self.flushed, self.size - self.flushed);
             self.flushed = self.size;
         }
         Ok(())

@@ -164,7 +164,7 @@ impl<'a> Form<'a> {
         let mut detector = Detector::new(field.content_type(), &self.limits.allow)?;
         let max = self.limits.settings.max_file_bytes;
         let id = Uuid::now_v7();
-        let mut writer = storage.create(id, std::sync::Arc::clone(in_flight)).await?;
+        let mut writer = storage.create(id, std::sync::Arc::clone(in_flight));
         tracing::debug!(%id, %filename, "receiving file");
         let mut size = 0u64;
         let mut checked = detector.is_ready();
@@ -184,10 +184,10 @@ impl<'a> Form<'a> {
                 batch.store(&mut writer, reservation).await?;
             }
         }
-        batch.store(&mut writer, reservation).await?;
+        reservation.add(batch.bytes as u64).await?;
         let content_type = detector.content_type();
         self.limits.allow.check(&content_type)?;
-        let (written, entry) = writer.finish().await?;
+        let (written, entry) = writer.finish(batch.chunks).await?;
         if written.size != size {
             return Err(ApiError::internal(format!(
                 "received {size} bytes but stored {}",
@@ -269,9 +269,6 @@ impl Batch {
         writer: &mut ObjectWriter,
         reservation: &mut Reservation,
     ) -> Result<(), ApiError> {
-        if self.chunks.is_empty() {
-            return Ok(());
-        }
         reservation.add(mem::take(&mut self.bytes) as u64).await?;
         writer.write(mem::take(&mut self.chunks)).await?;
         Ok(())

@@ -152,9 +152,9 @@ async fn commit(
         match record::insert_all(&mut conn, owner.user_id, reservation.id(), &rows).await {
             Ok(stored) => {
                 reservation.settled();
-                for file in files {
-                    file.entry.commit().await;
-                }
+                files
+                    .into_iter()
+                    .for_each(|f| f.entry.commit_in_background());
                 Ok(stored)
             }
             Err(error) => {

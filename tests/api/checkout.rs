@@ -5,7 +5,7 @@ use wiremock::{
     matchers::{header_exists, method, path},
 };
 
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::helpers::{GENEROUS_TIMEOUT_MS, TestApp, assert_problem, spawn_app_with};
 
 fn order() -> Value {
     json!({
@@ -24,9 +24,6 @@ async fn post(app: &TestApp, body: &Value, key: Option<&str>) -> reqwest::Respon
     request.send().await.unwrap()
 }
 
-/// A provider timeout no answer on a busy machine comes near.
-const GENEROUS_MS: u64 = 30_000;
-
 /// Both providers talk HTTP to one mock server, the payment with this timeout.
 async fn app_with_http_providers(mock: &MockServer, payment_timeout_ms: u64) -> TestApp {
     let uri = mock.uri();
@@ -37,7 +34,7 @@ async fn app_with_http_providers(mock: &MockServer, payment_timeout_ms: u64) -> 
         ] {
             provider.kind = ProviderKind::Http;
             provider.url = format!("{uri}{path}");
-            provider.timeout_ms = GENEROUS_MS;
+            provider.timeout_ms = GENEROUS_TIMEOUT_MS;
         }
         s.checkout.payment.timeout_ms = payment_timeout_ms;
         s.database.acquire_timeout_secs = 1;
@@ -98,7 +95,7 @@ async fn a_paid_checkout_is_201_with_both_outcomes_recorded() {
         .expect(1)
         .mount(&mock)
         .await;
-    let app = app_with_http_providers(&mock, GENEROUS_MS).await;
+    let app = app_with_http_providers(&mock, GENEROUS_TIMEOUT_MS).await;
 
     let response = post(&app, &order(), None).await;
 
@@ -132,7 +129,7 @@ async fn a_declined_payment_is_402() {
         ResponseTemplate::new(200).set_body_json(json!({"status": "declined"})),
         ResponseTemplate::new(200),
         None,
-        GENEROUS_MS,
+        GENEROUS_TIMEOUT_MS,
     )
     .await;
 
@@ -149,7 +146,7 @@ async fn a_failing_payment_provider_is_502() {
         ResponseTemplate::new(500),
         ResponseTemplate::new(200),
         None,
-        GENEROUS_MS,
+        GENEROUS_TIMEOUT_MS,
     )
     .await;
 
@@ -188,7 +185,13 @@ async fn a_payment_slower_than_its_timeout_is_504() {
 
 #[tokio::test]
 async fn a_failing_email_never_fails_a_paid_order() {
-    let (_mock, app) = with_providers(paid(), ResponseTemplate::new(503), None, GENEROUS_MS).await;
+    let (_mock, app) = with_providers(
+        paid(),
+        ResponseTemplate::new(503),
+        None,
+        GENEROUS_TIMEOUT_MS,
+    )
+    .await;
 
     let response = post(&app, &order(), None).await;
 
@@ -207,8 +210,13 @@ async fn a_failing_email_never_fails_a_paid_order() {
 
 #[tokio::test]
 async fn the_same_key_and_body_replays_the_answer_without_charging_again() {
-    let (_mock, app) =
-        with_providers(paid(), ResponseTemplate::new(200), Some(1), GENEROUS_MS).await;
+    let (_mock, app) = with_providers(
+        paid(),
+        ResponseTemplate::new(200),
+        Some(1),
+        GENEROUS_TIMEOUT_MS,
+    )
+    .await;
 
     let first = post(&app, &order(), Some("key-1")).await;
     let second = post(&app, &order(), Some("key-1")).await;
@@ -222,8 +230,13 @@ async fn the_same_key_and_body_replays_the_answer_without_charging_again() {
 
 #[tokio::test]
 async fn the_same_key_with_another_body_is_422() {
-    let (_mock, app) =
-        with_providers(paid(), ResponseTemplate::new(200), Some(1), GENEROUS_MS).await;
+    let (_mock, app) = with_providers(
+        paid(),
+        ResponseTemplate::new(200),
+        Some(1),
+        GENEROUS_TIMEOUT_MS,
+    )
+    .await;
     post(&app, &order(), Some("key-2")).await;
 
     let mut other = order();
@@ -244,7 +257,7 @@ async fn concurrent_requests_with_one_key_charge_exactly_once() {
         slow_payment,
         ResponseTemplate::new(200),
         Some(1),
-        GENEROUS_MS,
+        GENEROUS_TIMEOUT_MS,
     )
     .await;
 
@@ -374,7 +387,13 @@ async fn a_retry_after_a_failure_past_the_charge_never_charges_twice() {
         resume: std::sync::Mutex::new(resumed),
         first: false.into(),
     };
-    let (mock, app) = with_providers(payment, ResponseTemplate::new(200), None, GENEROUS_MS).await;
+    let (mock, app) = with_providers(
+        payment,
+        ResponseTemplate::new(200),
+        None,
+        GENEROUS_TIMEOUT_MS,
+    )
+    .await;
 
     let body = order();
     let (first, ()) = tokio::join!(post(&app, &body, Some("retry-me")), async {

@@ -78,8 +78,18 @@ impl ChildServer {
 
     /// Waits until the server has started writing the raw upload's file.
     pub async fn wait_for_raw_upload(&mut self) -> Value {
-        self.wait_for(|e| e["message"] == "receiving file" && e["filename"] == RAW_NAME)
-            .await
+        let receiving = self
+            .wait_for(|e| e["message"] == "receiving file" && e["filename"] == RAW_NAME)
+            .await;
+        let id = receiving["id"].as_str().expect("the file's id").to_owned();
+        self.wait_for(|e| {
+            e["message"] == "object file created"
+                && e["journal"]
+                    .as_str()
+                    .is_some_and(|path| path.ends_with(&id))
+        })
+        .await;
+        receiving
     }
 
     pub fn signal(&self, signal: &str) {

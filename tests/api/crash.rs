@@ -42,9 +42,10 @@ async fn kill_9_mid_upload_leaves_nothing_after_restart_and_keeps_acknowledged_f
     server.wait_for_raw_upload().await;
     server.child.kill().await.unwrap();
     drop(upload);
-    assert_eq!(
-        journal_files(root.path()).len(),
-        1,
+    // The partial upload, and maybe the entries of acknowledged uploads that were still being
+    // removed: the restart settles them all.
+    assert!(
+        !journal_files(root.path()).is_empty(),
         "the kill left a partial upload behind"
     );
     assert_eq!(

@@ -80,6 +80,7 @@ async fn postgres_unavailable_is_503_keeps_no_object_and_recovers() {
         before,
         "no object was left by the refused upload"
     );
+    app.uploads_settled().await;
     assert!(app.journal_files().is_empty());
 
     app.set_connections_allowed(true).await;

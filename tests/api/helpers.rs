@@ -23,6 +23,9 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
+/// A timeout for outbound calls that no answer comes near, however busy the machine.
+pub const GENEROUS_TIMEOUT_MS: u64 = 30_000;
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -249,8 +252,11 @@ impl TestApp {
         journal_files(self.storage.path())
     }
 
-    /// The promise: every row has its object, every object its row, nothing half-done remains.
+    /// The promise: every row has its object, every object its row, nothing half-done remains
+    /// once the server has finished with every upload (a committed upload's journal entry is
+    /// removed after its answer).
     pub async fn assert_consistent(&self) -> BTreeSet<Uuid> {
+        self.uploads_settled().await;
         assert_consistent(&self.pool, self.storage.path()).await
     }
 

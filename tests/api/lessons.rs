@@ -1,7 +1,7 @@
 use serde_json::Value;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{GENEROUS_TIMEOUT_MS, TestApp, assert_problem, spawn_app, spawn_app_with};
 
 async fn json(app: &TestApp, path: &str) -> Value {
     let response = app.get(path).await;
@@ -63,11 +63,12 @@ async fn users_are_read_from_postgres() {
     assert_problem(app.get("/users/abc").await, 404, "not_found").await;
 }
 
-async fn app_calling(mock: &MockServer) -> TestApp {
+/// An app whose `/external` calls the mock with this timeout.
+async fn app_calling(mock: &MockServer, timeout_ms: u64) -> TestApp {
     let url = format!("{}/upstream", mock.uri());
     spawn_app_with(move |s| {
         s.lessons.external_url = url;
-        s.lessons.external_timeout_ms = 300;
+        s.lessons.external_timeout_ms = timeout_ms;
     })
     .await
 }
@@ -82,7 +83,7 @@ async fn external_returns_the_upstream_answer() {
         .expect(1)
         .mount(&mock)
         .await;
-    let app = app_calling(&mock).await;
+    let app = app_calling(&mock, GENEROUS_TIMEOUT_MS).await;
     let body = json(&app, "/external").await;
     assert_eq!(body["status"], 200);
     assert_eq!(body["body"]["hello"], "world");
@@ -95,14 +96,14 @@ async fn external_failures_are_502_and_timeouts_504() {
         .respond_with(ResponseTemplate::new(500))
         .mount(&failing)
         .await;
-    let app = app_calling(&failing).await;
+    let app = app_calling(&failing, GENEROUS_TIMEOUT_MS).await;
     assert_problem(app.get("/external").await, 502, "provider_unavailable").await;
 
     let slow = MockServer::start().await;
     Mock::given(path("/upstream"))
-        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(5)))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(120)))
         .mount(&slow)
         .await;
-    let app = app_calling(&slow).await;
+    let app = app_calling(&slow, 1_000).await;
     assert_problem(app.get("/external").await, 504, "provider_unavailable").await;
 }
