@@ -281,3 +281,70 @@ pub fn is_file(field: &Field) -> bool {
         .content_disposition()
         .is_some_and(|cd| cd.get_filename().is_some() || cd.get_filename_ext().is_some())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn settings(idle_secs: u64, min_bytes_per_sec: u64) -> UploadSettings {
+        UploadSettings {
+            max_file_bytes: 1 << 30,
+            max_files: 10,
+            max_request_bytes: 1 << 31,
+            idle_timeout_secs: idle_secs,
+            min_bytes_per_sec,
+            min_rate_window_secs: 10,
+            min_rate_grace_secs: 5,
+            allowed_content_types: Vec::new(),
+        }
+    }
+
+    fn clock(settings: &UploadSettings) -> Clock<'_> {
+        Clock {
+            settings,
+            received: Rc::default(),
+            pace: Cell::new(Pace::new(settings)),
+        }
+    }
+
+    /// Virtual time only moves when every task waits on a timer: the elapsed times are exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_is_cut_off_when_its_first_window_closes_short() {
+        let settings = settings(60, 1000);
+        let clock = clock(&settings);
+        let started = Instant::now();
+
+        let waited = clock.bounded(std::future::pending::<()>()).await;
+
+        assert!(matches!(waited, Err(ApiError::UploadTooSlow { .. })));
+        assert_eq!(started.elapsed(), Duration::from_secs(15), "grace + window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_body_times_out_at_the_idle_timeout() {
+        let settings = settings(3, 1000);
+        let clock = clock(&settings);
+        let started = Instant::now();
+
+        let waited = clock.bounded(std::future::pending::<()>()).await;
+
+        assert!(matches!(waited, Err(ApiError::UploadTimeout(3))));
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_at_the_minimum_rate_is_waited_for_as_long_as_it_lasts() {
+        let settings = settings(60, 1000);
+        let clock = clock(&settings);
+        for _ in 0..120 {
+            let received = Rc::clone(&clock.received);
+            let next = async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                received.set(received.get() + 1000);
+            };
+            assert!(clock.bounded(next).await.is_ok());
+        }
+    }
+}
