@@ -135,3 +135,41 @@ async fn a_checkout_body_that_never_arrives_is_408() {
         .unwrap();
     assert_eq!(orders, 0);
 }
+
+#[tokio::test]
+async fn a_client_still_trickling_after_its_408_is_disconnected() {
+    let app = spawn_app_with(|s| {
+        s.upload.min_bytes_per_sec = 100_000;
+        s.upload.min_rate_window_secs = 1;
+        s.upload.min_rate_grace_secs = 0;
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(app.host()).await.unwrap();
+    // Keep-alive (no `Connection: close`): the server decides whether the connection lasts.
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {}\r\nContent-Type: multipart/form-data; boundary=B\r\n\
+         Content-Length: 1000000\r\n\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; \
+         filename=\"t.bin\"\r\n\r\n",
+        app.host()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // The client's own pace: 32 bytes every 100 ms, until the server hangs up.
+    let trickle = tokio::spawn(async move {
+        while writer.write_all(&[b'x'; 32]).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    let mut response = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(60), reader.read_to_end(&mut response))
+        .await
+        .expect("the server closes the connection after its answer");
+    trickle.abort();
+
+    assert!(closed.is_ok() || !response.is_empty(), "{closed:?}");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("connection: close"), "{response}");
+    assert!(app.assert_consistent().await.is_empty());
+}
