@@ -19,7 +19,9 @@ use crate::{
 pub enum UsersCommand {
     /// Create a user that tokens can then be made for.
     Create {
+        /// The user's unique name, 1 to 100 characters (e.g. `alice`).
         name: String,
+        /// A contact address, shown by `GET /users/{id}`.
         #[arg(long)]
         email: Option<String>,
     },
@@ -29,6 +31,7 @@ pub enum UsersCommand {
 pub enum TokensCommand {
     /// Make a token for a user. The token is printed once, on stdout; only its hash is kept.
     Create {
+        /// The name of the user the token acts for (see `users create`).
         #[arg(long)]
         user: String,
         /// How long it stays valid, e.g. `30d`, `12h`, `1week`; without it, until revoked.
@@ -36,7 +39,10 @@ pub enum TokensCommand {
         expires_in: Option<Duration>,
     },
     /// Revoke a token by its id (see `tokens list`). Requests with it are refused at once.
-    Revoke { id: Uuid },
+    Revoke {
+        /// The token's id, as `tokens list` shows it (not the token itself).
+        id: Uuid,
+    },
     /// Every token: id, user, created, expires, last used, status.
     List,
 }
@@ -47,10 +53,8 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("could not apply database migrations")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("invalid configuration")]
-    Settings(#[from] crate::configuration::SettingsError),
+    #[error(transparent)]
+    Connect(Box<db::ConnectError>),
     #[error("the expiry is too far in the future")]
     Expiry,
     #[error("could not write the output")]
@@ -60,9 +64,9 @@ pub enum AdminError {
 /// Runs against the configured database, migrating it first so that the commands work before
 /// the server has ever started.
 async fn connect(settings: &DatabaseSettings) -> Result<PgPool, AdminError> {
-    let pool = db::pool(settings)?;
-    db::migrate(&pool).await?;
-    Ok(pool)
+    db::connect(settings)
+        .await
+        .map_err(|error| AdminError::Connect(Box::new(error)))
 }
 
 pub async fn users(

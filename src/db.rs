@@ -1,7 +1,9 @@
 //! The Postgres pool, migrations, and how database failures are told apart.
 
+use std::io;
+
 use sqlx::{
-    PgPool,
+    Connection, PgConnection, PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
@@ -42,17 +44,59 @@ fn pool_with(settings: &DatabaseSettings, size: u32, options: PgConnectOptions) 
         .connect_lazy_with(options)
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations").run(pool).await
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(
+        "could not connect to Postgres at {address} as role `{role}`, database `{database}` (check that it runs there, and database.url or APP__DATABASE__URL)"
+    )]
+    Unreachable {
+        address: String,
+        role: String,
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("could not apply database migrations")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The pool, once Postgres has accepted one connection and the migrations are applied. The
+/// connection is tried alone first, so that a failure names the server, the role and the cause
+/// instead of ending in a pool timeout.
+pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, ConnectError> {
+    let options = settings.connect_options()?;
+    let unreachable = |source| ConnectError::Unreachable {
+        address: format!("{}:{}", options.get_host(), options.get_port()),
+        role: options.get_username().to_owned(),
+        database: options
+            .get_database()
+            .unwrap_or(options.get_username())
+            .to_owned(),
+        source,
+    };
+    let wait = settings.acquire_timeout();
+    let probe = tokio::time::timeout(wait, PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| {
+            let silent = format!("no answer within {} s", wait.as_secs());
+            unreachable(sqlx::Error::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                silent,
+            )))
+        })?
+        .map_err(unreachable)?;
+    // Only a probe: closing it politely is not worth waiting for an error about.
+    drop(probe.close().await);
+    let pool = pool(settings)?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    Ok(pool)
 }
 
 /// `intake migrate`: connects, applies what is pending, disconnects.
-pub async fn migrate_once(
-    settings: &DatabaseSettings,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let pool = pool(settings)?;
-    migrate(&pool).await?;
-    pool.close().await;
+pub async fn migrate_once(settings: &DatabaseSettings) -> Result<(), ConnectError> {
+    connect(settings).await?.close().await;
     Ok(())
 }
 

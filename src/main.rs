@@ -50,11 +50,7 @@ async fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
-        Command::Migrate => exit(
-            db::migrate_once(&settings.database)
-                .await
-                .map_err(|error| error as Box<dyn std::error::Error>),
-        ),
+        Command::Migrate => exit(db::migrate_once(&settings.database).await),
         Command::Healthcheck => exit(health::check_local(&settings.server).await),
         Command::Users { command } => {
             exit(admin::users(command, &settings.database, &mut std::io::stdout()).await)

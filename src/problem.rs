@@ -70,13 +70,40 @@ pub fn render_framework_errors<B: MessageBody + 'static>(
     Ok(ErrorHandlerResponse::Response(res))
 }
 
+/// The error and its causes, each once: many errors already repeat their cause's text in their
+/// own, which would otherwise be printed again.
 pub fn cause_chain(error: &(dyn std::error::Error + '_)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn each_cause_is_told_once() {
+        let io = io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused");
+        let error = crate::startup::StartupError::Bind("127.0.0.1:8080".into(), io);
+        assert_eq!(
+            cause_chain(&error),
+            "could not listen on 127.0.0.1:8080 (server.host, server.port): Connection refused"
+        );
+        let sqlx = sqlx::Error::Io(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(
+            cause_chain(&sqlx),
+            "error communicating with database: refused"
+        );
+    }
 }

@@ -59,16 +59,16 @@ pub struct AppState {
 pub enum StartupError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
-    #[error("could not apply database migrations")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Database(#[from] db::ConnectError),
     #[error("could not read the users table")]
     Users(#[from] sqlx::Error),
-    #[error("could not open the storage root")]
-    Storage(#[source] io::Error),
+    #[error("could not open the storage root {}", .0.display())]
+    Storage(std::path::PathBuf, #[source] io::Error),
     #[error("could not repair the storage at start-up")]
     Sweep(#[from] SweepError),
-    #[error("could not listen on the configured address")]
-    Bind(#[source] io::Error),
+    #[error("could not listen on {0} (server.host, server.port)")]
+    Bind(String, #[source] io::Error),
     #[error("could not build the outbound HTTP client")]
     HttpClient(#[from] reqwest::Error),
 }
@@ -84,17 +84,19 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let pool = db::pool(&settings.database)?;
-        db::migrate(&pool).await?;
+        let pool = db::connect(&settings.database).await?;
         let root = settings.storage.root.clone();
         let storage = tokio::task::spawn_blocking(move || Storage::open(&root))
             .await
-            .map_err(|e| StartupError::Storage(io::Error::other(e)))?
-            .map_err(StartupError::Storage)?;
+            .map_err(io::Error::other)
+            .and_then(|opened| opened)
+            .map_err(|e| StartupError::Storage(settings.storage.root.clone(), e))?;
         let storage = Arc::new(storage);
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let bind = |e| StartupError::Bind(address.clone(), e);
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
-            .map_err(StartupError::Bind)?;
-        let port = listener.local_addr().map_err(StartupError::Bind)?.port();
+            .map_err(bind)?;
+        let port = listener.local_addr().map_err(bind)?.port();
         // Leftovers of a crash are settled before the first request can see them.
         sweep::sweep(&storage, &pool).await?;
         let mut background = vec![sweep::spawn_periodic(
@@ -147,7 +149,7 @@ impl Application {
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())
         })
-        .map_err(StartupError::Bind)?;
+        .map_err(bind)?;
         Ok(Self {
             port,
             server,

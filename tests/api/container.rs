@@ -303,3 +303,16 @@ async fn the_healthcheck_command_passes_on_a_ready_server_and_fails_without_one(
     drop(closed);
     assert!(health::check_local(&server(closed_port)).await.is_err());
 }
+
+#[test]
+fn cargo_run_runs_the_server() {
+    // The README starts the server with `cargo run --release`: with two binaries in the
+    // workspace, cargo needs to be told which one.
+    let manifest = read("Cargo.toml");
+    assert!(
+        manifest
+            .lines()
+            .any(|l| l.trim() == r#"default-run = "intake""#),
+        "Cargo.toml names intake as the default binary"
+    );
+}

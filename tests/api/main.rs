@@ -18,4 +18,5 @@ mod load;
 mod quota;
 mod rate_limit;
 mod slow_clients;
+mod startup;
 mod uploads;

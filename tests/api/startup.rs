@@ -1,0 +1,80 @@
+//! Start-up failures name the thing to fix: the database's address and role, the listen
+//! address, the storage path; and each cause is told once.
+
+use intake::{configuration::Settings, problem::cause_chain, startup::Application};
+use secrecy::SecretString;
+
+use crate::helpers::spawn_app;
+
+/// What `intake serve` would print, given these settings.
+async fn start_up_failure(settings: Settings) -> String {
+    match Application::build(settings).await {
+        Ok(_) => panic!("the application started"),
+        Err(error) => cause_chain(&error),
+    }
+}
+
+/// Settings for this test's own database (made by `spawn_app`), on a free port.
+fn settings_for(db_url: String) -> Settings {
+    let mut settings = Settings::load().expect("settings load");
+    settings.database.url = SecretString::from(db_url);
+    settings.server.port = 0;
+    settings
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_named_with_its_address_role_and_cause() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let settings = settings_for(format!("postgres://someone:pw@127.0.0.1:{port}/files"));
+
+    let failure = start_up_failure(settings).await;
+
+    assert!(
+        failure.contains(&format!("Postgres at 127.0.0.1:{port}")),
+        "{failure}"
+    );
+    assert!(
+        failure.contains("as role `someone`, database `files`"),
+        "{failure}"
+    );
+    assert!(failure.contains("APP__DATABASE__URL"), "{failure}");
+    assert_eq!(
+        failure.matches("Connection refused").count(),
+        1,
+        "{failure}"
+    );
+}
+
+#[tokio::test]
+async fn an_address_in_use_is_named() {
+    let app = spawn_app().await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let storage = tempfile::tempdir().unwrap();
+    let mut settings = settings_for(app.db_url());
+    settings.server.port = port;
+    settings.storage.root = storage.path().to_owned();
+
+    let failure = start_up_failure(settings).await;
+
+    assert!(
+        failure.starts_with(&format!("could not listen on 127.0.0.1:{port}")),
+        "{failure}"
+    );
+    assert!(failure.contains("Address already in use"), "{failure}");
+}
+
+#[tokio::test]
+async fn a_storage_root_that_cannot_be_made_is_named() {
+    let app = spawn_app().await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let root = file.path().join("data");
+    let mut settings = settings_for(app.db_url());
+    settings.storage.root = root.clone();
+
+    let failure = start_up_failure(settings).await;
+
+    let expected = format!("could not open the storage root {}", root.display());
+    assert!(failure.starts_with(&expected), "{failure}");
+}
