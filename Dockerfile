@@ -29,7 +29,6 @@ RUN apt-get update \
     && chown 10001:10001 /data
 WORKDIR /app
 COPY --from=builder /app/target/release/intake /usr/local/bin/intake
-COPY config ./config
 ENV APP_ENVIRONMENT=production
 VOLUME ["/data"]
 EXPOSE 8080

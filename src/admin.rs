@@ -25,6 +25,13 @@ pub enum UsersCommand {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Every user: id, name, email, files, bytes stored.
+    List,
+    /// Delete a user and their tokens; refused while they own files.
+    Delete {
+        /// The user's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +86,28 @@ pub async fn users(
         UsersCommand::Create { name, email } => {
             let id = store::create_user(&pool, &name, email.as_deref()).await?;
             writeln!(out, "created user {name} (id {id})")?;
+        }
+        UsersCommand::List => {
+            writeln!(
+                out,
+                "{:>6}  {:<16}  {:<32}  {:>8}  BYTES",
+                "ID", "NAME", "EMAIL", "FILES"
+            )?;
+            for user in store::list_users(&pool).await? {
+                writeln!(
+                    out,
+                    "{:>6}  {:<16}  {:<32}  {:>8}  {}",
+                    user.id,
+                    user.name,
+                    user.email.as_deref().unwrap_or("-"),
+                    user.files,
+                    user.used_bytes
+                )?;
+            }
+        }
+        UsersCommand::Delete { name } => {
+            store::delete_user(&pool, &name).await?;
+            writeln!(out, "deleted user {name} and their tokens")?;
         }
     }
     pool.close().await;

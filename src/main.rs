@@ -12,11 +12,16 @@ use intake::{
 
 /// intake: a streaming file upload service with metadata in Postgres.
 ///
-/// Settings come from config/base.toml, config/$APP_ENVIRONMENT.toml and APP__SECTION__KEY
-/// environment variables (see README).
+/// Settings: built-in defaults (config/base.toml and config/$APP_ENVIRONMENT.toml, `local` or
+/// `production`), then `--config FILE`, then APP__SECTION__KEY environment variables (see
+/// README).
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
+    /// A TOML file over the built-in defaults (same keys as config/base.toml); environment
+    /// variables still win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,7 +49,7 @@ enum Command {
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load() {
+    let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => return fail(&error),
     };

@@ -24,6 +24,10 @@ pub enum StoreError {
     AnonymousToken,
     #[error("no token with id {0}")]
     NoSuchToken(Uuid),
+    #[error("the `{ANONYMOUS}` user owns what is uploaded with auth off; it cannot be deleted")]
+    AnonymousDelete,
+    #[error("`{0}` still owns {1} files: delete them first (DELETE /files/{{id}})")]
+    UserOwnsFiles(String, i64),
     #[error("could not draw random bytes for the token")]
     Random(#[from] getrandom::Error),
     #[error(transparent)]
@@ -92,6 +96,58 @@ pub async fn create_user(
             StoreError::UserExists(name.to_owned())
         }
         _ => error.into(),
+    })
+}
+
+/// A user as `users list` shows it.
+pub struct UserInfo {
+    pub id: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub files: i64,
+    pub used_bytes: i64,
+}
+
+pub async fn list_users(pool: &PgPool) -> Result<Vec<UserInfo>, StoreError> {
+    Ok(sqlx::query_as!(
+        UserInfo,
+        r#"
+        SELECT u.id, u.name, u.email, u.used_bytes,
+               (SELECT count(*) FROM files f WHERE f.owner_id = u.id) AS "files!"
+        FROM users u ORDER BY u.id
+        "#
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Deletes a user and their tokens; refused while they own files, whose objects would otherwise
+/// lose their rows' owner.
+pub async fn delete_user(pool: &PgPool, name: &str) -> Result<(), StoreError> {
+    if name == ANONYMOUS {
+        return Err(StoreError::AnonymousDelete);
+    }
+    let deleted = sqlx::query_scalar!(
+        "DELETE FROM users WHERE name = $1
+         AND NOT EXISTS (SELECT 1 FROM files WHERE files.owner_id = users.id)
+         RETURNING id",
+        name
+    )
+    .fetch_optional(pool)
+    .await?;
+    if deleted.is_some() {
+        return Ok(());
+    }
+    let owned = sqlx::query_scalar!(
+        r#"SELECT (SELECT count(*) FROM files f WHERE f.owner_id = u.id) AS "files!"
+           FROM users u WHERE u.name = $1"#,
+        name
+    )
+    .fetch_optional(pool)
+    .await?;
+    Err(match owned {
+        Some(files) => StoreError::UserOwnsFiles(name.to_owned(), files),
+        None => StoreError::NoSuchUser(name.to_owned()),
     })
 }
 

@@ -339,6 +339,59 @@ async fn the_command_line_creates_users_and_tokens_and_revokes_them() {
 }
 
 #[tokio::test]
+async fn the_command_line_lists_users_and_deletes_one_that_owns_nothing() {
+    let app = spawn_with_auth().await;
+    for name in ["alice", "bob"] {
+        assert!(
+            intake(&app, &["users", "create", name])
+                .await
+                .status
+                .success()
+        );
+    }
+    let token = app.token_for("bob", None).await;
+    let upload = app
+        .upload_as(&token, file_part("b.bin", b"bob's".to_vec(), None))
+        .await;
+    assert_eq!(upload.status(), 201);
+
+    let listed = text(&intake(&app, &["users", "list"]).await.stdout);
+    let names: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(names, ["anonymous", "alice", "bob"], "{listed}");
+    let bob = listed.lines().find(|l| l.contains("bob")).unwrap();
+    assert_eq!(
+        bob.split_whitespace().nth(3),
+        Some("1"),
+        "bob owns one file: {bob}"
+    );
+
+    let deleted = intake(&app, &["users", "delete", "alice"]).await;
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    for (name, refusal) in [
+        ("bob", "still owns 1 files"),
+        ("anonymous", "cannot be deleted"),
+        ("alice", "no user named `alice`"),
+    ] {
+        let refused = intake(&app, &["users", "delete", name]).await;
+        assert!(!refused.status.success(), "{name}");
+        assert!(
+            text(&refused.stderr).contains(refusal),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
+    let listed = text(&intake(&app, &["users", "list"]).await.stdout);
+    assert!(
+        !listed.contains("alice") && listed.contains("bob"),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
 async fn the_command_line_refuses_what_it_cannot_do() {
     let app = spawn_with_auth().await;
     assert!(

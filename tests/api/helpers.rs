@@ -18,7 +18,7 @@ use uuid::Uuid;
 /// Logs only when `TEST_LOG` is set: `TEST_LOG=1 cargo test -- some_test`.
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
-        let settings = Settings::load().expect("settings load");
+        let settings = Settings::load(None).expect("settings load");
         telemetry::init(&settings.log, std::io::stdout);
     }
 });
@@ -42,7 +42,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&TRACING);
-    let mut settings = Settings::load().expect("settings load");
+    let mut settings = Settings::load(None).expect("settings load");
     let maintenance_url = settings.database.url.expose_secret().to_owned();
     let db_name = format!("intake_test_{}", Uuid::now_v7().simple());
     let mut conn = PgConnection::connect(&maintenance_url)

@@ -16,7 +16,7 @@ async fn start_up_failure(settings: Settings) -> String {
 
 /// Settings for this test's own database (made by `spawn_app`), on a free port.
 fn settings_for(db_url: String) -> Settings {
-    let mut settings = Settings::load().expect("settings load");
+    let mut settings = Settings::load(None).expect("settings load");
     settings.database.url = SecretString::from(db_url);
     settings.server.port = 0;
     settings
