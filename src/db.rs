@@ -49,14 +49,14 @@ pub enum ConnectError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(
-        "could not connect to Postgres at {address} as role `{role}`, database `{database}` (check that it runs there, and database.url or APP__DATABASE__URL)"
+        "could not connect to Postgres at {address} as role `{role}`, database `{database}`: {cause} (check that it runs there, and database.url or APP__DATABASE__URL)"
     )]
     Unreachable {
         address: String,
         role: String,
         database: String,
-        #[source]
-        source: sqlx::Error,
+        /// Postgres' own words, or the network's, without sqlx's wrapping.
+        cause: String,
     },
     #[error("could not apply database migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -67,14 +67,18 @@ pub enum ConnectError {
 /// instead of ending in a pool timeout.
 pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, ConnectError> {
     let options = settings.connect_options()?;
-    let unreachable = |source| ConnectError::Unreachable {
+    let unreachable = |error: sqlx::Error| ConnectError::Unreachable {
         address: format!("{}:{}", options.get_host(), options.get_port()),
         role: options.get_username().to_owned(),
         database: options
             .get_database()
             .unwrap_or(options.get_username())
             .to_owned(),
-        source,
+        cause: match &error {
+            sqlx::Error::Database(db) => db.message().to_owned(),
+            sqlx::Error::Io(io) => io.to_string(),
+            other => other.to_string(),
+        },
     };
     let wait = settings.acquire_timeout();
     let probe = tokio::time::timeout(wait, PgConnection::connect_with(&options))

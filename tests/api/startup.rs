@@ -40,9 +40,25 @@ async fn an_unreachable_postgres_is_named_with_its_address_role_and_cause() {
         "{failure}"
     );
     assert!(failure.contains("APP__DATABASE__URL"), "{failure}");
+    assert!(!failure.contains("at line"), "{failure}");
     assert_eq!(
         failure.matches("Connection refused").count(),
         1,
+        "{failure}"
+    );
+}
+
+#[tokio::test]
+async fn a_role_postgres_refuses_is_named_in_postgres_words() {
+    let app = spawn_app().await;
+    let mut url = reqwest::Url::parse(&app.db_url()).unwrap();
+    url.set_username("no_such_role").unwrap();
+
+    let failure = start_up_failure(settings_for(url.to_string())).await;
+
+    assert!(failure.contains("as role `no_such_role`"), "{failure}");
+    assert!(
+        failure.contains(r#"role "no_such_role" does not exist"#) && !failure.contains("at line"),
         "{failure}"
     );
 }
