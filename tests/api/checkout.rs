@@ -67,6 +67,17 @@ async fn with_providers(
     (mock, app)
 }
 
+/// Providers whose payment endpoint may be called once, answering `payment`.
+async fn charging_at_most_once(payment: ResponseTemplate) -> (MockServer, TestApp) {
+    with_providers(
+        payment,
+        ResponseTemplate::new(200),
+        Some(1),
+        GENEROUS_TIMEOUT_MS,
+    )
+    .await
+}
+
 fn paid() -> ResponseTemplate {
     ResponseTemplate::new(200)
         .set_body_json(json!({"status": "succeeded", "transaction_id": "tx_1"}))
@@ -210,13 +221,7 @@ async fn a_failing_email_never_fails_a_paid_order() {
 
 #[tokio::test]
 async fn the_same_key_and_body_replays_the_answer_without_charging_again() {
-    let (_mock, app) = with_providers(
-        paid(),
-        ResponseTemplate::new(200),
-        Some(1),
-        GENEROUS_TIMEOUT_MS,
-    )
-    .await;
+    let (_mock, app) = charging_at_most_once(paid()).await;
 
     let first = post(&app, &order(), Some("key-1")).await;
     let second = post(&app, &order(), Some("key-1")).await;
@@ -230,13 +235,7 @@ async fn the_same_key_and_body_replays_the_answer_without_charging_again() {
 
 #[tokio::test]
 async fn the_same_key_with_another_body_is_422() {
-    let (_mock, app) = with_providers(
-        paid(),
-        ResponseTemplate::new(200),
-        Some(1),
-        GENEROUS_TIMEOUT_MS,
-    )
-    .await;
+    let (_mock, app) = charging_at_most_once(paid()).await;
     post(&app, &order(), Some("key-2")).await;
 
     let mut other = order();
@@ -253,13 +252,7 @@ async fn the_same_key_with_another_body_is_422() {
 async fn concurrent_requests_with_one_key_charge_exactly_once() {
     // Slow enough that the requests overlap; the assertion does not depend on it.
     let slow_payment = paid().set_delay(std::time::Duration::from_millis(100));
-    let (_mock, app) = with_providers(
-        slow_payment,
-        ResponseTemplate::new(200),
-        Some(1),
-        GENEROUS_TIMEOUT_MS,
-    )
-    .await;
+    let (_mock, app) = charging_at_most_once(slow_payment).await;
 
     let body = order();
     let responses =

@@ -84,14 +84,30 @@ async fn many_trickling_uploads_do_not_starve_uploads_downloads_or_readiness() {
     assert_eq!(app.assert_consistent().await.len(), TRICKLES + 1);
 }
 
-#[tokio::test]
-async fn a_body_slower_than_the_minimum_rate_is_408_and_keeps_nothing() {
-    let app = spawn_app_with(|s| {
+/// An app that wants 100,000 bytes/s from the first second of a body on.
+async fn spawn_demanding_a_fast_body() -> crate::helpers::TestApp {
+    spawn_app_with(|s| {
         s.upload.min_bytes_per_sec = 100_000;
         s.upload.min_rate_window_secs = 1;
         s.upload.min_rate_grace_secs = 0;
     })
-    .await;
+    .await
+}
+
+/// The raw answer, checked to be `408 upload_timeout`.
+fn assert_timed_out(raw: &[u8]) -> String {
+    let response = String::from_utf8_lossy(raw).into_owned();
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains(r#""code":"upload_timeout""#),
+        "{response}"
+    );
+    response
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_minimum_rate_is_408_and_keeps_nothing() {
+    let app = spawn_demanding_a_fast_body().await;
     // 4 KiB sent, then nothing: less than the minimum over the first window, long before
     // the idle timeout.
     let mut slow = RawUpload::start(app.host(), 1024 * 1024, 4096).await;
@@ -99,12 +115,7 @@ async fn a_body_slower_than_the_minimum_rate_is_408_and_keeps_nothing() {
     let mut response = Vec::new();
     slow.stream.read_to_end(&mut response).await.unwrap();
 
-    let response = String::from_utf8_lossy(&response);
-    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
-    assert!(
-        response.contains(r#""code":"upload_timeout""#),
-        "{response}"
-    );
+    let response = assert_timed_out(&response);
     assert!(response.contains("too slow"), "{response}");
     app.uploads_settled().await;
     assert!(app.assert_consistent().await.is_empty());
@@ -123,12 +134,7 @@ async fn a_checkout_body_that_never_arrives_is_408() {
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
 
-    let response = String::from_utf8_lossy(&response);
-    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
-    assert!(
-        response.contains(r#""code":"upload_timeout""#),
-        "{response}"
-    );
+    assert_timed_out(&response);
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(&app.pool)
         .await
@@ -138,12 +144,7 @@ async fn a_checkout_body_that_never_arrives_is_408() {
 
 #[tokio::test]
 async fn a_client_still_trickling_after_its_408_is_disconnected() {
-    let app = spawn_app_with(|s| {
-        s.upload.min_bytes_per_sec = 100_000;
-        s.upload.min_rate_window_secs = 1;
-        s.upload.min_rate_grace_secs = 0;
-    })
-    .await;
+    let app = spawn_demanding_a_fast_body().await;
     let mut stream = tokio::net::TcpStream::connect(app.host()).await.unwrap();
     // Keep-alive (no `Connection: close`): the server decides whether the connection lasts.
     let head = format!(
@@ -168,8 +169,7 @@ async fn a_client_still_trickling_after_its_408_is_disconnected() {
     trickle.abort();
 
     assert!(closed.is_ok() || !response.is_empty(), "{closed:?}");
-    let response = String::from_utf8_lossy(&response);
-    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    let response = assert_timed_out(&response);
     assert!(response.contains("connection: close"), "{response}");
     assert!(app.assert_consistent().await.is_empty());
 }
