@@ -16,16 +16,15 @@ pub struct KeysInUse {
     held: Arc<Mutex<HashSet<Held>>>,
 }
 
-impl Default for KeysInUse {
-    fn default() -> Self {
+impl KeysInUse {
+    /// `instance`: this process's id among those sharing the database (the storage's).
+    pub fn new(instance: Uuid) -> Self {
         Self {
-            instance: Uuid::now_v7(),
+            instance,
             held: Arc::default(),
         }
     }
-}
 
-impl KeysInUse {
     /// Holds `key` of `user_id` for one request; `None` while another request here holds it.
     pub fn hold(&self, user_id: i64, key: String) -> Option<KeyHeld> {
         let id = (user_id, key);
@@ -74,7 +73,7 @@ mod tests {
 
     #[test]
     fn a_key_is_held_once_per_user_until_let_go() {
-        let keys = KeysInUse::default();
+        let keys = KeysInUse::new(Uuid::now_v7());
         let first = keys.hold(1, "k".into()).expect("free");
         assert!(keys.hold(1, "k".into()).is_none());
         assert!(

@@ -132,12 +132,9 @@ async fn read_body(
     deadline: Duration,
 ) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::RequestTooLarge(MAX_BODY_BYTES as u64);
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+    if crate::http::declared_length(req.headers())
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+    {
         return Err(too_large());
     }
     tokio::time::timeout(deadline, payload.to_bytes_limited(MAX_BODY_BYTES))

@@ -82,11 +82,7 @@ impl<'a> Form<'a> {
             ));
         }
         let max = limits.settings.max_request_bytes;
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared = crate::http::declared_length(req.headers());
         if declared.is_some_and(|length| length > max) {
             return Err(ApiError::RequestTooLarge(max));
         }
