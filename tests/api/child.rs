@@ -20,16 +20,24 @@ pub struct ChildServer {
 
 impl ChildServer {
     pub async fn start(db_url: &str, root: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_intake"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
+        command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("APP_ENVIRONMENT", "local")
             .env("APP__DATABASE__URL", db_url)
             .env("APP__STORAGE__ROOT", root)
             .env("APP__SERVER__PORT", "0")
             .env("APP__SERVER__WORKERS", "1")
-            .env("APP__LOG__FORMAT", "json")
             .env("RUST_LOG", "info,intake=debug")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn(command).await
+    }
+
+    /// Starts `command` (the intake binary, set up by the caller) with JSON logs, and waits until
+    /// it listens.
+    pub async fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .env("APP__LOG__FORMAT", "json")
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -93,13 +101,16 @@ impl ChildServer {
     }
 
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(self.child.id().expect("running"), signal);
     }
+}
+
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 const RAW_NAME: &str = "raw-upload.bin";

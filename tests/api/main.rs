@@ -17,6 +17,7 @@ mod lessons;
 mod load;
 mod quota;
 mod rate_limit;
+mod readme;
 mod slow_clients;
 mod startup;
 mod uploads;
