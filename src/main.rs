@@ -75,7 +75,7 @@ fn exit(result: Result<(), impl Into<Box<dyn std::error::Error>>>) -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
-    telemetry::init(&settings.log, std::io::stdout);
+    telemetry::init(&settings.log);
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(error) => return fail(&error),

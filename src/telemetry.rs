@@ -1,5 +1,7 @@
 //! Logging: readable lines locally, JSON in production; `RUST_LOG` overrides `log.level`.
 
+use std::io::IsTerminal;
+
 use actix_web::{
     Error, HttpMessage,
     body::MessageBody,
@@ -9,20 +11,21 @@ use actix_web::{
 };
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
+use tracing_subscriber::EnvFilter;
 
 use crate::configuration::{LogFormat, LogSettings};
 
-/// Installs the global subscriber, writing to `sink`. Call once per process.
-pub fn init<W>(settings: &LogSettings, sink: W)
-where
-    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
-{
+/// Installs the global subscriber, writing to stdout. Call once per process.
+pub fn init(settings: &LogSettings) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(sink);
+        .with_writer(std::io::stdout)
+        .with_ansi(colour_wanted(
+            std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ));
     match settings.format {
         LogFormat::Json => builder
             .json()
@@ -31,6 +34,12 @@ where
             .init(),
         LogFormat::Pretty => builder.compact().init(),
     }
+}
+
+/// Colour codes only for a person at a terminal: a file or a pipe (a log collector, `tee`)
+/// would keep them as noise. A non-empty `NO_COLOR` turns them off there too (no-color.org).
+fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 /// The span every request's log lines carry: fewer fields than tracing-actix-web's default
@@ -73,4 +82,19 @@ pub async fn echo_request_id(
         res.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::colour_wanted;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some(OsStr::new(""))));
+        assert!(!colour_wanted(true, Some(OsStr::new("1"))));
+        assert!(!colour_wanted(false, None));
+    }
 }

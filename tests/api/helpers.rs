@@ -19,7 +19,7 @@ use uuid::Uuid;
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
         let settings = Settings::load(None).expect("settings load");
-        telemetry::init(&settings.log, std::io::stdout);
+        telemetry::init(&settings.log);
     }
 });
 

@@ -94,3 +94,33 @@ async fn a_storage_root_that_cannot_be_made_is_named() {
     let expected = format!("could not open the storage root {}", root.display());
     assert!(failure.starts_with(&expected), "{failure}");
 }
+
+#[tokio::test]
+async fn readable_logs_written_to_a_pipe_carry_no_colour_codes() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let app = spawn_app().await;
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_intake"))
+        .env("APP__DATABASE__URL", app.db_url())
+        .env("APP__STORAGE__ROOT", app.storage.path())
+        .env("APP__SERVER__PORT", "0")
+        .env("APP__LOG__FORMAT", "pretty")
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let listening = line.contains("intake is listening");
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    let log = seen.join("\n");
+    assert!(log.contains("intake is listening"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
+}
