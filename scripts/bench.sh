@@ -93,7 +93,7 @@ Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | x
 kernel $(uname -r); $(rustc --version); ${versions}.
 Client and server share the machine: the load generator (\`bench/\`, one thread; two for \`/slow\` and
 \`/ping\`, where one thread cannot keep the server busy) opens every connection and completes one \`GET /ping\` on it before the clock starts. intake runs with its local defaults (durable: fsync and commit before \`201\`;
-no auth, quota or rate limit: their cost is in the README, Access control) and \`log.level=warn\`; an upload counts only if the answer reports the right size and, where the
+no auth, quota or rate limit: docs/access-control.md says what each adds) and \`log.level=warn\`; an upload counts only if the answer reports the right size and, where the
 server reports one, the right SHA-256 (the peer reports none, and keeps nothing on disk)."
 
 "$BENCH" report --results "$WORK/results.jsonl" --ceilings "$WORK/ceilings.json" \

@@ -104,9 +104,26 @@ pub struct CaseResult {
     pub max_ms: f64,
     pub rss_start_mib: f64,
     pub rss_peak_mib: f64,
+    /// Measured with `Case::quick`: a smoke test, not a figure to quote.
+    #[serde(default)]
+    pub quick: bool,
 }
 
 impl Case {
+    /// What a quick run of this case sends instead, for its label.
+    pub fn quick_label(&self) -> String {
+        let quick = self.quick();
+        let size = match quick.kind {
+            Kind::Upload { size } if size >= MIB => format!(" × {} MiB", size / MIB),
+            Kind::Upload { size } => format!(" × {} KiB", size / KIB),
+            _ => String::new(),
+        };
+        format!(
+            "{} (quick: {}{size}, c={})",
+            self.name, quick.total, quick.concurrency
+        )
+    }
+
     /// A smoke-test version: one round of requests, small files.
     pub fn quick(mut self) -> Self {
         self.total = self.concurrency.min(self.total).min(64);
@@ -166,6 +183,7 @@ impl Case {
             max_ms: latencies.last().map_or(0.0, ms),
             rss_start_mib: rss_start as f64 / 1024.0,
             rss_peak_mib: rss_peak as f64 / 1024.0,
+            quick: false,
         }
     }
 
@@ -257,4 +275,32 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     }
     let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     ms(&sorted[index])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SUITE;
+
+    #[test]
+    fn a_quick_case_is_labelled_with_what_it_sends() {
+        let label = |name: &str| {
+            SUITE
+                .iter()
+                .find(|case| case.name == name)
+                .unwrap()
+                .quick_label()
+        };
+        assert_eq!(
+            label("upload 1 GiB c=1"),
+            "upload 1 GiB c=1 (quick: 1 × 1 MiB, c=1)"
+        );
+        assert_eq!(
+            label("upload 1 KiB c=64"),
+            "upload 1 KiB c=64 (quick: 64 × 1 KiB, c=64)"
+        );
+        assert_eq!(
+            label("slow 1 s c=10000"),
+            "slow 1 s c=10000 (quick: 64, c=64)"
+        );
+    }
 }

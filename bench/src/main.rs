@@ -1,4 +1,4 @@
-//! intake's benchmark. `scripts/bench.sh` runs it end to end; see README → Benchmarks.
+//! intake's benchmark. `scripts/bench.sh` runs it end to end; see README → Benchmarks and docs/benchmarks.md.
 
 mod cases;
 mod ceilings;
@@ -86,7 +86,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut file = OpenOptions::new().create(true).append(true).open(out)?;
             for case in cases::SUITE.into_iter().filter(|c| c.name.contains(&only)) {
                 let case = if quick { case.quick() } else { case };
-                let result = case.run(&target, address, pid, token.as_deref());
+                let mut result = case.run(&target, address, pid, token.as_deref());
+                result.quick = quick;
                 eprintln!(
                     "{:<10} {:<20} ok {:>6} err {:>4}  {:>9.1} req/s {:>8.1} MiB/s  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  RSS {:>6.1} → {:>6.1} MiB",
                     result.target,

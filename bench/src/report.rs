@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use plotters::{coord::ranged1d::SegmentValue, prelude::*};
 
 use crate::{
-    cases::{CaseResult, SUITE},
+    cases::{Case, CaseResult, SUITE},
     ceilings::{Ceilings, DD_RUNS},
 };
 
@@ -20,6 +20,9 @@ fn target(
 ) -> Option<(String, bool)> {
     let disk = ceilings.disk_write_mib_s;
     let peer_rps = peer.map_or(f64::NAN, |p| p.rps);
+    if intake.quick {
+        return None;
+    }
     let growth = intake.rss_peak_mib - intake.rss_start_mib;
     Some(match case {
         "upload 1 KiB c=64" => ("≥ 3× best peer req/s".into(), intake.rps >= 3.0 * peer_rps),
@@ -54,9 +57,24 @@ fn find<'a>(results: &'a [CaseResult], target: &str, case: &str) -> Option<&'a C
         .find(|r| r.case == case && r.target == target)
 }
 
+/// A case's name as the report shows it: what a quick run really sent, when it was quick.
+fn label(case: &Case, results: &[CaseResult]) -> String {
+    if results.iter().any(|r| r.case == case.name && r.quick) {
+        case.quick_label()
+    } else {
+        case.name.to_owned()
+    }
+}
+
 pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks\n\n{header}\n");
+    if results.iter().any(|r| r.quick) {
+        let _ = writeln!(
+            out,
+            "**A quick run (`QUICK=1`): one small round per case, uploads of at most 1 MiB. It checks that every case works; its figures are not measurements, and no target is judged.**\n"
+        );
+    }
     let _ = writeln!(out, "![intake ÷ best FastAPI peer](benchmarks.svg)\n");
     let _ = writeln!(out, "## The machine's ceilings (same run)\n");
     let _ = writeln!(out, "| ceiling | MiB/s |\n|---|---:|");
@@ -83,7 +101,9 @@ pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> St
         "| case | intake | best peer | intake ÷ peer | share of disk ceiling | target | met |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---|");
-    for case in SUITE.iter().map(|c| c.name) {
+    for case in &SUITE {
+        let name = label(case, results);
+        let case = case.name;
         let Some(intake) = find(results, INTAKE, case) else {
             continue;
         };
@@ -114,7 +134,7 @@ pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> St
         };
         let _ = writeln!(
             out,
-            "| {case} | {} | {peer_text} | {ratio} | {share} | {goal} | {met} |",
+            "| {name} | {} | {peer_text} | {ratio} | {share} | {goal} | {met} |",
             figure(intake)
         );
     }
@@ -125,12 +145,12 @@ pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> St
         "| case | server | ok | errors | req/s | MiB/s | p50 ms | p99 ms | max ms | RSS before → peak (MiB) |"
     );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for case in SUITE.iter().map(|c| c.name) {
-        for r in results.iter().filter(|r| r.case == case) {
+    for case in &SUITE {
+        let name = label(case, results);
+        for r in results.iter().filter(|r| r.case == case.name) {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} → {:.1} |",
-                r.case,
+                "| {name} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} → {:.1} |",
                 r.target,
                 r.ok,
                 r.errors,
@@ -152,12 +172,12 @@ pub fn chart(
     results: &[CaseResult],
     path: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let bars: Vec<(&str, f64)> = SUITE
+    let bars: Vec<(String, f64)> = SUITE
         .iter()
         .filter_map(|case| {
             let intake = find(results, INTAKE, case.name)?;
             let peer = best_peer(results, case.name)?;
-            Some((case.name, intake.rps / peer.rps))
+            Some((label(case, results), intake.rps / peer.rps))
         })
         .collect();
     let max = bars.iter().map(|(_, r)| *r).fold(1.0, f64::max) * 1.15;
@@ -177,9 +197,9 @@ pub fn chart(
         .disable_y_mesh()
         .y_labels(bars.len())
         .y_label_formatter(&|value| match value {
-            SegmentValue::CenterOf(i) => bars
-                .get(*i)
-                .map_or(String::new(), |(name, _)| (*name).to_owned()),
+            SegmentValue::CenterOf(i) => {
+                bars.get(*i).map_or(String::new(), |(name, _)| name.clone())
+            }
             _ => String::new(),
         })
         .x_desc("× the peer")

@@ -149,9 +149,9 @@ fn docker_waits_longer_than_the_graceful_shutdown_before_it_kills() {
         grace > shutdown,
         "stop_grace_period {grace} s vs shutdown {shutdown} s"
     );
-    let readme = read("README.md");
+    let docs = read("README.md") + &read("docs/deploying.md");
     // Each command to its last continued line.
-    let runs: Vec<String> = readme
+    let runs: Vec<String> = docs
         .split("docker run")
         .skip(1)
         .map(|rest| {
@@ -173,7 +173,7 @@ fn docker_waits_longer_than_the_graceful_shutdown_before_it_kills() {
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|secs| secs.parse::<u64>().ok())
-            .expect("each `docker run` of intake in the README sets --stop-timeout");
+            .expect("each `docker run` of intake in the docs sets --stop-timeout");
         assert!(
             timeout > shutdown,
             "--stop-timeout {timeout} vs shutdown {shutdown} s"

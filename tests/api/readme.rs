@@ -454,3 +454,27 @@ async fn the_readme_commands_work_as_written() {
         failures.join("\n\n")
     );
 }
+
+#[test]
+fn links_between_the_readme_and_docs_point_at_files_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let link = Regex::new(r"\]\(([^)#:]+)(#[^)]*)?\)").unwrap();
+    let mut pages = vec![root.join("README.md")];
+    pages.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "md")),
+    );
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for target in link.captures_iter(&text).map(|c| c[1].to_owned()) {
+            if !page.parent().unwrap().join(&target).exists() {
+                broken.push(format!("{}: {target}", page.display()));
+            }
+        }
+    }
+    assert!(pages.len() > 5, "{pages:?}");
+    assert!(broken.is_empty(), "{broken:#?}");
+}
