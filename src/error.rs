@@ -70,6 +70,87 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Every `code` a problem+json body can carry: the stable part of an error that clients match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    NotMultipart,
+    MalformedMultipart,
+    MissingFile,
+    TooManyFiles,
+    FileTooLarge,
+    RequestTooLarge,
+    UnsupportedMediaType,
+    UploadTimeout,
+    NotFound,
+    Unauthorized,
+    QuotaExceeded,
+    RateLimited,
+    InvalidRequest,
+    PaymentDeclined,
+    ProviderUnavailable,
+    IdempotencyKeyReused,
+    IdempotencyKeyInUse,
+    DatabaseUnavailable,
+    StorageFull,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [Self; 20] = [
+        Self::NotMultipart,
+        Self::MalformedMultipart,
+        Self::MissingFile,
+        Self::TooManyFiles,
+        Self::FileTooLarge,
+        Self::RequestTooLarge,
+        Self::UnsupportedMediaType,
+        Self::UploadTimeout,
+        Self::NotFound,
+        Self::Unauthorized,
+        Self::QuotaExceeded,
+        Self::RateLimited,
+        Self::InvalidRequest,
+        Self::PaymentDeclined,
+        Self::ProviderUnavailable,
+        Self::IdempotencyKeyReused,
+        Self::IdempotencyKeyInUse,
+        Self::DatabaseUnavailable,
+        Self::StorageFull,
+        Self::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotMultipart => "not_multipart",
+            Self::MalformedMultipart => "malformed_multipart",
+            Self::MissingFile => "missing_file",
+            Self::TooManyFiles => "too_many_files",
+            Self::FileTooLarge => "file_too_large",
+            Self::RequestTooLarge => "request_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UploadTimeout => "upload_timeout",
+            Self::NotFound => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::RateLimited => "rate_limited",
+            Self::InvalidRequest => "invalid_request",
+            Self::PaymentDeclined => "payment_declined",
+            Self::ProviderUnavailable => "provider_unavailable",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::IdempotencyKeyInUse => "idempotency_key_in_use",
+            Self::DatabaseUnavailable => "database_unavailable",
+            Self::StorageFull => "storage_full",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One invalid field of a request body, named by its JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
@@ -91,29 +172,29 @@ impl ApiError {
         Self::Internal(error.into())
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotMultipart(_) => "not_multipart",
-            Self::MalformedMultipart(_) => "malformed_multipart",
-            Self::MissingFile(_) => "missing_file",
-            Self::TooManyFiles(_) => "too_many_files",
-            Self::FileTooLarge(_) => "file_too_large",
-            Self::RequestTooLarge(_) => "request_too_large",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::NotMultipart(_) => ErrorCode::NotMultipart,
+            Self::MalformedMultipart(_) => ErrorCode::MalformedMultipart,
+            Self::MissingFile(_) => ErrorCode::MissingFile,
+            Self::TooManyFiles(_) => ErrorCode::TooManyFiles,
+            Self::FileTooLarge(_) => ErrorCode::FileTooLarge,
+            Self::RequestTooLarge(_) => ErrorCode::RequestTooLarge,
+            Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Self::UploadTimeout(_) | Self::UploadTooSlow { .. } | Self::BodyTimeout(_) => {
-                "upload_timeout"
+                ErrorCode::UploadTimeout
             }
-            Self::NotFound(_) => "not_found",
-            Self::MissingToken | Self::InvalidToken => "unauthorized",
-            Self::QuotaExceeded(_) => "quota_exceeded",
-            Self::RateLimited(_) => "rate_limited",
-            Self::InvalidRequest(_) | Self::Validation(_) => "invalid_request",
-            Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::IdempotencyKeyInUse => "idempotency_key_in_use",
-            Self::UpstreamTimeout | Self::Upstream(_) => "provider_unavailable",
-            Self::DatabaseUnavailable(_) => "database_unavailable",
-            Self::StorageFull(_) => "storage_full",
-            Self::Internal(_) => "internal",
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::MissingToken | Self::InvalidToken => ErrorCode::Unauthorized,
+            Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            Self::RateLimited(_) => ErrorCode::RateLimited,
+            Self::InvalidRequest(_) | Self::Validation(_) => ErrorCode::InvalidRequest,
+            Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            Self::IdempotencyKeyInUse => ErrorCode::IdempotencyKeyInUse,
+            Self::UpstreamTimeout | Self::Upstream(_) => ErrorCode::ProviderUnavailable,
+            Self::DatabaseUnavailable(_) => ErrorCode::DatabaseUnavailable,
+            Self::StorageFull(_) => ErrorCode::StorageFull,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -170,9 +251,9 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         let chain = problem::cause_chain(self);
         if status.is_server_error() {
-            tracing::error!(code = self.code(), error = %chain, "request failed");
+            tracing::error!(code = self.code().as_str(), error = %chain, "request failed");
         } else {
-            tracing::info!(code = self.code(), error = %chain, "request rejected");
+            tracing::info!(code = self.code().as_str(), error = %chain, "request rejected");
         }
         // Server-side causes stay in the log; the client gets the status's generic wording.
         let detail = if status.is_server_error() {
@@ -212,5 +293,25 @@ impl ResponseError for ApiError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    /// The error table of docs/api.md is what clients code against: it lists every code, once.
+    #[test]
+    fn the_api_document_lists_every_error_code() {
+        let doc = include_str!("../docs/api.md");
+        let listed: Vec<&str> = doc
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split_once("` | "))
+            .map(|(code, _)| code)
+            .filter(|code| !code.contains(' ') && !code.contains('/'))
+            .collect();
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+        assert_eq!(listed, codes);
     }
 }

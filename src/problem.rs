@@ -9,10 +9,12 @@ use actix_web::{
 };
 use serde_json::{Map, Value};
 
+use crate::error::ErrorCode;
+
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// The members every problem has; callers may add their own (RFC 9457 extension members).
-pub fn body(status: StatusCode, code: &str, detail: &str) -> Map<String, Value> {
+pub fn body(status: StatusCode, code: ErrorCode, detail: &str) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("type".into(), "about:blank".into());
     body.insert(
@@ -21,7 +23,7 @@ pub fn body(status: StatusCode, code: &str, detail: &str) -> Map<String, Value> 
     );
     body.insert("status".into(), status.as_u16().into());
     body.insert("detail".into(), detail.into());
-    body.insert("code".into(), code.into());
+    body.insert("code".into(), code.as_str().into());
     body
 }
 
@@ -31,7 +33,7 @@ pub fn respond(status: StatusCode, body: Map<String, Value>) -> HttpResponse {
         .body(Value::Object(body).to_string())
 }
 
-pub fn response(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
+pub fn response(status: StatusCode, code: ErrorCode, detail: &str) -> HttpResponse {
     respond(status, body(status, code, detail))
 }
 
@@ -49,14 +51,18 @@ pub fn render_framework_errors<B: MessageBody + 'static>(
     }
     let status = res.status();
     let (code, detail) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("invalid_request", "method not allowed on this resource")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => ("request_too_large", "request is too large"),
-        StatusCode::REQUEST_TIMEOUT => ("upload_timeout", "request took too long"),
-        s if s.is_server_error() => ("internal", "internal server error"),
-        _ => ("invalid_request", "the request could not be processed"),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::InvalidRequest,
+            "method not allowed on this resource",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::RequestTooLarge, "request is too large"),
+        StatusCode::REQUEST_TIMEOUT => (ErrorCode::UploadTimeout, "request took too long"),
+        s if s.is_server_error() => (ErrorCode::Internal, "internal server error"),
+        _ => (
+            ErrorCode::InvalidRequest,
+            "the request could not be processed",
+        ),
     };
     let (req, old) = res.into_parts();
     let mut new = response(status, code, detail);

@@ -26,7 +26,12 @@ use self::{
     request::Order,
 };
 pub use self::{keys::KeysInUse, process::Checkout};
-use crate::{auth::Owner, error::ApiError, problem, startup::AppState};
+use crate::{
+    auth::Owner,
+    error::{ApiError, ErrorCode},
+    problem,
+    startup::AppState,
+};
 
 const MAX_KEY_LEN: usize = 255;
 /// The largest order body accepted.
@@ -158,17 +163,17 @@ fn render(id: Uuid, outcome: &Outcome) -> (StatusCode, Value) {
         PaymentStatus::Succeeded => return (StatusCode::CREATED, order),
         PaymentStatus::Declined => (
             StatusCode::PAYMENT_REQUIRED,
-            "payment_declined",
+            ErrorCode::PaymentDeclined,
             "the payment was declined",
         ),
         PaymentStatus::Failed => (
             StatusCode::BAD_GATEWAY,
-            "provider_unavailable",
+            ErrorCode::ProviderUnavailable,
             "the payment provider failed",
         ),
         PaymentStatus::TimedOut => (
             StatusCode::GATEWAY_TIMEOUT,
-            "provider_unavailable",
+            ErrorCode::ProviderUnavailable,
             "the payment provider did not answer in time",
         ),
     };

@@ -17,7 +17,12 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::FileRecord;
-use crate::{auth::Owner, error::ApiError, problem, startup::AppState};
+use crate::{
+    auth::Owner,
+    error::{ApiError, ErrorCode},
+    problem,
+    startup::AppState,
+};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -46,7 +51,7 @@ pub async fn content(
             None => {
                 let mut res = problem::response(
                     StatusCode::RANGE_NOT_SATISFIABLE,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "the requested range is outside the file",
                 );
                 res.headers_mut().insert(
