@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, http::StatusCode, web};
 use serde_json::json;
 
-use crate::{configuration::ServerSettings, error::ApiError, problem, startup::AppState};
+use crate::{configuration::ServerSettings, error::ApiError, problem, state::AppState};
 
 pub const READY_PATH: &str = "/health/ready";
 

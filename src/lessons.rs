@@ -2,16 +2,17 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, Route, middleware::from_fn, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::{
-    auth::Owner,
+    auth::{self, Owner},
     error::{ApiError, FieldError},
-    startup::AppState,
+    rate_limit,
+    state::AppState,
 };
 
 /// The most of an upstream body `/external` will read.
@@ -19,11 +20,21 @@ const MAX_EXTERNAL_BYTES: usize = 1024 * 1024;
 const DEFAULT_WAIT_MS: u64 = 1000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/ping").route(web::get().to(ping)))
-        .service(web::resource("/slow").route(web::get().to(slow)))
-        .service(web::resource("/blocking").route(web::get().to(blocking)))
-        .service(web::resource("/users/{id}").route(web::get().to(user)))
-        .service(web::resource("/external").route(web::get().to(external)));
+    let open = |path, route: Route| {
+        web::resource(path)
+            .route(route)
+            .wrap(from_fn(rate_limit::by_address))
+    };
+    cfg.service(open("/ping", web::get().to(ping)))
+        .service(open("/slow", web::get().to(slow)))
+        .service(open("/blocking", web::get().to(blocking)))
+        .service(open("/external", web::get().to(external)))
+        // Accounts hold names and emails: the caller is identified.
+        .service(
+            web::resource("/users/{id}")
+                .route(web::get().to(user))
+                .wrap(from_fn(auth::identify)),
+        );
 }
 
 async fn ping() -> HttpResponse {

@@ -15,6 +15,7 @@ pub mod problem;
 pub mod quota;
 pub mod rate_limit;
 pub mod startup;
+pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod uploads;

@@ -7,13 +7,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::dev::ServiceRequest;
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+    web,
+};
 use dashmap::DashMap;
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::{configuration::RateLimitSettings, error::ApiError};
+use crate::{configuration::RateLimitSettings, error::ApiError, state::AppState};
 
 /// Whose bucket a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,6 +106,26 @@ impl RateLimit {
                 blocked.shrink_to_fit();
             }
         }))
+    }
+}
+
+/// Middleware for routes that hold no files or accounts: each request draws from its client
+/// address's bucket, and no token is looked up. (Owned routes are limited by `auth::identify`,
+/// which knows the caller.)
+pub async fn by_address(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let limit = &req
+        .app_data::<web::Data<AppState>>()
+        .expect("the app state is registered")
+        .rate_limit;
+    match limit.check(limit.client_key(&req)) {
+        Ok(()) => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+        Err(limited) => Ok(req.error_response(limited).map_into_right_body()),
     }
 }
 

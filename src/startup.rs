@@ -13,15 +13,16 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing_actix_web::TracingLogger;
 
 use crate::{
-    auth::{self, Auth},
+    auth::Auth,
     checkout::{self, Checkout},
-    configuration::{LessonSettings, Settings, SettingsError},
+    configuration::{Settings, SettingsError},
     db,
     error::ApiError,
     files, health, http,
     in_flight::InFlight,
     lessons, problem, quota,
     rate_limit::RateLimit,
+    state::AppState,
     storage::{
         Storage,
         sweep::{self, SweepError},
@@ -33,27 +34,6 @@ use crate::{
 const USAGE_APPLYING: Duration = Duration::from_secs(1);
 /// How often buckets that have refilled are forgotten.
 const RATE_LIMIT_PRUNING: Duration = Duration::from_secs(60);
-
-/// What every handler shares.
-pub struct AppState {
-    pub pool: PgPool,
-    /// Quota counters (see `db::bookkeeping_pool`).
-    pub bookkeeping: PgPool,
-    pub auth: Auth,
-    pub rate_limit: RateLimit,
-    /// Bytes each user may keep stored.
-    pub quota: Option<u64>,
-    pub storage: Arc<Storage>,
-    pub limits: uploads::Limits,
-    pub uploads: InFlight,
-    pub checkout: Checkout,
-    /// The idempotency keys of the checkouts running here.
-    pub idempotency: checkout::KeysInUse,
-    pub request_body_timeout: Duration,
-    pub lessons: LessonSettings,
-    /// One client (one connection pool) for every outbound call.
-    pub http: reqwest::Client,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -144,7 +124,6 @@ impl Application {
                 .configure(files::routes)
                 .configure(checkout::routes)
                 .configure(lessons::routes)
-                .wrap(from_fn(auth::guard))
                 .wrap(ErrorHandlers::new().default_handler(problem::render_framework_errors))
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())

@@ -17,7 +17,7 @@ use actix_web::{
 use sqlx::PgPool;
 
 use self::store::Caller;
-use crate::{error::ApiError, rate_limit::RateKey, startup::AppState};
+use crate::{error::ApiError, rate_limit::RateKey, state::AppState};
 
 /// The user every request acts for when auth is off.
 pub const ANONYMOUS: &str = "anonymous";
@@ -65,76 +65,75 @@ impl Auth {
     }
 }
 
-/// The routes whose handlers take an `Owner`: only their tokens are looked up.
-const OWNED: [&str; 4] = ["/upload", "/files", "/users", "/checkout"];
-/// Owned routes open to callers without a token, who act as the `anonymous` user.
-const TOKEN_OPTIONAL: [&str; 1] = ["/checkout"];
-
-fn under(path: &str, prefixes: &[&str]) -> bool {
-    prefixes.iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
-}
-
-/// Identifies the caller of a route in `OWNED` and applies the rate limit: per token when the
-/// request carries a valid one, per client address otherwise (so failed attempts are limited
-/// too, and other routes cost no token lookup). An address whose bucket is empty is refused
-/// before its token is looked up, so that a flood of guessed tokens does not reach Postgres.
-/// Health checks are exempt: orchestrators must always reach them.
-pub async fn guard(
+/// Middleware for every route whose handlers take an `Owner`: identifies the caller by their
+/// bearer token (or as `anonymous` with auth off) and draws the request from the caller's
+/// bucket. Wrapped around each owned resource, so that identity is part of the route and an
+/// `Owner` outside one fails loudly instead of acting as anyone.
+pub async fn identify(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    // The path as the router matches it (`%66iles` is `files`), not as sent.
-    let path = req.match_info().as_str();
-    if path.starts_with("/health/") {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    }
-    let owned = under(path, &OWNED);
-    let anonymous_allowed =
-        under(path, &TOKEN_OPTIONAL) && !req.headers().contains_key(header::AUTHORIZATION);
+    identify_then(req, next, TokenRequired::Yes).await
+}
+
+/// As `identify`, but a request without an `Authorization` header acts as `anonymous` (checkout).
+pub async fn identify_or_anonymous(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    identify_then(req, next, TokenRequired::No).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TokenRequired {
+    Yes,
+    No,
+}
+
+/// A request with a valid token draws from the token's bucket; any other from its client
+/// address's, so that failed attempts are limited too. An address whose bucket is empty is
+/// refused before its token is looked up, so that a flood of guessed tokens never reaches
+/// Postgres.
+async fn identify_then(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    required: TokenRequired,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("the app state is registered");
-    let client = state.rate_limit.client_key(&req);
-    let limited = match (state.auth.enabled, owned && !anonymous_allowed) {
-        (true, true) => match state.rate_limit.check_blocked(client) {
+    let limit = &state.rate_limit;
+    let client = limit.client_key(&req);
+    let anonymous = !state.auth.enabled
+        || (required == TokenRequired::No && !req.headers().contains_key(header::AUTHORIZATION));
+    let identity = if anonymous {
+        limit
+            .check(client)
+            .map(|()| Identity(Ok(state.auth.anonymous)))
+    } else {
+        match limit.check_blocked(client) {
             Err(error) => Err(error),
             Ok(()) => match state.auth.identify(req.headers(), &state.pool).await {
-                Ok(caller) => state
-                    .rate_limit
-                    .check(RateKey::Token(caller.token_id))
-                    .map(|()| {
-                        Some(Ok(Owner {
-                            user_id: caller.user_id,
-                        }))
-                    }),
-                Err(error) => state.rate_limit.check(client).map(|()| Some(Err(error))),
+                Ok(caller) => limit.check(RateKey::Token(caller.token_id)).map(|()| {
+                    Identity(Ok(Owner {
+                        user_id: caller.user_id,
+                    }))
+                }),
+                Err(error) => limit.check(client).map(|()| Identity(Err(error))),
             },
-        },
-        // No identity: an `Owner` taken outside `OWNED` fails loudly instead of acting as anyone.
-        (true, false) if !owned => state.rate_limit.check(client).map(|()| None),
-        _ => state
-            .rate_limit
-            .check(client)
-            .map(|()| Some(Ok(state.auth.anonymous))),
+        }
     };
     // Answered here rather than returned as an error, so that outer middleware (the request
     // id) still sees a response.
-    let identity = match limited {
-        Ok(identity) => identity,
-        Err(error) => return Ok(req.error_response(error).map_into_right_body()),
-    };
-    if let Some(identity) = identity {
-        req.extensions_mut().insert(Identity(identity));
+    match identity {
+        Ok(identity) => {
+            req.extensions_mut().insert(identity);
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
+        }
+        Err(limited) => Ok(req.error_response(limited).map_into_right_body()),
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
 }
 
 impl FromRequest for Owner {
@@ -145,7 +144,9 @@ impl FromRequest for Owner {
         let identity = req.extensions_mut().remove::<Identity>();
         ready(match identity {
             Some(Identity(result)) => result,
-            None => Err(ApiError::internal("the auth guard did not run")),
+            None => Err(ApiError::internal(
+                "a handler takes an Owner on a route not wrapped in auth::identify",
+            )),
         })
     }
 }

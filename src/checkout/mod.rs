@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix_web::{
     HttpRequest, HttpResponse,
     http::{StatusCode, header::HeaderValue},
+    middleware::from_fn,
     web,
 };
 use bytes::Bytes;
@@ -27,10 +28,10 @@ use self::{
 };
 pub use self::{keys::KeysInUse, process::Checkout};
 use crate::{
-    auth::Owner,
+    auth::{self, Owner},
     error::{ApiError, ErrorCode},
     problem,
-    startup::AppState,
+    state::AppState,
 };
 
 const MAX_KEY_LEN: usize = 255;
@@ -38,7 +39,11 @@ const MAX_KEY_LEN: usize = 255;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/checkout").route(web::post().to(checkout)));
+    cfg.service(
+        web::resource("/checkout")
+            .route(web::post().to(checkout))
+            .wrap(from_fn(auth::identify_or_anonymous)),
+    );
 }
 
 async fn checkout(

@@ -21,7 +21,7 @@ use crate::{
     auth::Owner,
     error::{ApiError, ErrorCode},
     problem,
-    startup::AppState,
+    state::AppState,
 };
 
 const READ_CHUNK: usize = 64 * 1024;

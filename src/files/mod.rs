@@ -3,29 +3,38 @@
 mod download;
 pub mod record;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, middleware::from_fn, web};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use self::record::Cursor;
 pub use self::record::{FileObject, FileRecord};
-use crate::{auth::Owner, db, error::ApiError, quota, startup::AppState, uploads};
+use crate::{
+    auth::{self, Owner},
+    db,
+    error::ApiError,
+    quota,
+    state::AppState,
+};
 
+/// `POST /files` is the uploads module's.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/files")
             .route(web::get().to(list))
-            .route(web::post().to(uploads::upload_batch)),
+            .wrap(from_fn(auth::identify)),
     )
     .service(
         web::resource("/files/{id}")
             .route(web::get().to(metadata))
-            .route(web::delete().to(delete)),
+            .route(web::delete().to(delete))
+            .wrap(from_fn(auth::identify)),
     )
     .service(
         web::resource("/files/{id}/content")
             .route(web::get().to(download::content))
-            .route(web::head().to(download::content)),
+            .route(web::head().to(download::content))
+            .wrap(from_fn(auth::identify)),
     );
 }
 

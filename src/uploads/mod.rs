@@ -5,24 +5,34 @@ mod filename;
 mod form;
 mod pace;
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, guard, http::header, middleware::from_fn, web};
 use serde::Serialize;
 
 pub use self::form::Limits;
 use self::form::{Form, ReceivedFile, is_file};
 use crate::{
-    auth::Owner,
+    auth::{self, Owner},
     db,
     error::ApiError,
     files::{FileObject, FileRecord, record},
     in_flight,
     quota::Reservation,
-    startup::AppState,
+    state::AppState,
 };
 
-/// `POST /files` is routed with the other `/files` methods, in `files::routes`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/upload").route(web::post().to(upload)));
+    cfg.service(
+        web::resource("/upload")
+            .route(web::post().to(upload))
+            .wrap(from_fn(auth::identify)),
+    )
+    // Only POST: the other methods of `/files` fall through to the files module's resource.
+    .service(
+        web::resource("/files")
+            .guard(guard::Post())
+            .route(web::post().to(upload_batch))
+            .wrap(from_fn(auth::identify)),
+    );
 }
 
 /// The tutorial's endpoint: exactly one file part, named `file`; other fields are ignored.
@@ -46,7 +56,7 @@ struct Batch {
 }
 
 /// Every part that names a file is stored; either all of them are, or none.
-pub async fn upload_batch(
+async fn upload_batch(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

@@ -31,6 +31,9 @@ async fn unknown_routes_and_methods_are_problem_json() {
     assert_problem(app.get("/no/such/route").await, 404, "not_found").await;
     let response = app.client.put(app.url("/upload")).send().await.unwrap();
     assert_problem(response, 405, "invalid_request").await;
+    // `/files` has two resources (POST in uploads, GET in files): other methods are still 405.
+    let response = app.client.put(app.url("/files")).send().await.unwrap();
+    assert_problem(response, 405, "invalid_request").await;
     assert_problem(app.get("/checkout").await, 405, "invalid_request").await;
     let response = app.client.post(app.url("/ping")).send().await.unwrap();
     assert_problem(response, 405, "invalid_request").await;

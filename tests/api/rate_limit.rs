@@ -88,3 +88,18 @@ async fn an_address_over_its_limit_is_refused_before_any_token_lookup() {
     app.set_connections_allowed(true).await;
     assert_limited(refused).await;
 }
+
+#[tokio::test]
+async fn routes_without_files_look_no_token_up_and_limit_by_address() {
+    let app = spawn_limited(true, 2).await;
+    let alice = app.user_with_token("alice").await;
+    let ping = || app.client.get(app.url("/ping")).bearer_auth(&alice).send();
+    // A token lookup now would answer 503: none is made.
+    app.set_connections_allowed(false).await;
+    for _ in 0..2 {
+        assert_eq!(ping().await.unwrap().status(), 200);
+    }
+    // The address's bucket, not alice's: her token was never used.
+    assert_limited(ping().await.unwrap()).await;
+    app.set_connections_allowed(true).await;
+}

@@ -1,0 +1,31 @@
+//! What every handler shares, built by `startup` and read by the handler modules.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::PgPool;
+
+use crate::{
+    auth::Auth, checkout, configuration::LessonSettings, in_flight::InFlight,
+    rate_limit::RateLimit, storage::Storage, uploads,
+};
+
+/// What every handler shares.
+pub struct AppState {
+    pub pool: PgPool,
+    /// Quota counters (see `db::bookkeeping_pool`).
+    pub bookkeeping: PgPool,
+    pub auth: Auth,
+    pub rate_limit: RateLimit,
+    /// Bytes each user may keep stored.
+    pub quota: Option<u64>,
+    pub storage: Arc<Storage>,
+    pub limits: uploads::Limits,
+    pub uploads: InFlight,
+    pub checkout: checkout::Checkout,
+    /// The idempotency keys of the checkouts running here.
+    pub idempotency: checkout::KeysInUse,
+    pub request_body_timeout: Duration,
+    pub lessons: LessonSettings,
+    /// One client (one connection pool) for every outbound call.
+    pub http: reqwest::Client,
+}
