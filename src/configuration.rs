@@ -47,8 +47,40 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct StorageSettings {
+    pub kind: StorageKind,
+    /// Where `fs` keeps objects and its journal.
     pub root: PathBuf,
     pub sweep_interval_secs: u64,
+    pub s3: S3Settings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Fs,
+    S3,
+}
+
+/// An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, Garage, R2).
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Empty: AWS S3 in `region`. Otherwise the server's URL, e.g. `http://minio:9000`.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    /// `bucket` in the path (`endpoint/bucket/key`) rather than in the host name: what MinIO
+    /// and most self-hosted servers need.
+    pub path_style: bool,
+    /// Put before every object key, e.g. `intake/`.
+    pub prefix: String,
+    /// Bytes per multipart part (S3's minimum is 5 MiB); an object smaller than one part is
+    /// stored with a single PUT.
+    pub part_size_bytes: usize,
+    /// Parts of one upload being sent at once; memory per upload is about
+    /// `part_size_bytes` × (this + 1).
+    pub parts_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

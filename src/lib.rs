@@ -10,6 +10,7 @@ pub mod files;
 pub mod health;
 mod http;
 pub mod in_flight;
+pub mod instances;
 pub mod lessons;
 pub mod problem;
 pub mod quota;

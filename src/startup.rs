@@ -24,7 +24,7 @@ use crate::{
     rate_limit::RateLimit,
     state::AppState,
     storage::{
-        Storage,
+        self, Storage,
         sweep::{self, SweepError},
     },
     telemetry, uploads,
@@ -43,8 +43,8 @@ pub enum StartupError {
     Database(#[from] db::ConnectError),
     #[error("could not read the users table")]
     Users(#[from] sqlx::Error),
-    #[error("could not open the storage root {}", .0.display())]
-    Storage(std::path::PathBuf, #[source] io::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::OpenError),
     #[error("could not repair the storage at start-up")]
     Sweep(#[from] SweepError),
     #[error("could not listen on {0} (server.host, server.port)")]
@@ -65,13 +65,8 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = db::connect(&settings.database).await?;
-        let root = settings.storage.root.clone();
-        let storage = tokio::task::spawn_blocking(move || Storage::open(&root))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|opened| opened)
-            .map_err(|e| StartupError::Storage(settings.storage.root.clone(), e))?;
-        let storage = Arc::new(storage);
+        let lease = settings.database.connect_options()?;
+        let storage = Arc::new(Storage::open(&settings.storage, &pool, lease).await?);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let bind = |e| StartupError::Bind(address.clone(), e);
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))

@@ -1,6 +1,6 @@
 //! `GET`/`HEAD /files/{id}/content`: the bytes, with validators and single byte ranges.
 
-use std::{io::SeekFrom, time::SystemTime};
+use std::time::SystemTime;
 
 use actix_web::{
     HttpMessage, HttpRequest, HttpResponse,
@@ -12,8 +12,6 @@ use actix_web::{
     web,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use super::FileRecord;
@@ -23,8 +21,6 @@ use crate::{
     problem,
     state::AppState,
 };
-
-const READ_CHUNK: usize = 64 * 1024;
 
 pub async fn content(
     req: HttpRequest,
@@ -64,25 +60,18 @@ pub async fn content(
         },
     };
 
+    let (start, length) = match range {
+        Some((first, last)) => (first, last - first + 1),
+        None => (0, size),
+    };
     // A delete may have taken the object away since the row was read: it is gone, not broken.
-    // Once open, the file stays whole however it is unlinked.
-    let mut file = match state.storage.open_object(record.id).await {
+    let bytes = match state.storage.read(record.id, start, length).await {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Err(ApiError::NotFound("file"));
         }
         other => other?,
     };
-    let (start, length) = match range {
-        Some((first, last)) => (first, last - first + 1),
-        None => (0, size),
-    };
-    if start > 0 {
-        file.seek(SeekFrom::Start(start)).await?;
-    }
-    let body = SizedStream::new(
-        length,
-        ReaderStream::with_capacity(file.take(length), READ_CHUNK),
-    );
+    let body = SizedStream::new(length, bytes);
 
     let mut builder = match range {
         Some((first, last)) => {

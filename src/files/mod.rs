@@ -137,7 +137,7 @@ async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), Api
     if deleted.is_none() {
         return Err(ApiError::NotFound("file"));
     }
-    let entry = state.storage.remove_to_journal(id).await?;
+    let entry = state.storage.begin_delete(id, &mut tx).await?;
     if entry.is_none() {
         tracing::warn!(%id, "deleting a row whose object was already missing");
     }

@@ -61,12 +61,14 @@ impl FileRecord {
 }
 
 /// Inserts all rows of one upload for `owner` and turns its quota `reservation` into a usage
-/// change, in one statement: all of it is committed or none. Returns the rows as stored.
+/// change, in one statement: all of it is committed or none. `claims`: the storage intents the
+/// rows settle (objects in a bucket), which must all still be there. Returns the rows as stored.
 pub async fn insert_all(
     conn: &mut PgConnection,
     owner: i64,
     reservation: Uuid,
     files: &[NewFile],
+    claims: &[Uuid],
 ) -> Result<Vec<FileRecord>, sqlx::Error> {
     let ids: Vec<Uuid> = files.iter().map(|f| f.id).collect();
     let names: Vec<String> = files.iter().map(|f| f.filename.clone()).collect();
@@ -75,9 +77,12 @@ pub async fn insert_all(
     let hashes: Vec<Vec<u8>> = files.iter().map(|f| f.sha256.to_vec()).collect();
     let created_at = sqlx::query_scalar!(
         r#"
-        WITH inserted AS (
+        WITH claimed AS (
+            SELECT CASE WHEN cardinality($8::uuid[]) > 0 THEN claim_intents($8) ELSE 0 END
+        ), inserted AS (
             INSERT INTO files (owner_id, id, filename, content_type, size, sha256)
-            SELECT $1, * FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
+            SELECT $1, u.* FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
+                AS u, claimed
             RETURNING size, created_at
         ), released AS (
             DELETE FROM quota_reservations WHERE upload_id = $2 RETURNING bytes
@@ -94,6 +99,7 @@ pub async fn insert_all(
         &types,
         &sizes,
         &hashes,
+        claims,
     )
     .fetch_all(conn)
     .await?;

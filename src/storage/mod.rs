@@ -1,162 +1,210 @@
-//! Objects on the local filesystem, laid out so that a crash at any point can be repaired.
+//! Where the bytes live: the local filesystem (`fs`) or an S3-compatible bucket (`s3`), chosen
+//! by `storage.kind`. Handlers see only this narrow interface: create a streaming writer that
+//! yields size and SHA-256, read a byte range, begin a delete, probe; and every change is held by
+//! a `Pending` guard until its row's fate is known, so that an object and its row appear and go
+//! together. The sweep settles what a crash left.
 //!
-//! ```text
-//! {root}/objects/ab/cd/<id>      committed objects (ab/cd: the last hex digits of the id)
-//! {root}/tmp/<instance>.lock     held (flock) by a running instance for its whole life
-//! {root}/tmp/<instance>/<id>     that instance's journal: uploads being written, deletes under way
-//! {root}/tmp/pending/<id>        journal entries whose database outcome was unknown
-//! ```
-//!
-//! A journal entry is a hard link to the object's bytes, named by the object's id. Whatever
-//! happened to the process, the database row decides the entry's fate (see `sweep`): row
-//! present → the object must exist; row absent → the object must not.
+//! An enum rather than a trait object: the backends' methods are async, and the two variants
+//! are all there is.
 
-mod journal;
+pub mod fs;
+pub mod s3;
 pub mod sweep;
-mod writer;
 
-use std::{
-    fs::{self, File},
-    io,
-    path::{Path, PathBuf},
+use std::{io, sync::Arc};
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use sqlx::{PgConnection, PgPool, postgres::PgConnectOptions};
+use uuid::Uuid;
+
+use crate::{
+    configuration::{StorageKind, StorageSettings},
+    in_flight,
+    instances::Lease,
 };
 
-use crate::in_flight;
-
-pub use journal::JournalEntry;
-use uuid::Uuid;
-pub use writer::{ObjectWriter, Written};
-
-const OBJECTS: &str = "objects";
-const TMP: &str = "tmp";
-const PENDING: &str = "pending";
+/// What a writer learnt of the bytes it stored.
+#[derive(Debug)]
+pub struct Written {
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
 
 #[derive(Debug)]
-pub struct Storage {
-    objects: PathBuf,
-    tmp: PathBuf,
-    work: PathBuf,
-    pending: PathBuf,
-    instance: Uuid,
-    /// Holding this lock tells other instances' sweeps that `work` is alive.
-    _lock: File,
+pub enum Storage {
+    Fs(Arc<fs::FsStore>),
+    S3(Arc<s3::S3Store>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("could not open the storage root {}", .0.display())]
+    Root(std::path::PathBuf, #[source] io::Error),
+    #[error(transparent)]
+    Bucket(#[from] s3::OpenError),
+    #[error("could not take this instance's lease in Postgres")]
+    Lease(#[source] sqlx::Error),
 }
 
 impl Storage {
-    /// Creates the layout under `root` if needed and claims a journal directory for this process.
-    /// Blocking: call it at start-up.
-    pub fn open(root: &Path) -> io::Result<Self> {
-        let tmp = root.join(TMP);
-        let pending = tmp.join(PENDING);
-        let objects = root.join(OBJECTS);
-        fs::create_dir_all(&pending)?;
-        fs::create_dir_all(&objects)?;
-        let instance = Uuid::now_v7();
-        // The lock exists before the directory, so a sweep never mistakes a starting instance's
-        // directory for a dead one.
-        let lock = File::create(tmp.join(format!("{instance}.lock")))?;
-        lock.try_lock().map_err(io::Error::other)?;
-        let work = tmp.join(instance.to_string());
-        fs::create_dir(&work)?;
-        Ok(Self {
-            objects,
-            tmp,
-            work,
-            pending,
-            instance,
-            _lock: lock,
-        })
-    }
-
-    /// Where the object `id` lives: fanned out by the id's last (random) hex digits, because
-    /// the first ones of a UUID v7 are a timestamp and would crowd one directory.
-    pub fn object_path(&self, id: Uuid) -> PathBuf {
-        let hex = id.simple().to_string();
-        self.objects
-            .join(&hex[28..30])
-            .join(&hex[30..32])
-            .join(id.to_string())
+    /// Opens the configured backend. `lease`: how to reach Postgres for the connection that
+    /// tells other instances this one runs (the bucket has no lock files).
+    pub async fn open(
+        settings: &StorageSettings,
+        pool: &PgPool,
+        lease: PgConnectOptions,
+    ) -> Result<Self, OpenError> {
+        match settings.kind {
+            StorageKind::Fs => {
+                let root = settings.root.clone();
+                tokio::task::spawn_blocking(move || fs::FsStore::open(&root))
+                    .await
+                    .map_err(io::Error::other)
+                    .and_then(|opened| opened)
+                    .map(|store| Self::Fs(Arc::new(store)))
+                    .map_err(|e| OpenError::Root(settings.root.clone(), e))
+            }
+            StorageKind::S3 => {
+                let instance = Uuid::now_v7();
+                let lease = Lease::hold(lease, instance)
+                    .await
+                    .map_err(OpenError::Lease)?;
+                let store = s3::S3Store::open(&settings.s3, instance, pool.clone(), lease).await?;
+                Ok(Self::S3(Arc::new(store)))
+            }
+        }
     }
 
     /// This process's id among the instances sharing the storage.
     pub fn instance(&self) -> Uuid {
-        self.instance
+        match self {
+            Self::Fs(store) => store.instance(),
+            Self::S3(store) => store.instance(),
+        }
     }
 
-    fn journal_path(&self, id: Uuid) -> PathBuf {
-        self.work.join(id.to_string())
-    }
-
-    /// Starts writing a new object. Its bytes go to the journal until `ObjectWriter::finish`;
-    /// `hold` counts the upload as in flight until an abandoned object has been removed.
+    /// Starts writing a new object; `hold` counts the upload as in flight until an abandoned
+    /// object has been removed.
     pub fn create(&self, id: Uuid, hold: in_flight::Shared) -> ObjectWriter {
-        let entry =
-            JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self, hold);
-        ObjectWriter::new(entry)
+        match self {
+            Self::Fs(store) => ObjectWriter::Fs(store.create(id, hold)),
+            Self::S3(store) => ObjectWriter::S3(store.create(id, hold)),
+        }
     }
 
-    /// Moves a committed object into the journal ahead of deleting its row. `None` when the
-    /// object is already gone.
-    pub async fn remove_to_journal(&self, id: Uuid) -> io::Result<Option<JournalEntry>> {
-        let entry = JournalEntry::for_delete(self.journal_path(id), self.object_path(id), self);
-        tokio::task::spawn_blocking(move || {
-            match fs::hard_link(entry.object(), entry.path()) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                other => other?,
-            }
-            fs::remove_file(entry.object())?;
-            sync_parent(entry.object())?;
-            Ok(Some(entry))
-        })
-        .await?
+    /// `length` bytes of the object from `start`; `NotFound` when it is gone.
+    pub async fn read(
+        &self,
+        id: Uuid,
+        start: u64,
+        length: u64,
+    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+        match self {
+            Self::Fs(store) => store.read(id, start, length).await,
+            Self::S3(store) => store.read(id, start, length).await,
+        }
     }
 
-    pub async fn open_object(&self, id: Uuid) -> io::Result<tokio::fs::File> {
-        tokio::fs::File::open(self.object_path(id)).await
+    /// Prepares the object's removal inside `tx`, the transaction that deletes its row. `None`
+    /// when the object is already gone.
+    pub async fn begin_delete(
+        &self,
+        id: Uuid,
+        tx: &mut PgConnection,
+    ) -> Result<Option<Pending>, sqlx::Error> {
+        match self {
+            Self::Fs(store) => Ok(store.remove_to_journal(id).await?.map(Pending::Fs)),
+            Self::S3(store) => Ok(Some(Pending::S3(store.begin_delete(id, tx).await?))),
+        }
     }
 
-    /// Writes, syncs and removes a probe file: the readiness check. Each probe has a file of
-    /// its own, so that concurrent probes do not remove each other's.
+    /// The readiness check: a synced write on disk, an answer from the bucket.
     pub async fn probe(&self) -> io::Result<()> {
-        let path = self.work.join(format!(".probe-{}", Uuid::new_v4()));
-        tokio::task::spawn_blocking(move || {
-            fs::write(&path, b"probe")?;
-            File::open(&path)?.sync_all()?;
-            fs::remove_file(&path)
-        })
-        .await?
+        match self {
+            Self::Fs(store) => store.probe().await,
+            Self::S3(store) => store.probe().await,
+        }
     }
 }
 
-/// Makes a directory entry durable: fsync the directory that holds `path`.
-fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
-        None => Ok(()),
+/// The request side of an upload. Dropping it before `finish` abandons the object.
+pub enum ObjectWriter {
+    Fs(fs::FsWriter),
+    S3(s3::S3Writer),
+}
+
+impl ObjectWriter {
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        match self {
+            Self::Fs(writer) => writer.write(batch).await,
+            Self::S3(writer) => writer.write(batch).await,
+        }
+    }
+
+    /// Stores the last batch and makes the object durable; the returned guard removes it again
+    /// unless its row is committed.
+    pub async fn finish(self, last: Vec<Bytes>) -> io::Result<(Written, Pending)> {
+        match self {
+            Self::Fs(writer) => {
+                let (written, entry) = writer.finish(last).await?;
+                Ok((written, Pending::Fs(entry)))
+            }
+            Self::S3(writer) => {
+                let (written, intent) = writer.finish(last).await?;
+                Ok((written, Pending::S3(intent)))
+            }
+        }
     }
 }
 
-/// Links `from` to `to`, creating (and syncing) the fan-out directories when new. The new
-/// entry itself is durable only once its directory is synced.
-fn link(from: &Path, to: &Path) -> io::Result<()> {
-    let dir = to.parent().expect("object paths have a directory");
-    if !dir.exists() {
-        fs::create_dir_all(dir)?;
-        sync_parent(dir)?;
-        sync_parent(dir.parent().expect("fan-out has two levels"))?;
+/// An object change waiting for its row's outcome. Dropped unsettled, it is undone in the
+/// background.
+#[derive(Debug)]
+pub enum Pending {
+    Fs(fs::JournalEntry),
+    S3(s3::Intent),
+}
+
+impl Pending {
+    /// The intent the row's statement must claim, if the backend keeps them in Postgres.
+    pub fn claim(&self) -> Option<Uuid> {
+        match self {
+            Self::Fs(_) => None,
+            Self::S3(intent) => intent.claim(),
+        }
     }
-    fs::hard_link(from, to)
-}
 
-fn link_durably(from: &Path, to: &Path) -> io::Result<()> {
-    link(from, to)?;
-    sync_parent(to)
-}
+    /// The row change is committed: keep the object as it now is.
+    pub async fn commit(self) {
+        match self {
+            Self::Fs(entry) => entry.commit().await,
+            Self::S3(intent) => intent.commit().await,
+        }
+    }
 
-/// Removes a file that may already be gone.
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
+    /// As `commit`, without waiting for the clean-up.
+    pub fn commit_in_background(self) {
+        match self {
+            Self::Fs(entry) => entry.commit_in_background(),
+            Self::S3(intent) => intent.commit_in_background(),
+        }
+    }
+
+    /// The row's outcome is unknown (the connection broke mid-statement): the sweep decides
+    /// once the database answers.
+    pub async fn defer_to_sweep(self) {
+        match self {
+            Self::Fs(entry) => entry.defer_to_sweep().await,
+            Self::S3(intent) => intent.defer_to_sweep(),
+        }
+    }
+
+    /// The row change did not happen: undo the object change.
+    pub async fn abandon(self) {
+        match self {
+            Self::Fs(entry) => entry.abandon().await,
+            Self::S3(intent) => intent.abandon().await,
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::{
     files::record::NewFile,
     in_flight,
     quota::Reservation,
-    storage::{JournalEntry, ObjectWriter, Storage},
+    storage::{ObjectWriter, Pending, Storage},
 };
 
 /// Bytes gathered before they are reserved against the quota and handed to the writer: large
@@ -61,7 +61,7 @@ struct Clock<'a> {
 /// A file part on disk at its final path, waiting for its row.
 pub struct ReceivedFile {
     pub file: NewFile,
-    pub entry: JournalEntry,
+    pub entry: Pending,
 }
 
 impl<'a> Form<'a> {

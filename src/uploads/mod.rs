@@ -157,9 +157,10 @@ async fn commit(
     tokio::spawn(async move {
         let Received { files, reservation } = received;
         let rows: Vec<_> = files.iter().map(|f| f.file.clone()).collect();
+        let claims: Vec<_> = files.iter().filter_map(|f| f.entry.claim()).collect();
         // Until the connection is ours nothing was sent: a failure here is a clean "no".
         let mut conn = pool.acquire().await?;
-        match record::insert_all(&mut conn, owner.user_id, reservation.id(), &rows).await {
+        match record::insert_all(&mut conn, owner.user_id, reservation.id(), &rows, &claims).await {
             Ok(stored) => {
                 reservation.settled();
                 files

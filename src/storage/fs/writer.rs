@@ -9,16 +9,11 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use super::{JournalEntry, link, sync_parent};
+use crate::storage::Written;
 
 /// Writeback is started for every window written, so that disk writes overlap receiving and
 /// the final sync finds little left to flush. (Waiting for each window as well was slower.)
 const WRITEBACK_WINDOW: u64 = 32 * 1024 * 1024;
-
-#[derive(Debug)]
-pub struct Written {
-    pub size: u64,
-    pub sha256: [u8; 32],
-}
 
 /// The file and what has been learnt of its bytes; owned by the batch being written, if any.
 struct Progress {
@@ -32,13 +27,14 @@ struct Progress {
 
 /// The request side of an upload's writer. Dropping it before `finish` abandons the object
 /// (the journal entry removes it).
-pub struct ObjectWriter {
+pub struct FsWriter {
     idle: Option<Progress>,
     writing: Option<JoinHandle<io::Result<Progress>>>,
-    entry: JournalEntry,
+    /// Taken by `finish`, or by `drop` to undo once a batch still being written is done.
+    entry: Option<JournalEntry>,
 }
 
-impl ObjectWriter {
+impl FsWriter {
     pub(super) fn new(entry: JournalEntry) -> Self {
         Self {
             idle: Some(Progress {
@@ -49,7 +45,7 @@ impl ObjectWriter {
                 flushed: 0,
             }),
             writing: None,
-            entry,
+            entry: Some(entry),
         }
     }
 
@@ -69,7 +65,8 @@ impl ObjectWriter {
     /// again unless committed.
     pub async fn finish(mut self, last: Vec<Bytes>) -> io::Result<(Written, JournalEntry)> {
         let mut progress = self.wait_idle().await?;
-        let object = self.entry.object().to_owned();
+        let entry = self.entry.take().expect("finish runs once");
+        let object = entry.object().to_owned();
         let written = tokio::task::spawn_blocking(move || {
             progress.write(&last)?;
             let file = progress.file.expect("written above");
@@ -85,7 +82,7 @@ impl ObjectWriter {
             })
         })
         .await??;
-        Ok((written, self.entry))
+        Ok((written, entry))
     }
 
     async fn wait_idle(&mut self) -> io::Result<Progress> {
@@ -96,6 +93,23 @@ impl ObjectWriter {
         self.idle
             .take()
             .ok_or_else(|| io::Error::other("the object writer failed earlier"))
+    }
+}
+
+impl Drop for FsWriter {
+    /// Abandoned mid-upload: a batch still on the blocking pool would create or grow the file
+    /// after an undo, so the entry (whose drop undoes, holding the upload in flight) waits for it.
+    fn drop(&mut self) {
+        let Some(entry) = self.entry.take() else {
+            return;
+        };
+        match (self.writing.take(), tokio::runtime::Handle::try_current()) {
+            (Some(batch), Ok(runtime)) => drop(runtime.spawn(async move {
+                let _ = batch.await;
+                drop(entry);
+            })),
+            _ => drop(entry),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{Storage, link_durably, remove_if_present};
+use super::{FsStore, link_durably, remove_if_present};
 use crate::in_flight;
 
 /// What an entry undoes when it is dropped without `commit`.
@@ -32,7 +32,7 @@ impl JournalEntry {
     pub(super) fn for_upload(
         path: PathBuf,
         object: PathBuf,
-        storage: &Storage,
+        storage: &FsStore,
         hold: in_flight::Shared,
     ) -> Self {
         let mut entry = Self::new(path, object, storage, Undo::RemoveObject);
@@ -40,11 +40,11 @@ impl JournalEntry {
         entry
     }
 
-    pub(super) fn for_delete(path: PathBuf, object: PathBuf, storage: &Storage) -> Self {
+    pub(super) fn for_delete(path: PathBuf, object: PathBuf, storage: &FsStore) -> Self {
         Self::new(path, object, storage, Undo::RestoreObject)
     }
 
-    fn new(path: PathBuf, object: PathBuf, storage: &Storage, undo: Undo) -> Self {
+    fn new(path: PathBuf, object: PathBuf, storage: &FsStore, undo: Undo) -> Self {
         let pending = storage
             .pending
             .join(path.file_name().expect("journal paths name an id"));

@@ -1,0 +1,307 @@
+//! Objects in an S3-compatible bucket, with Postgres as the record of changes under way.
+//!
+//! ```text
+//! {prefix}{ab}/{id}        committed objects (ab: the id's last two hex digits, so that keys
+//!                          spread over 256 prefixes: S3 throttles per prefix)
+//! storage_intents          one row per object change under way (see the migration)
+//! ```
+//!
+//! An upload records its intent (with its multipart upload id) before its first part reaches
+//! the bucket; the statement that inserts its row deletes the intent (`claim_intents`). A delete
+//! records its intent in the transaction that deletes the row, then removes the object. Whatever
+//! fails, an intent is left for the sweep: row present → the object stays; absent → it goes, and
+//! its multipart upload is aborted.
+
+mod writer;
+
+use std::{io, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
+    aws::{AmazonS3, AmazonS3Builder},
+    multipart::MultipartStore,
+    path::Path,
+};
+use secrecy::ExposeSecret;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+pub use self::writer::{Intent, S3Writer};
+use super::sweep::{SweepError, SweepReport};
+use crate::{
+    configuration::S3Settings,
+    in_flight,
+    instances::{self, Lease},
+};
+
+/// S3's smallest part but the last.
+const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("invalid storage.s3 settings")]
+    Settings(#[source] object_store::Error),
+    #[error(
+        "could not reach bucket `{bucket}` at {endpoint} (storage.s3: check endpoint, bucket, region and credentials)"
+    )]
+    Unreachable {
+        bucket: String,
+        endpoint: String,
+        #[source]
+        cause: object_store::Error,
+    },
+}
+
+#[derive(Debug)]
+pub struct S3Store {
+    client: AmazonS3,
+    prefix: String,
+    part_size: usize,
+    parts_in_flight: usize,
+    instance: Uuid,
+    pool: PgPool,
+    /// Intents whose database outcome was unknown (Postgres went away mid-statement): this
+    /// instance's own sweep settles them once Postgres answers.
+    deferred: std::sync::Mutex<Vec<Uuid>>,
+    /// Tells other instances' sweeps that this one runs.
+    _lease: Lease,
+}
+
+impl S3Store {
+    /// Connects to the bucket and checks that it answers, so that a wrong endpoint or wrong
+    /// credentials stop the start-up with a clear message.
+    pub async fn open(
+        settings: &S3Settings,
+        instance: Uuid,
+        pool: PgPool,
+        lease: Lease,
+    ) -> Result<Self, OpenError> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&settings.bucket)
+            .with_region(&settings.region)
+            .with_access_key_id(&settings.access_key_id)
+            .with_secret_access_key(settings.secret_access_key.expose_secret())
+            .with_virtual_hosted_style_request(!settings.path_style)
+            // A bucket that does not answer fails a request within seconds, not minutes.
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(10),
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(60))
+                    .with_allow_http(settings.endpoint.starts_with("http://")),
+            );
+        if !settings.endpoint.is_empty() {
+            builder = builder.with_endpoint(&settings.endpoint);
+        }
+        let client = builder.build().map_err(OpenError::Settings)?;
+        let store = Self {
+            client,
+            prefix: settings.prefix.clone(),
+            part_size: settings.part_size_bytes.max(MIN_PART_SIZE),
+            parts_in_flight: settings.parts_in_flight.max(1),
+            instance,
+            pool,
+            deferred: std::sync::Mutex::default(),
+            _lease: lease,
+        };
+        store
+            .check_bucket()
+            .await
+            .map_err(|cause| OpenError::Unreachable {
+                bucket: settings.bucket.clone(),
+                endpoint: if settings.endpoint.is_empty() {
+                    format!("AWS S3 ({})", settings.region)
+                } else {
+                    settings.endpoint.clone()
+                },
+                cause,
+            })?;
+        Ok(store)
+    }
+
+    pub fn instance(&self) -> Uuid {
+        self.instance
+    }
+
+    fn key(&self, id: Uuid) -> Path {
+        let hex = id.simple().to_string();
+        Path::from(format!("{}{}/{id}", self.prefix, &hex[30..32]))
+    }
+
+    pub fn create(self: &Arc<Self>, id: Uuid, hold: in_flight::Shared) -> S3Writer {
+        S3Writer::new(Arc::clone(self), id, hold)
+    }
+
+    /// `length` bytes of the object from `start`.
+    pub async fn read(
+        &self,
+        id: Uuid,
+        start: u64,
+        length: u64,
+    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+        if length == 0 {
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..start + length)),
+            ..GetOptions::default()
+        };
+        let object = self.client.get_opts(&self.key(id), options).await?;
+        Ok(object.into_stream().map_err(io::Error::from).boxed())
+    }
+
+    /// Records, in the transaction that deletes the row, that the object is to go.
+    pub async fn begin_delete(
+        self: &Arc<Self>,
+        id: Uuid,
+        tx: &mut PgConnection,
+    ) -> sqlx::Result<Intent> {
+        sqlx::query!(
+            "INSERT INTO storage_intents (object_id, instance) VALUES ($1, $2)",
+            id,
+            self.instance
+        )
+        .execute(tx)
+        .await?;
+        Ok(Intent::for_delete(Arc::clone(self), id))
+    }
+
+    /// The readiness check: the bucket answers to our credentials.
+    pub async fn probe(&self) -> io::Result<()> {
+        self.check_bucket().await.map_err(io::Error::from)
+    }
+
+    /// Asks for an object that does not exist: "not found" proves the bucket, the address and
+    /// the signature; anything else is the failure.
+    async fn check_bucket(&self) -> object_store::Result<()> {
+        let probe = Path::from(format!("{}.intake-probe", self.prefix));
+        match self.client.head(&probe).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn remove_object(&self, id: Uuid, upload_id: Option<&str>) -> io::Result<()> {
+        let key = self.key(id);
+        if let Some(upload_id) = upload_id {
+            match self.client.abort_multipart(&key, &upload_id.to_owned()).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        match self.client.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Removes the object (aborting its upload), then its intent; what fails is left to this
+    /// instance's sweep.
+    async fn remove_and_forget(&self, id: Uuid, upload_id: Option<&str>) {
+        let removed = self.remove_object(id, upload_id).await;
+        let forgotten = match removed {
+            Ok(()) => sqlx::query!("DELETE FROM storage_intents WHERE object_id = $1", id)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+                .map_err(io::Error::other),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = forgotten {
+            tracing::warn!(%id, %error, "could not remove an object from the bucket; the sweep will");
+            self.defer(id);
+        }
+    }
+
+    fn defer(&self, id: Uuid) {
+        self.deferred
+            .lock()
+            .expect("the deferred list is never poisoned")
+            .push(id);
+    }
+
+    /// Settles this instance's deferred intents and those of instances that are gone. Returns
+    /// what it did and the instances running.
+    pub async fn sweep(&self) -> Result<(SweepReport, Vec<Uuid>), SweepError> {
+        let mut report = SweepReport::default();
+        let deferred = std::mem::take(
+            &mut *self
+                .deferred
+                .lock()
+                .expect("the deferred list is never poisoned"),
+        );
+        let others = sqlx::query_scalar!(
+            r#"
+            SELECT DISTINCT instance FROM storage_intents WHERE instance <> $1
+            UNION SELECT DISTINCT instance FROM quota_reservations WHERE instance <> $1
+            "#,
+            self.instance
+        )
+        .fetch_all(&self.pool)
+        .await;
+        let others: Vec<Uuid> = match others {
+            Ok(rows) => rows.into_iter().flatten().collect(),
+            Err(error) => {
+                self.deferred.lock().expect("never poisoned").extend(deferred);
+                return Err(error.into());
+            }
+        };
+        let mut alive = instances::running(&self.pool, &others).await?;
+        let dead: Vec<Uuid> = others
+            .into_iter()
+            .filter(|other| !alive.contains(other))
+            .collect();
+        let mut orphans = sqlx::query_scalar!(
+            "SELECT object_id FROM storage_intents WHERE instance = ANY($1)",
+            &dead
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        orphans.extend(deferred);
+        for id in orphans {
+            match self.settle(id).await {
+                Ok(Some(true)) => report.kept += 1,
+                Ok(Some(false)) => report.removed += 1,
+                Ok(None) => {}
+                Err(error) => {
+                    self.defer(id);
+                    return Err(error);
+                }
+            }
+        }
+        alive.push(self.instance);
+        Ok((report, alive))
+    }
+
+    /// Settles one intent, holding its row locked throughout so that a commit that claims it
+    /// waits, then finds it gone. `None` when it was already settled.
+    async fn settle(&self, id: Uuid) -> Result<Option<bool>, SweepError> {
+        let mut tx = self.pool.begin().await?;
+        let intent = sqlx::query!(
+            r#"
+            SELECT upload_id, EXISTS (SELECT 1 FROM files WHERE id = $1) AS "kept!"
+            FROM storage_intents WHERE object_id = $1 FOR UPDATE
+            "#,
+            id
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(intent) = intent else {
+            return Ok(None);
+        };
+        if !intent.kept {
+            self.remove_object(id, intent.upload_id.as_deref()).await?;
+        }
+        sqlx::query!("DELETE FROM storage_intents WHERE object_id = $1", id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(intent.kept))
+    }
+}

@@ -1,0 +1,288 @@
+//! Streams one object to the bucket. Bytes gather into parts of `part_size`; each full part is
+//! sent while the next is received, at most `parts_in_flight` at once, so an upload holds about
+//! `part_size × (parts_in_flight + 1)` bytes whatever its size. The SHA-256 is computed on the
+//! blocking pool as batches arrive. An object smaller than one part is stored with one PUT.
+
+use std::{collections::VecDeque, io, sync::Arc};
+
+use bytes::Bytes;
+use object_store::{ObjectStoreExt, PutPayload, multipart::MultipartStore, multipart::PartId};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::S3Store;
+use crate::{in_flight, storage::Written};
+
+enum Hashing {
+    Ready(Sha256),
+    Running(JoinHandle<Sha256>),
+}
+
+/// The request side of an upload to the bucket. Dropping it before `finish` abandons the
+/// object: parts being sent are stopped and the intent removes what reached the bucket.
+pub struct S3Writer {
+    store: Arc<S3Store>,
+    key: object_store::path::Path,
+    hashing: Option<Hashing>,
+    size: u64,
+    part: Vec<Bytes>,
+    part_bytes: usize,
+    sent: Vec<PartId>,
+    sending: VecDeque<JoinHandle<object_store::Result<PartId>>>,
+    intent: Intent,
+}
+
+impl S3Writer {
+    pub(super) fn new(store: Arc<S3Store>, id: Uuid, hold: in_flight::Shared) -> Self {
+        Self {
+            key: store.key(id),
+            intent: Intent::for_upload(Arc::clone(&store), id, hold),
+            store,
+            hashing: Some(Hashing::Ready(Sha256::new())),
+            size: 0,
+            part: Vec::new(),
+            part_bytes: 0,
+            sent: Vec::new(),
+            sending: VecDeque::new(),
+        }
+    }
+
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        self.take(batch).await?;
+        if self.part_bytes >= self.store.part_size {
+            self.send_part().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left, completes the object, and returns it with the intent that removes
+    /// it again unless its row claims it.
+    pub async fn finish(mut self, last: Vec<Bytes>) -> io::Result<(Written, Intent)> {
+        self.take(last).await?;
+        if self.intent.upload_id.is_none() {
+            self.intent.record(None).await?;
+            let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
+            self.store.client.put(&self.key, payload).await?;
+        } else {
+            if self.part_bytes > 0 {
+                self.send_part().await?;
+            }
+            while let Some(part) = self.sending.pop_front() {
+                self.sent.push(part.await??);
+            }
+            let upload_id = self.intent.upload_id.clone().expect("checked above");
+            let parts = std::mem::take(&mut self.sent);
+            self.store
+                .client
+                .complete_multipart(&self.key, &upload_id, parts)
+                .await?;
+        }
+        let sha256 = self.hashed().await?.finalize().into();
+        let written = Written {
+            size: self.size,
+            sha256,
+        };
+        let intent = std::mem::replace(&mut self.intent, Intent::settled());
+        Ok((written, intent))
+    }
+
+    /// Counts and hashes a batch (on the blocking pool, after the previous one) and adds it to
+    /// the part being filled.
+    async fn take(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        let mut hasher = self.hashed().await?;
+        let to_hash = batch.clone();
+        self.hashing = Some(Hashing::Running(tokio::task::spawn_blocking(move || {
+            to_hash.iter().for_each(|chunk| hasher.update(chunk));
+            hasher
+        })));
+        for chunk in batch {
+            self.size += chunk.len() as u64;
+            self.part_bytes += chunk.len();
+            self.part.push(chunk);
+        }
+        Ok(())
+    }
+
+    async fn hashed(&mut self) -> io::Result<Sha256> {
+        match self.hashing.take() {
+            Some(Hashing::Ready(hasher)) => Ok(hasher),
+            Some(Hashing::Running(job)) => Ok(job.await?),
+            None => Err(io::Error::other("the object writer failed earlier")),
+        }
+    }
+
+    /// Starts sending the filled part; waits for the oldest one when too many are on their way.
+    async fn send_part(&mut self) -> io::Result<()> {
+        let upload_id = match &self.intent.upload_id {
+            Some(upload_id) => upload_id.clone(),
+            None => self.start_multipart().await?,
+        };
+        let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
+        self.part_bytes = 0;
+        let index = self.sent.len() + self.sending.len();
+        let (store, key) = (Arc::clone(&self.store), self.key.clone());
+        self.sending.push_back(tokio::spawn(async move {
+            store
+                .client
+                .put_part(&key, &upload_id, index, payload)
+                .await
+        }));
+        while self.sending.len() > self.store.parts_in_flight {
+            let oldest = self.sending.pop_front().expect("not empty");
+            self.sent.push(oldest.await??);
+        }
+        Ok(())
+    }
+
+    /// The intent is recorded before any part is sent, so that the sweep can always abort what
+    /// reached the bucket. (A crash between starting the upload and recording it leaves an upload
+    /// without parts: the bucket's lifecycle rule removes those.)
+    async fn start_multipart(&mut self) -> io::Result<String> {
+        let upload_id = self.store.client.create_multipart(&self.key).await?;
+        if let Err(error) = self.intent.record(Some(upload_id.clone())).await {
+            let _ = self.store.client.abort_multipart(&self.key, &upload_id).await;
+            return Err(error);
+        }
+        Ok(upload_id)
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        self.sending.iter().for_each(JoinHandle::abort);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Upload,
+    Delete,
+}
+
+/// One object change under way, recorded in `storage_intents` until its fate is known.
+#[derive(Debug)]
+pub struct Intent {
+    store: Option<Arc<S3Store>>,
+    id: Uuid,
+    change: Change,
+    /// The intent's row exists (an upload records it before its first byte is sent).
+    recorded: bool,
+    upload_id: Option<String>,
+    /// Keeps the upload counted as in flight until an abandoned object is gone.
+    hold: Option<in_flight::Shared>,
+}
+
+impl Intent {
+    fn for_upload(store: Arc<S3Store>, id: Uuid, hold: in_flight::Shared) -> Self {
+        Self {
+            store: Some(store),
+            id,
+            change: Change::Upload,
+            recorded: false,
+            upload_id: None,
+            hold: Some(hold),
+        }
+    }
+
+    pub(super) fn for_delete(store: Arc<S3Store>, id: Uuid) -> Self {
+        Self {
+            store: Some(store),
+            id,
+            change: Change::Delete,
+            recorded: true,
+            upload_id: None,
+            hold: None,
+        }
+    }
+
+    /// Nothing left to do.
+    fn settled() -> Self {
+        Self {
+            store: None,
+            id: Uuid::nil(),
+            change: Change::Upload,
+            recorded: false,
+            upload_id: None,
+            hold: None,
+        }
+    }
+
+    async fn record(&mut self, upload_id: Option<String>) -> io::Result<()> {
+        let store = self.store.as_ref().expect("an unsettled intent");
+        sqlx::query!(
+            "INSERT INTO storage_intents (object_id, instance, upload_id) VALUES ($1, $2, $3)",
+            self.id,
+            store.instance,
+            upload_id
+        )
+        .execute(&store.pool)
+        .await
+        .map_err(io::Error::other)?;
+        self.recorded = true;
+        self.upload_id = upload_id;
+        Ok(())
+    }
+
+    /// The id the row's statement must claim (`claim_intents`): an upload's.
+    pub fn claim(&self) -> Option<Uuid> {
+        (self.change == Change::Upload && self.recorded).then_some(self.id)
+    }
+
+    /// The row change is committed. An upload's intent went with it; a delete's object goes
+    /// now (and its intent after it).
+    pub async fn commit(mut self) {
+        if let (Some(store), Change::Delete) = (self.store.take(), self.change) {
+            store.remove_and_forget(self.id, None).await;
+        }
+    }
+
+    /// As `commit`, without waiting.
+    pub fn commit_in_background(self) {
+        tokio::spawn(self.commit());
+    }
+
+    /// The row's outcome is unknown: this instance's sweep decides once Postgres answers.
+    pub fn defer_to_sweep(mut self) {
+        if let Some(store) = self.store.take()
+            && self.recorded
+        {
+            store.defer(self.id);
+        }
+    }
+
+    /// The row change did not happen: an upload's object goes; a delete's stays (its intent
+    /// was rolled back with the row's deletion).
+    pub async fn abandon(mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        if self.change == Change::Delete || !self.recorded {
+            return;
+        }
+        store
+            .remove_and_forget(self.id, self.upload_id.as_deref())
+            .await;
+        drop(self.hold.take());
+    }
+}
+
+impl Drop for Intent {
+    /// Dropped unsettled (the request failed or was cancelled): abandoned in the background.
+    fn drop(&mut self) {
+        if self.store.is_none() {
+            return;
+        }
+        let intent = Self {
+            store: self.store.take(),
+            id: self.id,
+            change: self.change,
+            recorded: self.recorded,
+            upload_id: self.upload_id.take(),
+            hold: self.hold.take(),
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(intent.abandon());
+        }
+    }
+}
