@@ -64,6 +64,8 @@ pub enum ApiError {
     Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("the object storage is unavailable")]
+    StorageUnavailable(#[source] io::Error),
     #[error("the storage is full")]
     StorageFull(#[source] io::Error),
     #[error("internal error")]
@@ -91,12 +93,13 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     IdempotencyKeyInUse,
     DatabaseUnavailable,
+    StorageUnavailable,
     StorageFull,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::NotMultipart,
         Self::MalformedMultipart,
         Self::MissingFile,
@@ -115,6 +118,7 @@ impl ErrorCode {
         Self::IdempotencyKeyReused,
         Self::IdempotencyKeyInUse,
         Self::DatabaseUnavailable,
+        Self::StorageUnavailable,
         Self::StorageFull,
         Self::Internal,
     ];
@@ -139,6 +143,7 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
             Self::DatabaseUnavailable => "database_unavailable",
+            Self::StorageUnavailable => "storage_unavailable",
             Self::StorageFull => "storage_full",
             Self::Internal => "internal",
         }
@@ -193,6 +198,7 @@ impl ApiError {
             Self::IdempotencyKeyInUse => ErrorCode::IdempotencyKeyInUse,
             Self::UpstreamTimeout | Self::Upstream(_) => ErrorCode::ProviderUnavailable,
             Self::DatabaseUnavailable(_) => ErrorCode::DatabaseUnavailable,
+            Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
             Self::StorageFull(_) => ErrorCode::StorageFull,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -211,6 +217,21 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<io::Error> for ApiError {
     fn from(error: io::Error) -> Self {
+        // A bucket's writer records its intents in Postgres: that failure is the database's.
+        if error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<sqlx::Error>())
+        {
+            let inner = error.into_inner().expect("checked above");
+            return Self::from(*inner.downcast::<sqlx::Error>().expect("checked above"));
+        }
+        // A bucket that failed to answer (after the client's retries).
+        if error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<object_store::Error>())
+        {
+            return Self::StorageUnavailable(error);
+        }
         match error.kind() {
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::StorageFull(error),
             _ => Self::internal(error),
@@ -241,7 +262,9 @@ impl ResponseError for ApiError {
             Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseUnavailable(_) | Self::StorageUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -271,7 +294,7 @@ impl ResponseError for ApiError {
         let mut response = problem::respond(status, body);
         let headers = response.headers_mut();
         match self {
-            Self::DatabaseUnavailable(_) => {
+            Self::DatabaseUnavailable(_) | Self::StorageUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Self::RateLimited(seconds) => {

@@ -58,7 +58,9 @@ async fn keep(mut conn: PgConnection, options: PgConnectOptions, instance: Uuid)
         }
         match lock(&options, instance).await {
             Ok(new) => conn = new,
-            Err(error) => tracing::warn!(%error, "could not renew this instance's lease; will retry"),
+            Err(error) => {
+                tracing::warn!(%error, "could not renew this instance's lease; will retry")
+            }
         }
     }
 }

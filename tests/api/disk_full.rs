@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use intake::configuration::StorageKind;
+
 use crate::helpers::{assert_problem, random_bytes, spawn_app_with};
 
 /// A tmpfs mounted for one test and unmounted when dropped.
@@ -69,7 +71,11 @@ async fn a_full_disk_is_507_removes_the_partial_file_and_recovers() {
         Err(reason) => panic!("CI must be able to mount a tmpfs: {reason}"),
     };
     let root = disk.path();
-    let app = spawn_app_with(|s| s.storage.root = root.clone()).await;
+    let app = spawn_app_with(|s| {
+        s.storage.kind = StorageKind::Fs;
+        s.storage.root = root.clone();
+    })
+    .await;
     let before = used_bytes(&root);
 
     let response = app

@@ -207,9 +207,8 @@ async fn a_download_whose_object_was_just_taken_by_a_delete_is_404() {
     let app = spawn_app().await;
     let url = uploaded(&app, "gone.bin", &random_bytes(1000, 14), None).await;
     // What a delete does first: the object leaves its place before the row goes.
-    for object in app.object_ids() {
-        let path = crate::helpers::object_path(app.storage.path(), object);
-        std::fs::remove_file(path).unwrap();
+    for object in app.object_ids().await {
+        app.remove_object(object).await;
     }
     assert_problem(app.get(&url).await, 404, "not_found").await;
 }

@@ -46,5 +46,5 @@ async fn concurrent_readiness_probes_all_pass() {
     for response in futures_util::future::join_all(probes).await {
         assert_eq!(response.status(), 200);
     }
-    assert!(app.journal_files().is_empty(), "no probe file is left");
+    assert!(app.leftovers().await.is_empty(), "no probe is left");
 }

@@ -6,7 +6,14 @@ use std::{
     sync::LazyLock,
 };
 
-use intake::{auth::store, configuration::Settings, startup::Application, telemetry};
+use futures_util::TryStreamExt;
+use intake::{
+    auth::store,
+    configuration::{S3Settings, Settings, StorageKind},
+    startup::Application,
+    telemetry,
+};
+use object_store::{ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, path::Path as Key};
 use reqwest::{Response, multipart};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -30,7 +37,10 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub pool: PgPool,
+    /// The storage root with the `fs` backend.
     pub storage: tempfile::TempDir,
+    /// This test's part of the bucket with the `s3` backend.
+    pub bucket: Option<TestBucket>,
     pub uploads_in_flight: watch::Receiver<usize>,
     db_name: String,
     maintenance_url: String,
@@ -59,7 +69,13 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     settings.server.port = 0;
     settings.server.workers = 1;
     settings.storage.root = storage.path().to_owned();
+    if let Some(url) = test_bucket_url() {
+        use_bucket(&mut settings.storage.s3, &url);
+        settings.storage.kind = StorageKind::S3;
+    }
     customize(&mut settings);
+    let bucket =
+        (settings.storage.kind == StorageKind::S3).then(|| TestBucket::new(&settings.storage.s3));
 
     let app = Application::build(settings).await.expect("the app starts");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -71,6 +87,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         client: reqwest::Client::new(),
         pool,
         storage,
+        bucket,
         uploads_in_flight,
         db_name,
         maintenance_url,
@@ -244,12 +261,41 @@ impl TestApp {
         row_ids(&self.pool).await
     }
 
-    pub fn object_ids(&self) -> BTreeSet<Uuid> {
-        object_ids(self.storage.path())
+    /// The objects stored, on either backend.
+    pub async fn object_ids(&self) -> BTreeSet<Uuid> {
+        match &self.bucket {
+            Some(bucket) => bucket.object_ids().await,
+            None => object_ids(self.storage.path()),
+        }
     }
 
-    pub fn journal_files(&self) -> Vec<PathBuf> {
-        journal_files(self.storage.path())
+    /// Takes an object away behind the server's back.
+    pub async fn remove_object(&self, id: Uuid) {
+        match &self.bucket {
+            Some(bucket) => bucket
+                .client
+                .delete(&bucket.key(id))
+                .await
+                .expect("deleted"),
+            None => std::fs::remove_file(object_path(self.storage.path(), id)).expect("removed"),
+        }
+    }
+
+    /// Object changes still under way: journal files on disk, intents in Postgres for a bucket.
+    pub async fn leftovers(&self) -> Vec<String> {
+        match &self.bucket {
+            Some(_) => sqlx::query_scalar::<_, Uuid>("SELECT object_id FROM storage_intents")
+                .fetch_all(&self.pool)
+                .await
+                .expect("intents")
+                .iter()
+                .map(Uuid::to_string)
+                .collect(),
+            None => journal_files(self.storage.path())
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect(),
+        }
     }
 
     /// The promise: every row has its object, every object its row, nothing half-done remains
@@ -257,7 +303,10 @@ impl TestApp {
     /// removed after its answer).
     pub async fn assert_consistent(&self) -> BTreeSet<Uuid> {
         self.uploads_settled().await;
-        assert_consistent(&self.pool, self.storage.path()).await
+        let rows = self.row_ids().await;
+        assert_eq!(rows, self.object_ids().await, "rows and objects differ");
+        assert_eq!(self.leftovers().await, Vec::<String>::new(), "leftovers");
+        rows
     }
 
     /// Waits until the server has finished with every upload it started.
@@ -346,4 +395,78 @@ pub async fn assert_problem(response: Response, status: u16, code: &str) -> serd
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status);
     body
+}
+
+/// `INTAKE_TEST_S3=http://KEY:SECRET@HOST:PORT/BUCKET`: the suite stores in that bucket instead
+/// of on disk (`.ci/run` runs the suite both ways, against s3s-fs).
+pub fn test_bucket_url() -> Option<reqwest::Url> {
+    let url = std::env::var("INTAKE_TEST_S3").ok()?;
+    Some(reqwest::Url::parse(&url).expect("INTAKE_TEST_S3 is a URL"))
+}
+
+/// Points `s3` at the bucket of `url`, under a prefix of its own, so that tests sharing the
+/// bucket never see each other's objects.
+pub fn use_bucket(s3: &mut S3Settings, url: &reqwest::Url) {
+    s3.bucket = url.path().trim_matches('/').to_owned();
+    s3.endpoint = format!(
+        "http://{}",
+        url.host_str()
+            .zip(url.port())
+            .map(|(h, p)| format!("{h}:{p}"))
+            .expect("host and port")
+    );
+    s3.access_key_id = url.username().to_owned();
+    s3.secret_access_key = SecretString::from(url.password().unwrap_or_default().to_owned());
+    s3.path_style = true;
+    // The smallest S3 allows, so that the suite's larger files go as several parts.
+    s3.part_size_bytes = 5 * 1024 * 1024;
+    s3.prefix = format!("test-{}/", Uuid::now_v7().simple());
+}
+
+/// A test's view of its part of the bucket, through the S3 API.
+pub struct TestBucket {
+    client: object_store::aws::AmazonS3,
+    prefix: String,
+}
+
+impl TestBucket {
+    pub fn new(s3: &S3Settings) -> Self {
+        let client = AmazonS3Builder::new()
+            .with_bucket_name(&s3.bucket)
+            .with_endpoint(&s3.endpoint)
+            .with_region(&s3.region)
+            .with_access_key_id(&s3.access_key_id)
+            .with_secret_access_key(s3.secret_access_key.expose_secret())
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .expect("an S3 client for the test bucket");
+        Self {
+            client,
+            prefix: s3.prefix.clone(),
+        }
+    }
+
+    /// Where the server keeps object `id` (see `storage::s3`).
+    pub fn key(&self, id: Uuid) -> Key {
+        let hex = id.simple().to_string();
+        Key::from(format!("{}{}/{id}", self.prefix, &hex[30..32]))
+    }
+
+    pub async fn object_ids(&self) -> BTreeSet<Uuid> {
+        let prefix = Key::from(self.prefix.trim_end_matches('/'));
+        self.client
+            .list(Some(&prefix))
+            .map_ok(|meta| {
+                let name = meta
+                    .location
+                    .filename()
+                    .expect("a key has a name")
+                    .to_owned();
+                Uuid::parse_str(&name).expect("objects are named by id")
+            })
+            .try_collect()
+            .await
+            .expect("the bucket lists")
+    }
 }

@@ -18,6 +18,7 @@ mod load;
 mod quota;
 mod rate_limit;
 mod readme;
+mod s3;
 mod slow_clients;
 mod startup;
 mod uploads;

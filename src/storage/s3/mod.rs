@@ -19,7 +19,7 @@ use std::{io, sync::Arc, time::Duration};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
     aws::{AmazonS3, AmazonS3Builder},
     multipart::MultipartStore,
     path::Path,
@@ -172,25 +172,30 @@ impl S3Store {
         Ok(Intent::for_delete(Arc::clone(self), id))
     }
 
-    /// The readiness check: the bucket answers to our credentials.
+    /// The readiness check: the bucket takes a write from us and forgets it again.
     pub async fn probe(&self) -> io::Result<()> {
         self.check_bucket().await.map_err(io::Error::from)
     }
 
-    /// Asks for an object that does not exist: "not found" proves the bucket, the address and
-    /// the signature; anything else is the failure.
+    /// Writes and removes a small object of its own (a HEAD could not tell a missing bucket
+    /// from a missing key), proving the address, the bucket, the signature and the right to
+    /// write.
     async fn check_bucket(&self) -> object_store::Result<()> {
-        let probe = Path::from(format!("{}.intake-probe", self.prefix));
-        match self.client.head(&probe).await {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(error) => Err(error),
-        }
+        let probe = Path::from(format!("{}.probe-{}", self.prefix, Uuid::new_v4()));
+        self.client
+            .put(&probe, PutPayload::from_static(b"probe"))
+            .await?;
+        self.client.delete(&probe).await
     }
 
     async fn remove_object(&self, id: Uuid, upload_id: Option<&str>) -> io::Result<()> {
         let key = self.key(id);
         if let Some(upload_id) = upload_id {
-            match self.client.abort_multipart(&key, &upload_id.to_owned()).await {
+            match self
+                .client
+                .abort_multipart(&key, &upload_id.to_owned())
+                .await
+            {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(error) => return Err(error.into()),
             }
@@ -248,7 +253,10 @@ impl S3Store {
         let others: Vec<Uuid> = match others {
             Ok(rows) => rows.into_iter().flatten().collect(),
             Err(error) => {
-                self.deferred.lock().expect("never poisoned").extend(deferred);
+                self.deferred
+                    .lock()
+                    .expect("never poisoned")
+                    .extend(deferred);
                 return Err(error.into());
             }
         };

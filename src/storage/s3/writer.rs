@@ -141,9 +141,14 @@ impl S3Writer {
     async fn start_multipart(&mut self) -> io::Result<String> {
         let upload_id = self.store.client.create_multipart(&self.key).await?;
         if let Err(error) = self.intent.record(Some(upload_id.clone())).await {
-            let _ = self.store.client.abort_multipart(&self.key, &upload_id).await;
+            let _ = self
+                .store
+                .client
+                .abort_multipart(&self.key, &upload_id)
+                .await;
             return Err(error);
         }
+        tracing::debug!(id = %self.intent.id, %upload_id, "multipart upload started");
         Ok(upload_id)
     }
 }

@@ -1,0 +1,380 @@
+//! The S3 backend's own promises, each test against an S3 server of its own: s3s-fs from the
+//! Rust registry (it checks request signatures; `.ci/run` installs it). Aborted multipart
+//! uploads, a killed instance's upload settled by another instance, credentials, readiness.
+//! (The rest of the suite runs against a bucket too: `INTAKE_TEST_S3`, see `.ci/run`.)
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+};
+
+use intake::{
+    configuration::{Settings, StorageKind},
+    problem::cause_chain,
+    startup::Application,
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+use crate::{
+    child::{ChildServer, RawUpload},
+    helpers::{
+        TestApp, TestBucket, assert_problem, random_bytes, sha256_hex, spawn_app_with, use_bucket,
+    },
+};
+
+const KEY: &str = "intake-test";
+const SECRET: &str = "intake-test-secret";
+const BUCKET: &str = "uploads";
+const MIB: usize = 1024 * 1024;
+
+struct S3Server {
+    child: Child,
+    root: tempfile::TempDir,
+    port: u16,
+}
+
+impl S3Server {
+    /// `None` where s3s-fs is not installed (a developer's machine); under `CI` that fails.
+    async fn start() -> Option<Self> {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            child: match spawn_s3s_fs(root.path(), port) {
+                Ok(child) => child,
+                Err(error) if std::env::var_os("CI").is_none() => {
+                    eprintln!("skipped: s3s-fs is not installed ({error}); see .ci/run");
+                    return None;
+                }
+                Err(error) => panic!("CI must have s3s-fs: {error}"),
+            },
+            root,
+            port,
+        };
+        server.wait_until_running().await;
+        Some(server)
+    }
+
+    /// Its log says when it listens.
+    async fn wait_until_running(&mut self) {
+        let mut lines = BufReader::new(self.child.stdout.take().unwrap()).lines();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("server is running") {
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                return;
+            }
+        }
+        panic!("s3s-fs exited before it listened");
+    }
+
+    async fn stop(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    async fn restart(&mut self) {
+        self.child = spawn_s3s_fs(self.root.path(), self.port).unwrap();
+        self.wait_until_running().await;
+    }
+
+    fn url(&self, secret: &str) -> reqwest::Url {
+        reqwest::Url::parse(&format!(
+            "http://{KEY}:{secret}@127.0.0.1:{}/{BUCKET}",
+            self.port
+        ))
+        .unwrap()
+    }
+
+    /// s3s-fs keeps the parts of an unfinished multipart upload beside the buckets, as
+    /// `.upload_id-<id>.part-<n>`: what an abort must remove.
+    fn unfinished_parts(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.root.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with(".upload_id-"))
+            })
+            .collect()
+    }
+
+    fn env(&self, prefix: &str) -> Vec<(String, String)> {
+        [
+            ("APP__STORAGE__KIND", "s3".to_owned()),
+            ("APP__STORAGE__S3__BUCKET", BUCKET.to_owned()),
+            (
+                "APP__STORAGE__S3__ENDPOINT",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            ("APP__STORAGE__S3__ACCESS_KEY_ID", KEY.to_owned()),
+            ("APP__STORAGE__S3__SECRET_ACCESS_KEY", SECRET.to_owned()),
+            ("APP__STORAGE__S3__PATH_STYLE", "true".to_owned()),
+            ("APP__STORAGE__S3__PREFIX", prefix.to_owned()),
+            ("APP__STORAGE__S3__PART_SIZE_BYTES", (5 * MIB).to_string()),
+        ]
+        .map(|(name, value)| (name.to_owned(), value))
+        .to_vec()
+    }
+}
+
+fn spawn_s3s_fs(root: &Path, port: u16) -> std::io::Result<Child> {
+    Command::new("s3s-fs")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", KEY, "--secret-key", SECRET])
+        .arg(root)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+async fn app_on(server: &S3Server, customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let url = server.url(SECRET);
+    spawn_app_with(|s| {
+        s.storage.kind = StorageKind::S3;
+        use_bucket(&mut s.storage.s3, &url);
+        s.storage.s3.part_size_bytes = 5 * MIB;
+        customize(s);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_multipart_upload_over_the_limit_is_aborted_and_keeps_nothing() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let app = app_on(&server, |s| s.upload.max_file_bytes = 12 * MIB as u64).await;
+
+    let response = app
+        .upload_file("big.bin", random_bytes(16 * MIB, 31), None)
+        .await;
+
+    assert_problem(response, 413, "file_too_large").await;
+    assert!(app.assert_consistent().await.is_empty());
+    assert_eq!(server.unfinished_parts(), Vec::<PathBuf>::new());
+    let ok = app
+        .upload_file("fits.bin", random_bytes(11 * MIB, 32), None)
+        .await;
+    assert_eq!(ok.status(), 201);
+    assert_eq!(app.assert_consistent().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_multipart_leaves_no_parts() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let app = app_on(&server, |_| {}).await;
+    let upload = RawUpload::start(app.host(), 20 * MIB, 12 * MIB).await;
+    let mut in_flight = app.uploads_in_flight.clone();
+    in_flight.wait_for(|n| *n == 1).await.unwrap();
+
+    drop(upload);
+
+    assert!(app.assert_consistent().await.is_empty());
+    assert_eq!(server.unfinished_parts(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn two_instances_share_the_bucket_and_one_settles_what_a_killed_one_left() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let db = app_on(&server, |_| {}).await;
+    let root = tempfile::tempdir().unwrap();
+    let prefix = format!("two-{}/", uuid::Uuid::now_v7().simple());
+    let env = server.env(&prefix);
+    let mut env_b = env.clone();
+    env_b.push(("APP__STORAGE__SWEEP_INTERVAL_SECS".into(), "1".into()));
+    let mut a = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
+    let mut b = ChildServer::start(&db.db_url(), root.path(), &pairs(&env_b)).await;
+    let client = reqwest::Client::new();
+
+    // Uploads through one, downloads and deletes through the other, at once.
+    let files: Vec<Vec<u8>> = (0..12)
+        .map(|seed| random_bytes(MIB / 2 + seed * 1000, seed as u64))
+        .collect();
+    let uploads = files.iter().enumerate().map(|(i, bytes)| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.clone()).file_name(format!("f{i}.bin")),
+        );
+        client.post(a.url("/upload")).multipart(form).send()
+    });
+    let mut ids = Vec::new();
+    for (response, bytes) in futures_util::future::join_all(uploads)
+        .await
+        .into_iter()
+        .zip(&files)
+    {
+        let body: serde_json::Value = response.unwrap().json().await.unwrap();
+        assert_eq!(body["sha256"], sha256_hex(bytes));
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let reads = ids
+        .iter()
+        .map(|id| client.get(b.url(&format!("/files/{id}/content"))).send());
+    let deletes = ids[..6]
+        .iter()
+        .map(|id| client.delete(b.url(&format!("/files/{id}"))).send());
+    let (reads, deletes) = futures_util::future::join(
+        futures_util::future::join_all(reads),
+        futures_util::future::join_all(deletes),
+    )
+    .await;
+    for (response, (i, bytes)) in reads.into_iter().zip(files.iter().enumerate()) {
+        let response = response.unwrap();
+        // A read may lose the race with its delete: then it is a clean 404.
+        match response.status().as_u16() {
+            200 => assert_eq!(
+                sha256_hex(&response.bytes().await.unwrap()),
+                sha256_hex(bytes)
+            ),
+            404 if i < 6 => {}
+            status => panic!("file {i}: {status}"),
+        }
+    }
+    assert!(deletes.into_iter().all(|r| r.unwrap().status() == 204));
+
+    // A killed mid-way through a multipart upload: B's sweep aborts it.
+    let _upload = RawUpload::start(&a.address, 20 * MIB, 12 * MIB).await;
+    a.wait_for_log("multipart upload started").await;
+    a.signal("KILL");
+    a.child.wait().await.unwrap();
+    let swept = b
+        .wait_for(|event| {
+            event["message"] == "storage sweep repaired leftovers" && event["removed"] == 1
+        })
+        .await;
+    assert_eq!(swept["kept"], 0);
+
+    let mut settings = Settings::load(None).unwrap();
+    use_bucket(&mut settings.storage.s3, &server.url(SECRET));
+    settings.storage.s3.prefix = prefix;
+    let bucket = TestBucket::new(&settings.storage.s3);
+    assert_eq!(db.row_ids().await, bucket.object_ids().await);
+    assert_eq!(db.row_ids().await.len(), 6);
+    assert!(db.leftovers().await.is_empty(), "no intent is left");
+    assert_eq!(server.unfinished_parts(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn wrong_credentials_stop_the_start_up_with_the_bucket_named() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let db = app_on(&server, |_| {}).await;
+    let mut settings = Settings::load(None).unwrap();
+    settings.database.url = db.db_url().into();
+    settings.server.port = 0;
+    settings.storage.kind = StorageKind::S3;
+    use_bucket(&mut settings.storage.s3, &server.url("not-the-secret"));
+
+    let failure = match Application::build(settings).await {
+        Ok(_) => panic!("started with wrong credentials"),
+        Err(error) => cause_chain(&error),
+    };
+
+    assert!(
+        failure.contains(&format!(
+            "could not reach bucket `{BUCKET}` at http://127.0.0.1:{}",
+            server.port
+        )),
+        "{failure}"
+    );
+    assert!(failure.contains("403"), "{failure}");
+    assert!(
+        !failure.contains(SECRET) && !failure.contains("not-the-secret"),
+        "{failure}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_bucket() {
+    let Some(mut server) = S3Server::start().await else {
+        return;
+    };
+    let app = app_on(&server, |_| {}).await;
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+
+    server.stop().await;
+    let ready = app.get("/health/ready").await;
+    let upload = app
+        .upload_file("during.txt", b"during".to_vec(), None)
+        .await;
+    assert_problem(ready, 503, "storage_unavailable").await;
+    assert_problem(upload, 503, "storage_unavailable").await;
+
+    server.restart().await;
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    // (The refused upload's intent waits for this instance's next sweep.)
+    assert_eq!(app.row_ids().await, app.object_ids().await);
+    assert!(app.row_ids().await.is_empty());
+}
+
+/// Every test whose promise holds on both backends, run again with a bucket: the same binary,
+/// with `INTAKE_TEST_S3` pointing at an s3s-fs of its own. (One `cargo test` covers both.)
+#[tokio::test]
+async fn the_suite_passes_against_a_bucket_too() {
+    if std::env::var_os("INTAKE_TEST_S3").is_some() {
+        return;
+    }
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let output = Command::new(std::env::current_exe().unwrap())
+        .env("INTAKE_TEST_S3", server.url(SECRET).as_str())
+        // The filesystem backend's own tests, those that start their own processes or servers
+        // whatever the backend, and this module.
+        .args([
+            "--skip",
+            "s3::",
+            "--skip",
+            "crash::",
+            "--skip",
+            "disk_full::",
+        ])
+        .args([
+            "--skip",
+            "startup::",
+            "--skip",
+            "container::",
+            "--skip",
+            "readme::",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout
+        .lines()
+        .filter(|line| line.starts_with("test result") || line.contains("FAILED"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        output.status.success(),
+        "{summary}\n\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let passed: usize = summary
+        .split("ok. ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_default();
+    assert!(passed >= 90, "too few tests ran against the bucket: {summary}");
+    eprintln!("against a bucket: {summary}");
+}
