@@ -4,9 +4,10 @@
 use std::{collections::HashMap, path::Path};
 
 use intake::{
-    configuration::{LogFormat, ServerSettings, Settings},
+    configuration::{LogFormat, ServerSettings, Settings, StorageKind},
     health,
 };
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::helpers::spawn_app;
@@ -70,20 +71,8 @@ fn instruction<'a>(lines: &'a [String], name: &str) -> Vec<&'a str> {
 fn compose_settings_load_through_the_apps_own_loader_and_point_at_db() {
     let compose = compose();
     let intake = &compose["services"]["intake"];
-    let env: HashMap<String, String> = intake["environment"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().expect("quoted environment values").to_owned(),
-            )
-        })
-        .collect();
-
-    let settings =
-        Settings::load_from(&config_dir(), "production", env).expect("compose env loads");
+    let settings = Settings::load_from(&config_dir(), "production", service_env(intake))
+        .expect("compose env loads");
 
     let db = settings.database.connect_options().unwrap();
     assert_eq!(db.get_host(), "db");
@@ -128,6 +117,70 @@ fn compose_settings_load_through_the_apps_own_loader_and_point_at_db() {
         intake["healthcheck"]["test"],
         serde_json::json!(["CMD", "intake", "healthcheck"])
     );
+}
+
+fn service_env(service: &Value) -> HashMap<String, String> {
+    service["environment"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().expect("quoted environment values").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_s3_profile_runs_intake_on_the_bucket_minio_init_creates() {
+    let compose = compose();
+    let services = &compose["services"];
+    for name in ["minio", "minio-init", "intake-s3"] {
+        assert_eq!(
+            services[name]["profiles"],
+            serde_json::json!(["s3"]),
+            "{name}"
+        );
+    }
+    assert!(
+        services["intake"]["profiles"].is_null(),
+        "the default stays on disk"
+    );
+    let intake = &services["intake-s3"];
+    let settings = Settings::load_from(&config_dir(), "production", service_env(intake))
+        .expect("the s3 service's env loads");
+    let s3 = &settings.storage.s3;
+    assert_eq!(settings.storage.kind, StorageKind::S3);
+    assert_eq!(s3.endpoint, "http://minio:9000");
+    assert!(s3.path_style, "MinIO wants the bucket in the path");
+    let minio = service_env(&services["minio"]);
+    assert_eq!(s3.access_key_id, minio["MINIO_ROOT_USER"]);
+    assert_eq!(
+        s3.secret_access_key.expose_secret(),
+        minio["MINIO_ROOT_PASSWORD"]
+    );
+    let init = &services["minio-init"];
+    assert_eq!(service_env(init)["INTAKE_S3_BUCKET"], s3.bucket);
+    assert!(init["command"].to_string().contains("mc mb"));
+    assert_eq!(init["depends_on"]["minio"]["condition"], "service_healthy");
+    assert_eq!(
+        intake["depends_on"]["minio-init"]["condition"],
+        "service_completed_successfully"
+    );
+    assert_eq!(intake["depends_on"]["db"]["condition"], "service_healthy");
+    let first = &services["intake"];
+    assert_ne!(intake["ports"], first["ports"], "both may run at once");
+    for key in ["build", "healthcheck", "stop_grace_period", "restart"] {
+        assert_eq!(intake[key], first[key], "{key}");
+    }
+    let shared = service_env(first);
+    for (name, value) in service_env(intake) {
+        if let Some(same) = shared.get(&name) {
+            assert_eq!(&value, same, "{name}");
+        }
+    }
 }
 
 /// A duration as compose writes it: `40s`, `1m30s`.

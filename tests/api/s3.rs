@@ -375,6 +375,9 @@ async fn the_suite_passes_against_a_bucket_too() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|count| count.parse().ok())
         .unwrap_or_default();
-    assert!(passed >= 90, "too few tests ran against the bucket: {summary}");
+    assert!(
+        passed >= 90,
+        "too few tests ran against the bucket: {summary}"
+    );
     eprintln!("against a bucket: {summary}");
 }
