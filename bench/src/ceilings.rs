@@ -23,18 +23,22 @@ pub struct Ceilings {
     pub disk_write_range_mib_s: [f64; 2],
     pub sha256_mib_s: f64,
     pub loopback_mib_s: f64,
+    /// The S3 server's, when the run has one.
+    #[serde(default)]
+    pub s3: Option<crate::s3::S3Ceilings>,
 }
 
 /// Odd, so that the median is one of the runs.
 pub const DD_RUNS: usize = 5;
 
-pub fn measure(dir: &Path) -> Ceilings {
+pub fn measure(dir: &Path, s3: Option<crate::s3::S3Ceilings>) -> Ceilings {
     let disk = disk_write(dir);
     Ceilings {
         disk_write_mib_s: disk[DD_RUNS / 2],
         disk_write_range_mib_s: [disk[0], disk[DD_RUNS - 1]],
         sha256_mib_s: sha256(),
         loopback_mib_s: loopback(),
+        s3,
     }
 }
 

@@ -5,6 +5,7 @@ mod ceilings;
 mod load;
 mod report;
 mod rss;
+mod s3;
 
 use std::{
     fs::{self, OpenOptions},
@@ -47,12 +48,19 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
-    /// Measures disk write (in DIR), SHA-256 and loopback TCP; writes JSON.
+    /// Measures disk write (in DIR), SHA-256 and loopback TCP, and an S3 server's PUTs when
+    /// given one; writes JSON.
     Ceilings {
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// `http://KEY:SECRET@HOST:PORT/BUCKET`, on loopback only.
+        #[arg(long)]
+        s3: Option<String>,
+        /// As the suite's `--quick`: fewer 1 MiB objects.
+        #[arg(long)]
+        quick: bool,
     },
     /// Writes the Markdown report and the SVG chart from a run's files.
     Report {
@@ -105,8 +113,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 writeln!(file, "{}", serde_json::to_string(&result)?)?;
             }
         }
-        Command::Ceilings { dir, out } => {
-            let ceilings = ceilings::measure(&dir);
+        Command::Ceilings {
+            dir,
+            out,
+            s3,
+            quick,
+        } => {
+            let s3 = match s3 {
+                Some(url) if !url.contains("@127.0.0.1:") => {
+                    return Err("the benchmark only sends load to loopback addresses".into());
+                }
+                Some(url) => Some(s3::measure(&url, if quick { 64 } else { 2_000 })?),
+                None => None,
+            };
+            let ceilings = ceilings::measure(&dir, s3);
             eprintln!("{ceilings:?}");
             fs::write(out, serde_json::to_string_pretty(&ceilings)?)?;
         }

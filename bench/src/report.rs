@@ -10,6 +10,8 @@ use crate::{
 };
 
 pub const INTAKE: &str = "intake";
+/// intake with `storage.kind = "s3"`, against the run's S3 server.
+pub const INTAKE_S3: &str = "intake (S3)";
 
 /// What a case is held to (issue: "Benchmarks in one command … then make intake fast").
 fn target(
@@ -47,7 +49,7 @@ fn target(
 fn best_peer<'a>(results: &'a [CaseResult], case: &str) -> Option<&'a CaseResult> {
     results
         .iter()
-        .filter(|r| r.case == case && r.target != INTAKE && r.errors == 0)
+        .filter(|r| r.case == case && !r.target.starts_with(INTAKE) && r.errors == 0)
         .max_by(|a, b| a.rps.total_cmp(&b.rps))
 }
 
@@ -139,6 +141,10 @@ pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> St
         );
     }
 
+    if let Some(s3) = &ceilings.s3 {
+        on_s3(&mut out, results, s3);
+    }
+
     let _ = writeln!(out, "\n## Every figure\n");
     let _ = writeln!(
         out,
@@ -165,6 +171,38 @@ pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> St
         }
     }
     out
+}
+
+/// intake storing in the run's S3 server, beside the server's own PUTs and intake on disk.
+fn on_s3(out: &mut String, results: &[CaseResult], s3: &crate::s3::S3Ceilings) {
+    let _ = writeln!(out, "\n## intake on S3 (s3s-fs on this machine)\n");
+    let _ = writeln!(
+        out,
+        "| case | intake, S3 | the S3 server alone (object_store PUTs) | share | intake on disk | peak RSS, S3 |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (case, ceiling) in [
+        ("upload 1 MiB c=16", s3.one_mib_c16_mib_s),
+        ("upload 1 GiB c=1", s3.one_gib_mib_s),
+    ] {
+        let Some(on_s3) = find(results, INTAKE_S3, case) else {
+            continue;
+        };
+        let on_disk =
+            find(results, INTAKE, case).map_or("—".into(), |r| format!("{:.0} MiB/s", r.mib_s));
+        let case_label = SUITE
+            .iter()
+            .find(|c| c.name == case)
+            .map_or(case.to_owned(), |c| label(c, results));
+        let _ = writeln!(
+            out,
+            "| {case_label} | {:.0} MiB/s | {ceiling:.0} MiB/s | {:.0}% | {on_disk} | {:.0} MiB (+{:.0}) |",
+            on_s3.mib_s,
+            100.0 * on_s3.mib_s / ceiling,
+            on_s3.rss_peak_mib,
+            on_s3.rss_peak_mib - on_s3.rss_start_mib,
+        );
+    }
 }
 
 /// One bar per case: intake's requests per second over the best peer's.
