@@ -6,11 +6,12 @@ use actix_web::{
     HttpMessage, HttpRequest, HttpResponse,
     body::SizedStream,
     http::{
-        StatusCode,
+        Method, StatusCode,
         header::{self, ByteRangeSpec, EntityTag, HttpDate, IfNoneMatch, IfRange, Range},
     },
     web,
 };
+use futures_util::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use uuid::Uuid;
 
@@ -64,12 +65,17 @@ pub async fn content(
         Some((first, last)) => (first, last - first + 1),
         None => (0, size),
     };
-    // A delete may have taken the object away since the row was read: it is gone, not broken.
-    let bytes = match state.storage.read(record.id, start, length).await {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::NotFound("file"));
+    // HEAD sends no body: the row says all there is to say, and a bucket is not asked for bytes.
+    let bytes = if req.method() == Method::HEAD {
+        futures_util::stream::empty().boxed()
+    } else {
+        // A delete may have taken the object away since the row was read: gone, not broken.
+        match state.storage.read(record.id, start, length).await {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ApiError::NotFound("file"));
+            }
+            other => other?,
         }
-        other => other?,
     };
     let body = SizedStream::new(length, bytes);
 
