@@ -24,6 +24,9 @@ use crate::{
     instances::Lease,
 };
 
+/// An object's bytes as they are read.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
 /// What a writer learnt of the bytes it stored.
 #[derive(Debug)]
 pub struct Written {
@@ -94,12 +97,7 @@ impl Storage {
     }
 
     /// `length` bytes of the object from `start`; `NotFound` when it is gone.
-    pub async fn read(
-        &self,
-        id: Uuid,
-        start: u64,
-        length: u64,
-    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+    pub async fn read(&self, id: Uuid, start: u64, length: u64) -> io::Result<ByteStream> {
         match self {
             Self::Fs(store) => store.read(id, start, length).await,
             Self::S3(store) => store.read(id, start, length).await,

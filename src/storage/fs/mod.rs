@@ -21,12 +21,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use bytes::Bytes;
-use futures_util::{StreamExt, stream::BoxStream};
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::in_flight;
+use crate::{in_flight, storage::ByteStream};
 
 /// Reads of 64 KiB: fewer trips through the file and the socket than the 4 KiB default.
 const READ_CHUNK: usize = 64 * 1024;
@@ -121,12 +120,7 @@ impl FsStore {
 
     /// `length` bytes of the object from `start`. Once open, the file stays whole however it
     /// is unlinked.
-    pub async fn read(
-        &self,
-        id: Uuid,
-        start: u64,
-        length: u64,
-    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+    pub async fn read(&self, id: Uuid, start: u64, length: u64) -> io::Result<ByteStream> {
         let mut file = tokio::fs::File::open(self.object_path(id)).await?;
         if start > 0 {
             file.seek(SeekFrom::Start(start)).await?;

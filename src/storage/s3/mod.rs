@@ -16,8 +16,7 @@ mod writer;
 
 use std::{io, sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::{
     ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
     aws::{AmazonS3, AmazonS3Builder},
@@ -29,7 +28,10 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 pub use self::writer::{Intent, S3Writer};
-use super::sweep::{SweepError, SweepReport};
+use super::{
+    ByteStream,
+    sweep::{SweepError, SweepReport},
+};
 use crate::{
     configuration::S3Settings,
     in_flight,
@@ -139,12 +141,7 @@ impl S3Store {
     }
 
     /// `length` bytes of the object from `start`.
-    pub async fn read(
-        &self,
-        id: Uuid,
-        start: u64,
-        length: u64,
-    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+    pub async fn read(&self, id: Uuid, start: u64, length: u64) -> io::Result<ByteStream> {
         if length == 0 {
             return Ok(futures_util::stream::empty().boxed());
         }
