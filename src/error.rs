@@ -29,6 +29,8 @@ pub enum ApiError {
     RequestTooLarge(u64),
     #[error("content type `{0}` is not allowed")]
     UnsupportedMediaType(String),
+    #[error("`{0}` does not match the SHA-256 its Repr-Digest declares")]
+    ChecksumMismatch(String),
     #[error("the request body was idle for more than {0} s")]
     UploadTimeout(u64),
     #[error(
@@ -82,6 +84,7 @@ pub enum ErrorCode {
     FileTooLarge,
     RequestTooLarge,
     UnsupportedMediaType,
+    ChecksumMismatch,
     UploadTimeout,
     NotFound,
     Unauthorized,
@@ -99,7 +102,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 22] = [
         Self::NotMultipart,
         Self::MalformedMultipart,
         Self::MissingFile,
@@ -107,6 +110,7 @@ impl ErrorCode {
         Self::FileTooLarge,
         Self::RequestTooLarge,
         Self::UnsupportedMediaType,
+        Self::ChecksumMismatch,
         Self::UploadTimeout,
         Self::NotFound,
         Self::Unauthorized,
@@ -132,6 +136,7 @@ impl ErrorCode {
             Self::FileTooLarge => "file_too_large",
             Self::RequestTooLarge => "request_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::ChecksumMismatch => "checksum_mismatch",
             Self::UploadTimeout => "upload_timeout",
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
@@ -186,6 +191,7 @@ impl ApiError {
             Self::FileTooLarge(_) => ErrorCode::FileTooLarge,
             Self::RequestTooLarge(_) => ErrorCode::RequestTooLarge,
             Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            Self::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
             Self::UploadTimeout(_) | Self::UploadTooSlow { .. } | Self::BodyTimeout(_) => {
                 ErrorCode::UploadTimeout
             }
@@ -258,7 +264,9 @@ impl ResponseError for ApiError {
                 StatusCode::REQUEST_TIMEOUT
             }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::IdempotencyKeyReused | Self::ChecksumMismatch(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,

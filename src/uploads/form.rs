@@ -157,6 +157,7 @@ impl<'a> Form<'a> {
         in_flight: &in_flight::Shared,
     ) -> Result<ReceivedFile, ApiError> {
         let filename = super::filename::from_disposition(field.content_disposition());
+        let declared = super::digest::declared_sha256(field.headers())?;
         let mut detector = Detector::new(field.content_type(), &self.limits.allow)?;
         let max = self.limits.settings.max_file_bytes;
         let id = Uuid::now_v7();
@@ -189,6 +190,10 @@ impl<'a> Form<'a> {
                 "received {size} bytes but stored {}",
                 written.size
             )));
+        }
+        // Dropping `entry` removes the object again.
+        if declared.is_some_and(|declared| declared != written.sha256) {
+            return Err(ApiError::ChecksumMismatch(filename));
         }
         Ok(ReceivedFile {
             file: NewFile {

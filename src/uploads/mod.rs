@@ -1,6 +1,7 @@
 //! `POST /upload` (one part named `file`) and `POST /files` (a batch, all or nothing).
 
 mod content_type;
+mod digest;
 mod filename;
 mod form;
 mod pace;

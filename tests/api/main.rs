@@ -6,6 +6,7 @@ mod checkout;
 mod child;
 mod container;
 mod crash;
+mod digests;
 mod disk_full;
 mod downloads;
 mod faults;
