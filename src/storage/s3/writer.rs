@@ -242,9 +242,12 @@ impl Intent {
         }
     }
 
-    /// As `commit`, without waiting.
-    pub fn commit_in_background(self) {
-        tokio::spawn(self.commit());
+    /// As `commit`, without waiting (an upload's has nothing left to do).
+    pub fn commit_in_background(mut self) {
+        match self.change {
+            Change::Upload => self.store = None,
+            Change::Delete => drop(tokio::spawn(self.commit())),
+        }
     }
 
     /// The row's outcome is unknown: this instance's sweep decides once Postgres answers.
