@@ -6,6 +6,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
+    time::Duration,
 };
 
 use intake::{
@@ -21,7 +22,8 @@ use tokio::{
 use crate::{
     child::{ChildServer, RawUpload},
     helpers::{
-        TestApp, TestBucket, assert_problem, random_bytes, sha256_hex, spawn_app_with, use_bucket,
+        GENEROUS_TIMEOUT_MS, TestApp, TestBucket, assert_problem, random_bytes, sha256_hex,
+        spawn_app_with, use_bucket,
     },
 };
 
@@ -134,6 +136,17 @@ fn spawn_s3s_fs(root: &Path, port: u16) -> std::io::Result<Child> {
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
+}
+
+/// The server's log line of a sweep that removed one object; a sweep that never comes fails
+/// the test instead of hanging it.
+async fn swept_one(server: &mut ChildServer) -> serde_json::Value {
+    let sweep = server.wait_for(|event| {
+        event["message"] == "storage sweep repaired leftovers" && event["removed"] == 1
+    });
+    tokio::time::timeout(Duration::from_millis(GENEROUS_TIMEOUT_MS), sweep)
+        .await
+        .expect("a sweep settles it")
 }
 
 fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -254,11 +267,7 @@ async fn two_instances_share_the_bucket_and_one_settles_what_a_killed_one_left()
     a.wait_for_log("multipart upload started").await;
     a.signal("KILL");
     a.child.wait().await.unwrap();
-    let swept = b
-        .wait_for(|event| {
-            event["message"] == "storage sweep repaired leftovers" && event["removed"] == 1
-        })
-        .await;
+    let swept = swept_one(&mut b).await;
     assert_eq!(swept["kept"], 0);
 
     let mut settings = Settings::load(None).unwrap();
@@ -380,4 +389,39 @@ async fn the_suite_passes_against_a_bucket_too() {
         "too few tests ran against the bucket: {summary}"
     );
     eprintln!("against a bucket: {summary}");
+}
+
+#[tokio::test]
+async fn what_the_bucket_refused_to_remove_is_removed_by_the_next_sweep() {
+    let Some(mut server) = S3Server::start().await else {
+        return;
+    };
+    let db = app_on(&server, |_| {}).await;
+    let root = tempfile::tempdir().unwrap();
+    let mut env = server.env("deferred/");
+    env.push(("APP__STORAGE__SWEEP_INTERVAL_SECS".into(), "1".into()));
+    let mut intake = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
+
+    server.stop().await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"refused".to_vec()).file_name("r.txt"),
+    );
+    let refused = reqwest::Client::new()
+        .post(intake.url("/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refused, 503, "storage_unavailable").await;
+    // Its intent was recorded before the PUT; removing the object failed too.
+    intake
+        .wait_for_log("could not remove an object from the bucket; the sweep will")
+        .await;
+    assert_eq!(db.leftovers().await.len(), 1);
+
+    server.restart().await;
+    let swept = swept_one(&mut intake).await;
+    assert_eq!(swept["kept"], 0);
+    assert!(db.leftovers().await.is_empty());
 }

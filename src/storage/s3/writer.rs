@@ -154,8 +154,10 @@ impl S3Writer {
 }
 
 impl Drop for S3Writer {
+    /// Abandoned mid-upload: the parts on their way are left to finish before the upload is
+    /// aborted, since a part still being received by the server could outlive the abort.
     fn drop(&mut self) {
-        self.sending.iter().for_each(JoinHandle::abort);
+        self.intent.parts_sending = std::mem::take(&mut self.sending);
     }
 }
 
@@ -176,6 +178,8 @@ pub struct Intent {
     upload_id: Option<String>,
     /// Keeps the upload counted as in flight until an abandoned object is gone.
     hold: Option<in_flight::Shared>,
+    /// Parts of an abandoned upload still being sent: awaited before the abort.
+    parts_sending: VecDeque<JoinHandle<object_store::Result<PartId>>>,
 }
 
 impl Intent {
@@ -187,6 +191,7 @@ impl Intent {
             recorded: false,
             upload_id: None,
             hold: Some(hold),
+            parts_sending: VecDeque::new(),
         }
     }
 
@@ -198,6 +203,7 @@ impl Intent {
             recorded: true,
             upload_id: None,
             hold: None,
+            parts_sending: VecDeque::new(),
         }
     }
 
@@ -210,6 +216,7 @@ impl Intent {
             recorded: false,
             upload_id: None,
             hold: None,
+            parts_sending: VecDeque::new(),
         }
     }
 
@@ -268,6 +275,9 @@ impl Intent {
         if self.change == Change::Delete || !self.recorded {
             return;
         }
+        for part in std::mem::take(&mut self.parts_sending) {
+            let _ = part.await;
+        }
         store
             .remove_and_forget(self.id, self.upload_id.as_deref())
             .await;
@@ -288,6 +298,7 @@ impl Drop for Intent {
             recorded: self.recorded,
             upload_id: self.upload_id.take(),
             hold: self.hold.take(),
+            parts_sending: std::mem::take(&mut self.parts_sending),
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(intent.abandon());
