@@ -120,12 +120,23 @@ pub async fn by_address(
         .app_data::<web::Data<AppState>>()
         .expect("the app state is registered")
         .rate_limit;
-    match limit.check(limit.client_key(&req)) {
+    let checked = limit.check(limit.client_key(&req));
+    continue_unless_refused(req, next, checked).await
+}
+
+/// Calls the rest of the chain, or answers a refusal here rather than returning it as an error,
+/// so that outer middleware (the request id) still sees a response.
+pub async fn continue_unless_refused(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    checked: Result<(), ApiError>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    match checked {
         Ok(()) => next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body),
-        Err(limited) => Ok(req.error_response(limited).map_into_right_body()),
+        Err(refused) => Ok(req.error_response(refused).map_into_right_body()),
     }
 }
 

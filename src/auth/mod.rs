@@ -17,7 +17,11 @@ use actix_web::{
 use sqlx::PgPool;
 
 use self::store::Caller;
-use crate::{error::ApiError, rate_limit::RateKey, state::AppState};
+use crate::{
+    error::ApiError,
+    rate_limit::{self, RateKey},
+    state::AppState,
+};
 
 /// The user every request acts for when auth is off.
 pub const ANONYMOUS: &str = "anonymous";
@@ -102,37 +106,39 @@ async fn identify_then(
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("the app state is registered");
+    let found = identity(state, &req, required).await;
+    let checked = found.map(|identity| {
+        req.extensions_mut().insert(identity);
+    });
+    rate_limit::continue_unless_refused(req, next, checked).await
+}
+
+/// Who the request acts for, once its bucket has a request left for it.
+async fn identity(
+    state: &AppState,
+    req: &ServiceRequest,
+    required: TokenRequired,
+) -> Result<Identity, ApiError> {
     let limit = &state.rate_limit;
-    let client = limit.client_key(&req);
+    let client = limit.client_key(req);
     let anonymous = !state.auth.enabled
         || (required == TokenRequired::No && !req.headers().contains_key(header::AUTHORIZATION));
-    let identity = if anonymous {
-        limit
-            .check(client)
-            .map(|()| Identity(Ok(state.auth.anonymous)))
-    } else {
-        match limit.check_blocked(client) {
-            Err(error) => Err(error),
-            Ok(()) => match state.auth.identify(req.headers(), &state.pool).await {
-                Ok(caller) => limit.check(RateKey::Token(caller.token_id)).map(|()| {
-                    Identity(Ok(Owner {
-                        user_id: caller.user_id,
-                    }))
-                }),
-                Err(error) => limit.check(client).map(|()| Identity(Err(error))),
-            },
+    if anonymous {
+        limit.check(client)?;
+        return Ok(Identity(Ok(state.auth.anonymous)));
+    }
+    limit.check_blocked(client)?;
+    match state.auth.identify(req.headers(), &state.pool).await {
+        Ok(caller) => {
+            limit.check(RateKey::Token(caller.token_id))?;
+            Ok(Identity(Ok(Owner {
+                user_id: caller.user_id,
+            })))
         }
-    };
-    // Answered here rather than returned as an error, so that outer middleware (the request
-    // id) still sees a response.
-    match identity {
-        Ok(identity) => {
-            req.extensions_mut().insert(identity);
-            next.call(req)
-                .await
-                .map(ServiceResponse::map_into_left_body)
+        Err(error) => {
+            limit.check(client)?;
+            Ok(Identity(Err(error)))
         }
-        Err(limited) => Ok(req.error_response(limited).map_into_right_body()),
     }
 }
 

@@ -13,7 +13,7 @@ use intake::{
     startup::Application,
     telemetry,
 };
-use object_store::{ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, path::Path as Key};
+use object_store::{ObjectStore, ObjectStoreExt, path::Path as Key};
 use reqwest::{Response, multipart};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -431,26 +431,15 @@ pub struct TestBucket {
 
 impl TestBucket {
     pub fn new(s3: &S3Settings) -> Self {
-        let client = AmazonS3Builder::new()
-            .with_bucket_name(&s3.bucket)
-            .with_endpoint(&s3.endpoint)
-            .with_region(&s3.region)
-            .with_access_key_id(&s3.access_key_id)
-            .with_secret_access_key(s3.secret_access_key.expose_secret())
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .expect("an S3 client for the test bucket");
         Self {
-            client,
+            client: intake::storage::s3::client(s3).expect("an S3 client for the test bucket"),
             prefix: s3.prefix.clone(),
         }
     }
 
-    /// Where the server keeps object `id` (see `storage::s3`).
+    /// Where the server keeps object `id`.
     pub fn key(&self, id: Uuid) -> Key {
-        let hex = id.simple().to_string();
-        Key::from(format!("{}{}/{id}", self.prefix, &hex[30..32]))
+        intake::storage::s3::object_key(&self.prefix, id)
     }
 
     pub async fn object_ids(&self) -> BTreeSet<Uuid> {

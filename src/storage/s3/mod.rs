@@ -56,6 +56,39 @@ pub enum OpenError {
     },
 }
 
+/// The bucket's client as `settings` describe it.
+pub fn client(settings: &S3Settings) -> object_store::Result<AmazonS3> {
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(&settings.bucket)
+        .with_region(&settings.region)
+        .with_access_key_id(&settings.access_key_id)
+        .with_secret_access_key(settings.secret_access_key.expose_secret())
+        .with_virtual_hosted_style_request(!settings.path_style)
+        // A bucket that does not answer fails a request within seconds, not minutes.
+        .with_retry(RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(10),
+            ..RetryConfig::default()
+        })
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(60))
+                .with_allow_http(settings.endpoint.starts_with("http://")),
+        );
+    if !settings.endpoint.is_empty() {
+        builder = builder.with_endpoint(&settings.endpoint);
+    }
+    builder.build()
+}
+
+/// Where object `id` lives under `prefix`: its id's last two hex digits first, so that keys
+/// spread over 256 prefixes.
+pub fn object_key(prefix: &str, id: Uuid) -> Path {
+    let hex = id.simple().to_string();
+    Path::from(format!("{prefix}{}/{id}", &hex[30..32]))
+}
+
 #[derive(Debug)]
 pub struct S3Store {
     client: AmazonS3,
@@ -80,28 +113,7 @@ impl S3Store {
         pool: PgPool,
         lease: Lease,
     ) -> Result<Self, OpenError> {
-        let mut builder = AmazonS3Builder::new()
-            .with_bucket_name(&settings.bucket)
-            .with_region(&settings.region)
-            .with_access_key_id(&settings.access_key_id)
-            .with_secret_access_key(settings.secret_access_key.expose_secret())
-            .with_virtual_hosted_style_request(!settings.path_style)
-            // A bucket that does not answer fails a request within seconds, not minutes.
-            .with_retry(RetryConfig {
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(10),
-                ..RetryConfig::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(60))
-                    .with_allow_http(settings.endpoint.starts_with("http://")),
-            );
-        if !settings.endpoint.is_empty() {
-            builder = builder.with_endpoint(&settings.endpoint);
-        }
-        let client = builder.build().map_err(OpenError::Settings)?;
+        let client = client(settings).map_err(OpenError::Settings)?;
         let store = Self {
             client,
             prefix: settings.prefix.clone(),
@@ -132,8 +144,7 @@ impl S3Store {
     }
 
     fn key(&self, id: Uuid) -> Path {
-        let hex = id.simple().to_string();
-        Path::from(format!("{}{}/{id}", self.prefix, &hex[30..32]))
+        object_key(&self.prefix, id)
     }
 
     pub fn create(self: &Arc<Self>, id: Uuid, hold: in_flight::Shared) -> S3Writer {
