@@ -18,6 +18,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub storage: StorageSettings,
     pub upload: UploadSettings,
+    pub tus: TusSettings,
     pub checkout: CheckoutSettings,
     pub lessons: LessonSettings,
     pub log: LogSettings,
@@ -96,6 +97,13 @@ pub struct UploadSettings {
     pub allowed_content_types: Vec<String>,
 }
 
+/// Resumable uploads (`/tus/`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TusSettings {
+    /// How long an unfinished upload is kept after its last PATCH (its creation at first).
+    pub expiry_secs: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct CheckoutSettings {
     pub payment: ProviderSettings,
@@ -152,6 +160,12 @@ pub struct AuthSettings {
     pub enabled: bool,
     /// Bytes each user may keep stored; 0 = no quota.
     pub default_quota_bytes: u64,
+}
+
+impl TusSettings {
+    pub fn expiry(&self) -> Duration {
+        Duration::from_secs(self.expiry_secs)
+    }
 }
 
 impl AuthSettings {

@@ -31,6 +31,20 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("`{0}` does not match the SHA-256 its Repr-Digest declares")]
     ChecksumMismatch(String),
+    #[error("this server speaks tus 1.0.0: send `Tus-Resumable: 1.0.0`")]
+    TusVersion,
+    #[error("a PATCH body must be `application/offset+octet-stream`")]
+    NotOffsetOctetStream,
+    #[error("Upload-Offset is {sent} but the upload has {expected} bytes; HEAD it and resume from there")]
+    OffsetMismatch { sent: u64, expected: u64 },
+    #[error("the upload would go beyond its Upload-Length of {0} bytes")]
+    BeyondLength(u64),
+    #[error("another request is writing to this upload; retry when it is done")]
+    UploadLocked,
+    #[error("the upload expired and its bytes were removed")]
+    UploadExpired,
+    #[error("the chunk does not match its Upload-Checksum; nothing of it was kept")]
+    ChunkChecksumMismatch,
     #[error("the request body was idle for more than {0} s")]
     UploadTimeout(u64),
     #[error(
@@ -85,6 +99,13 @@ pub enum ErrorCode {
     RequestTooLarge,
     UnsupportedMediaType,
     ChecksumMismatch,
+    TusVersionUnsupported,
+    NotOffsetOctetStream,
+    OffsetMismatch,
+    LengthExceeded,
+    UploadLocked,
+    UploadExpired,
+    ChunkChecksumMismatch,
     UploadTimeout,
     NotFound,
     Unauthorized,
@@ -102,7 +123,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 29] = [
         Self::NotMultipart,
         Self::MalformedMultipart,
         Self::MissingFile,
@@ -111,6 +132,13 @@ impl ErrorCode {
         Self::RequestTooLarge,
         Self::UnsupportedMediaType,
         Self::ChecksumMismatch,
+        Self::TusVersionUnsupported,
+        Self::NotOffsetOctetStream,
+        Self::OffsetMismatch,
+        Self::LengthExceeded,
+        Self::UploadLocked,
+        Self::UploadExpired,
+        Self::ChunkChecksumMismatch,
         Self::UploadTimeout,
         Self::NotFound,
         Self::Unauthorized,
@@ -137,6 +165,13 @@ impl ErrorCode {
             Self::RequestTooLarge => "request_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ChecksumMismatch => "checksum_mismatch",
+            Self::TusVersionUnsupported => "tus_version_unsupported",
+            Self::NotOffsetOctetStream => "not_offset_octet_stream",
+            Self::OffsetMismatch => "offset_mismatch",
+            Self::LengthExceeded => "length_exceeded",
+            Self::UploadLocked => "upload_locked",
+            Self::UploadExpired => "upload_expired",
+            Self::ChunkChecksumMismatch => "chunk_checksum_mismatch",
             Self::UploadTimeout => "upload_timeout",
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
@@ -192,6 +227,13 @@ impl ApiError {
             Self::RequestTooLarge(_) => ErrorCode::RequestTooLarge,
             Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Self::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
+            Self::TusVersion => ErrorCode::TusVersionUnsupported,
+            Self::NotOffsetOctetStream => ErrorCode::NotOffsetOctetStream,
+            Self::OffsetMismatch { .. } => ErrorCode::OffsetMismatch,
+            Self::BeyondLength(_) => ErrorCode::LengthExceeded,
+            Self::UploadLocked => ErrorCode::UploadLocked,
+            Self::UploadExpired => ErrorCode::UploadExpired,
+            Self::ChunkChecksumMismatch => ErrorCode::ChunkChecksumMismatch,
             Self::UploadTimeout(_) | Self::UploadTooSlow { .. } | Self::BodyTimeout(_) => {
                 ErrorCode::UploadTimeout
             }
@@ -248,8 +290,16 @@ impl From<io::Error> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::NotMultipart(_) | Self::UnsupportedMediaType(_) => {
+            Self::NotMultipart(_) | Self::UnsupportedMediaType(_) | Self::NotOffsetOctetStream => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::TusVersion => StatusCode::PRECONDITION_FAILED,
+            Self::OffsetMismatch { .. } => StatusCode::CONFLICT,
+            Self::UploadLocked => StatusCode::LOCKED,
+            Self::UploadExpired => StatusCode::GONE,
+            // tus's own status for a checksum mismatch.
+            Self::ChunkChecksumMismatch => {
+                StatusCode::from_u16(460).expect("a valid status code")
             }
             Self::MalformedMultipart(_) | Self::MissingFile(_) | Self::InvalidRequest(_) => {
                 StatusCode::BAD_REQUEST
@@ -257,6 +307,7 @@ impl ResponseError for ApiError {
             Self::TooManyFiles(_)
             | Self::FileTooLarge(_)
             | Self::RequestTooLarge(_)
+            | Self::BeyondLength(_)
             | Self::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -307,6 +358,15 @@ impl ResponseError for ApiError {
             }
             Self::RateLimited(seconds) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
+            }
+            Self::TusVersion => {
+                headers.insert(
+                    header::HeaderName::from_static("tus-version"),
+                    HeaderValue::from_static(crate::tus::VERSION),
+                );
+            }
+            Self::UploadLocked => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // RFC 6750: a request without credentials gets no error code.
             Self::MissingToken => {

@@ -21,7 +21,9 @@ pub struct Reservation {
     pool: PgPool,
     id: Uuid,
     user_id: i64,
-    instance: Uuid,
+    /// `None`: a resumable upload's, which outlives the request and is never given back on
+    /// drop (see `resume`).
+    instance: Option<Uuid>,
     quota: Option<u64>,
     received: u64,
     reserved: u64,
@@ -43,7 +45,7 @@ impl Reservation {
             pool: pool.clone(),
             id: Uuid::now_v7(),
             user_id,
-            instance,
+            instance: Some(instance),
             quota,
             received: 0,
             reserved: 0,
@@ -55,21 +57,39 @@ impl Reservation {
         Ok(reservation)
     }
 
-    /// The id the commit settles by.
-    pub fn id(&self) -> Uuid {
-        self.id
+    /// Continues the reservation of resumable upload `id`, which holds `reserved` bytes and has
+    /// received `received`. It lasts as long as the upload: only the commit that makes the
+    /// upload a file, or `release`, gives it back.
+    pub fn resume(
+        pool: &PgPool,
+        id: Uuid,
+        user_id: i64,
+        quota: Option<u64>,
+        reserved: u64,
+        received: u64,
+    ) -> Self {
+        Self {
+            pool: pool.clone(),
+            id,
+            user_id,
+            instance: None,
+            quota,
+            received,
+            reserved,
+            settled: false,
+        }
     }
 
-    /// Counts `bytes` more of file data; beyond the quota → `quota_exceeded`.
-    pub async fn add(&mut self, bytes: u64) -> Result<(), ApiError> {
-        self.received += bytes;
+    /// Holds at least `total` bytes in all (a resumable upload's declared length at once);
+    /// beyond the quota → `quota_exceeded`.
+    pub async fn reserve_total(&mut self, total: u64) -> Result<(), ApiError> {
         let Some(quota) = self.quota else {
             return Ok(());
         };
-        if self.received <= self.reserved {
+        if total <= self.reserved {
             return Ok(());
         }
-        let needed = self.received - self.reserved;
+        let needed = total - self.reserved;
         if self.try_reserve(needed, quota).await? {
             return Ok(());
         }
@@ -80,6 +100,17 @@ impl Reservation {
             return Ok(());
         }
         Err(ApiError::QuotaExceeded(quota))
+    }
+
+    /// The id the commit settles by.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Counts `bytes` more of file data; beyond the quota → `quota_exceeded`.
+    pub async fn add(&mut self, bytes: u64) -> Result<(), ApiError> {
+        self.received += bytes;
+        self.reserve_total(self.received).await
     }
 
     async fn try_reserve(&mut self, bytes: u64, quota: u64) -> Result<bool, ApiError> {
@@ -126,7 +157,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.settled || self.reserved == 0 {
+        if self.settled || self.reserved == 0 || self.instance.is_none() {
             return;
         }
         let (pool, id) = (self.pool.clone(), self.id);
@@ -146,7 +177,8 @@ impl Drop for Reservation {
     }
 }
 
-async fn release(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+/// Gives back what reservation `id` holds.
+pub async fn release(conn: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
         WITH released AS (
@@ -157,7 +189,7 @@ async fn release(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
         "#,
         id
     )
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

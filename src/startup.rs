@@ -27,7 +27,7 @@ use crate::{
         self, Storage,
         sweep::{self, SweepError},
     },
-    telemetry, uploads,
+    telemetry, tus, uploads,
 };
 
 /// How often committed uploads are counted in their users' usage.
@@ -97,6 +97,7 @@ impl Application {
             idempotency: checkout::KeysInUse::new(storage.instance()),
             storage,
             limits: uploads::Limits::new(settings.upload.clone()),
+            tus: settings.tus.clone(),
             uploads: uploads.clone(),
             checkout: Checkout::from_settings(&settings.checkout, &http),
             request_body_timeout: settings.server.request_body_timeout(),
@@ -117,6 +118,7 @@ impl Application {
                 .configure(health::routes)
                 .configure(uploads::routes)
                 .configure(files::routes)
+                .configure(tus::routes)
                 .configure(checkout::routes)
                 .configure(lessons::routes)
                 .wrap(ErrorHandlers::new().default_handler(problem::render_framework_errors))

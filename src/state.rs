@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use sqlx::PgPool;
 
 use crate::{
-    auth::Auth, checkout, configuration::LessonSettings, in_flight::InFlight,
+    auth::Auth, checkout, configuration::{LessonSettings, TusSettings}, in_flight::InFlight,
     rate_limit::RateLimit, storage::Storage, uploads,
 };
 
@@ -20,6 +20,7 @@ pub struct AppState {
     pub quota: Option<u64>,
     pub storage: Arc<Storage>,
     pub limits: uploads::Limits,
+    pub tus: TusSettings,
     pub uploads: InFlight,
     pub checkout: checkout::Checkout,
     /// The idempotency keys of the checkouts running here.

@@ -8,6 +8,7 @@
 //! are all there is.
 
 pub mod fs;
+pub mod resumable;
 pub mod s3;
 pub mod sweep;
 
@@ -61,12 +62,17 @@ impl Storage {
         match settings.kind {
             StorageKind::Fs => {
                 let root = settings.root.clone();
-                tokio::task::spawn_blocking(move || fs::FsStore::open(&root))
+                let mut store = tokio::task::spawn_blocking(move || fs::FsStore::open(&root))
                     .await
                     .map_err(io::Error::other)
                     .and_then(|opened| opened)
-                    .map(|store| Self::Fs(Arc::new(store)))
-                    .map_err(|e| OpenError::Root(settings.root.clone(), e))
+                    .map_err(|e| OpenError::Root(settings.root.clone(), e))?;
+                // Resumable uploads' leases name their instance in Postgres, on either backend.
+                let lease = Lease::hold(lease, store.instance())
+                    .await
+                    .map_err(OpenError::Lease)?;
+                store.hold(lease);
+                Ok(Self::Fs(Arc::new(store)))
             }
             StorageKind::S3 => {
                 let instance = Uuid::now_v7();

@@ -34,6 +34,7 @@ pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<SweepReport, Swee
         Storage::Fs(store) => super::fs::sweep::settle(store, pool).await?,
         Storage::S3(store) => store.sweep().await?,
     };
+    crate::tus::sweep::sweep(storage, pool).await?;
     let released = quota::release_dead(pool, &alive, listed_at).await?;
     if released > 0 {
         tracing::info!(

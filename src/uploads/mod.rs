@@ -1,8 +1,9 @@
 //! `POST /upload` (one part named `file`) and `POST /files` (a batch, all or nothing).
 
-mod content_type;
+pub mod clock;
+pub mod content_type;
 mod digest;
-mod filename;
+pub mod filename;
 mod form;
 mod pace;
 

@@ -5,6 +5,7 @@
 //! {root}/tmp/<instance>.lock     held (flock) by a running instance for its whole life
 //! {root}/tmp/<instance>/<id>     that instance's journal: uploads being written, deletes under way
 //! {root}/tmp/pending/<id>        journal entries whose database outcome was unknown
+//! {root}/uploads/<id>            resumable uploads under way (their row says how far)
 //! ```
 //!
 //! A journal entry is a hard link to the object's bytes, named by the object's id. Whatever
@@ -22,21 +23,23 @@ use std::{
 };
 
 use futures_util::StreamExt;
+use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::{in_flight, storage::ByteStream};
+use crate::{in_flight, instances::Lease, storage::ByteStream};
 
 /// Reads of 64 KiB: fewer trips through the file and the socket than the 4 KiB default.
 const READ_CHUNK: usize = 64 * 1024;
 
 pub use journal::JournalEntry;
 use uuid::Uuid;
-pub use writer::FsWriter;
+pub use writer::{FsAppender, FsWriter};
 
 const OBJECTS: &str = "objects";
 const TMP: &str = "tmp";
 const PENDING: &str = "pending";
+const UPLOADS: &str = "uploads";
 
 #[derive(Debug)]
 pub struct FsStore {
@@ -44,9 +47,12 @@ pub struct FsStore {
     tmp: PathBuf,
     work: PathBuf,
     pending: PathBuf,
+    uploads: PathBuf,
     instance: Uuid,
     /// Holding this lock tells other instances' sweeps that `work` is alive.
     _lock: File,
+    /// Tells other instances that this one runs (see `instances`).
+    lease: Option<Lease>,
 }
 
 impl FsStore {
@@ -56,7 +62,9 @@ impl FsStore {
         let tmp = root.join(TMP);
         let pending = tmp.join(PENDING);
         let objects = root.join(OBJECTS);
+        let uploads = root.join(UPLOADS);
         fs::create_dir_all(&pending)?;
+        fs::create_dir_all(&uploads)?;
         fs::create_dir_all(&objects)?;
         let instance = Uuid::now_v7();
         // The lock exists before the directory, so a sweep never mistakes a starting instance's
@@ -70,9 +78,16 @@ impl FsStore {
             tmp,
             work,
             pending,
+            uploads,
             instance,
             _lock: lock,
+            lease: None,
         })
+    }
+
+    /// Keeps this instance's lease for as long as the store lives.
+    pub fn hold(&mut self, lease: Lease) {
+        self.lease = Some(lease);
     }
 
     /// Where the object `id` lives: fanned out by the id's last (random) hex digits, because
@@ -100,6 +115,58 @@ impl FsStore {
         let entry =
             JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self, hold);
         FsWriter::new(entry)
+    }
+
+    fn partial_path(&self, id: Uuid) -> PathBuf {
+        self.uploads.join(id.to_string())
+    }
+
+    /// Continues resumable upload `id` after its first `size` bytes, hashed into `hasher`.
+    pub async fn append(&self, id: Uuid, size: u64, hasher: Sha256) -> io::Result<FsAppender> {
+        FsAppender::open(self.partial_path(id), size, hasher).await
+    }
+
+    /// Puts a whole resumable upload at its object's path, as an upload's writer does: the
+    /// returned entry removes it from there again unless its row is committed. Its own file
+    /// stays until `remove_partial`, so that a failed commit can be tried again.
+    pub async fn complete_partial(
+        &self,
+        id: Uuid,
+        hold: in_flight::Shared,
+    ) -> io::Result<JournalEntry> {
+        let entry =
+            JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self, hold);
+        let partial = self.partial_path(id);
+        let (journal, object) = (entry.path().to_owned(), entry.object().to_owned());
+        tokio::task::spawn_blocking(move || {
+            // Left by an attempt that failed: no row can own it while the upload is resumable.
+            remove_if_present(&journal)?;
+            remove_if_present(&object)?;
+            link_durably(&partial, &journal)?;
+            link_durably(&journal, &object)
+        })
+        .await??;
+        Ok(entry)
+    }
+
+    /// Removes a resumable upload's file.
+    pub async fn remove_partial(&self, id: Uuid) -> io::Result<()> {
+        let path = self.partial_path(id);
+        tokio::task::spawn_blocking(move || remove_if_present(&path)).await?
+    }
+
+    /// The resumable uploads that have a file, for the sweep to compare with their rows.
+    pub async fn partials(&self) -> io::Result<Vec<Uuid>> {
+        let dir = self.uploads.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut ids = Vec::new();
+            for item in fs::read_dir(dir)? {
+                let name = item?.file_name();
+                ids.extend(name.to_str().and_then(|n| Uuid::parse_str(n).ok()));
+            }
+            Ok(ids)
+        })
+        .await?
     }
 
     /// Moves a committed object into the journal ahead of deleting its row. `None` when the

@@ -2,7 +2,11 @@
 //! go by. Between batches an upload holds no thread: a client that sends slowly costs the memory
 //! of the batch it is filling, never a thread of the blocking pool.
 
-use std::{fs::File, io, io::Write, path::PathBuf};
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Seek, SeekFrom, Write},
+    path::PathBuf,
+};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -25,64 +29,29 @@ struct Progress {
     flushed: u64,
 }
 
-/// The request side of an upload's writer. Dropping it before `finish` abandons the object
-/// (the journal entry removes it).
-pub struct FsWriter {
+/// Batches written on the blocking pool one after another: writing one overlaps receiving the
+/// next, and at most two are held in memory.
+pub(super) struct Pipeline {
     idle: Option<Progress>,
     writing: Option<JoinHandle<io::Result<Progress>>>,
-    /// Taken by `finish`, or by `drop` to undo once a batch still being written is done.
-    entry: Option<JournalEntry>,
 }
 
-impl FsWriter {
-    pub(super) fn new(entry: JournalEntry) -> Self {
+impl Pipeline {
+    fn new(progress: Progress) -> Self {
         Self {
-            idle: Some(Progress {
-                file: None,
-                path: entry.path().to_owned(),
-                hasher: Sha256::new(),
-                size: 0,
-                flushed: 0,
-            }),
+            idle: Some(progress),
             writing: None,
-            entry: Some(entry),
         }
     }
 
-    /// Hands a batch to the blocking pool. Only the previous batch is waited for, so that
-    /// writing one batch overlaps receiving the next, and at most two are held in memory.
-    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+    /// Hands a batch to the blocking pool, once the previous one is written.
+    async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         let mut progress = self.wait_idle().await?;
         self.writing = Some(tokio::task::spawn_blocking(move || {
             progress.write(&batch)?;
             Ok(progress)
         }));
         Ok(())
-    }
-
-    /// Writes the last batch, flushes the object to disk and links it at its final path, in one
-    /// trip to the blocking pool (a small upload makes no other); the returned entry removes it
-    /// again unless committed.
-    pub async fn finish(mut self, last: Vec<Bytes>) -> io::Result<(Written, JournalEntry)> {
-        let mut progress = self.wait_idle().await?;
-        let entry = self.entry.take().expect("finish runs once");
-        let object = entry.object().to_owned();
-        let written = tokio::task::spawn_blocking(move || {
-            progress.write(&last)?;
-            let file = progress.file.expect("written above");
-            // Linking before the sync lets one journal commit (ext4, xfs) carry both the data
-            // and the new entry; the directory sync after it then finds nothing left to do.
-            // Until the row exists the journal entry keeps the object removable.
-            link(&progress.path, &object)?;
-            file.sync_data()?;
-            sync_parent(&object)?;
-            Ok::<_, io::Error>(Written {
-                size: progress.size,
-                sha256: progress.hasher.finalize().into(),
-            })
-        })
-        .await??;
-        Ok((written, entry))
     }
 
     async fn wait_idle(&mut self) -> io::Result<Progress> {
@@ -94,6 +63,129 @@ impl FsWriter {
             .take()
             .ok_or_else(|| io::Error::other("the object writer failed earlier"))
     }
+
+    /// Writes the last batch and syncs the file, on the blocking pool, then runs `then` there.
+    async fn finish<T: Send + 'static>(
+        &mut self,
+        last: Vec<Bytes>,
+        then: impl FnOnce(&Progress) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<(Progress, T)> {
+        let mut progress = self.wait_idle().await?;
+        tokio::task::spawn_blocking(move || {
+            progress.write(&last)?;
+            let outcome = then(&progress)?;
+            Ok((progress, outcome))
+        })
+        .await?
+    }
+
+    /// A batch still on the blocking pool, which whatever undoes the file must wait for.
+    fn in_flight(&mut self) -> Option<JoinHandle<io::Result<Progress>>> {
+        self.writing.take()
+    }
+}
+
+/// The request side of an upload's writer. Dropping it before `finish` abandons the object
+/// (the journal entry removes it).
+pub struct FsWriter {
+    pipeline: Pipeline,
+    /// Taken by `finish`, or by `drop` to undo once a batch still being written is done.
+    entry: Option<JournalEntry>,
+}
+
+impl FsWriter {
+    pub(super) fn new(entry: JournalEntry) -> Self {
+        Self {
+            pipeline: Pipeline::new(Progress::new(entry.path().to_owned())),
+            entry: Some(entry),
+        }
+    }
+
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        self.pipeline.write(batch).await
+    }
+
+    /// Writes the last batch, flushes the object to disk and links it at its final path, in one
+    /// trip to the blocking pool (a small upload makes no other); the returned entry removes it
+    /// again unless committed.
+    pub async fn finish(mut self, last: Vec<Bytes>) -> io::Result<(Written, JournalEntry)> {
+        let entry = self.entry.take().expect("finish runs once");
+        let object = entry.object().to_owned();
+        let (progress, ()) = self
+            .pipeline
+            .finish(last, move |progress| {
+                let file = progress.file()?;
+                // Linking before the sync lets one journal commit (ext4, xfs) carry both the data
+                // and the new entry; the directory sync after it then finds nothing left to do.
+                // Until the row exists the journal entry keeps the object removable.
+                link(&progress.path, &object)?;
+                file.sync_data()?;
+                sync_parent(&object)
+            })
+            .await?;
+        Ok((progress.written(), entry))
+    }
+}
+
+/// Appends a PATCH's bytes to a resumable upload's file.
+pub struct FsAppender {
+    pipeline: Pipeline,
+}
+
+impl FsAppender {
+    /// Continues the file at `path` after `size` bytes hashed into `hasher`; whatever lies
+    /// beyond (a write cut short by a crash or discarded) is cut off first.
+    pub(super) async fn open(path: PathBuf, size: u64, hasher: Sha256) -> io::Result<Self> {
+        let progress = tokio::task::spawn_blocking(move || {
+            let mut file = OpenOptions::new()
+                .create(size == 0)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            // Growing the file would fill the gap with zeros: its bytes are lost, not resumable.
+            if file.metadata()?.len() < size {
+                return Err(io::Error::other(format!(
+                    "{} holds fewer than the {size} bytes recorded",
+                    path.display()
+                )));
+            }
+            file.set_len(size)?;
+            file.seek(SeekFrom::Start(size))?;
+            Ok::<_, io::Error>(Progress {
+                file: Some(file),
+                path,
+                hasher,
+                size,
+                flushed: size,
+            })
+        })
+        .await??;
+        Ok(Self {
+            pipeline: Pipeline::new(progress),
+        })
+    }
+
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        self.pipeline.write(batch).await
+    }
+
+    /// Writes the last batch and makes everything durable: the size and hash state returned
+    /// may be recorded.
+    pub async fn pause(mut self, last: Vec<Bytes>) -> io::Result<(u64, Sha256)> {
+        let (progress, ()) = self
+            .pipeline
+            .finish(last, |progress| progress.file()?.sync_data())
+            .await?;
+        Ok((progress.size, progress.hasher))
+    }
+
+    /// Waits for a batch still being written: the file must not change after the lease that
+    /// guards it is given up.
+    pub async fn settle(mut self) {
+        if let Some(batch) = self.pipeline.in_flight() {
+            let _ = batch.await;
+        }
+    }
 }
 
 impl Drop for FsWriter {
@@ -103,7 +195,7 @@ impl Drop for FsWriter {
         let Some(entry) = self.entry.take() else {
             return;
         };
-        match (self.writing.take(), tokio::runtime::Handle::try_current()) {
+        match (self.pipeline.in_flight(), tokio::runtime::Handle::try_current()) {
             (Some(batch), Ok(runtime)) => drop(runtime.spawn(async move {
                 let _ = batch.await;
                 drop(entry);
@@ -114,6 +206,29 @@ impl Drop for FsWriter {
 }
 
 impl Progress {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            file: None,
+            path,
+            hasher: Sha256::new(),
+            size: 0,
+            flushed: 0,
+        }
+    }
+
+    fn file(&self) -> io::Result<&File> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the object file was never created"))
+    }
+
+    fn written(self) -> Written {
+        Written {
+            size: self.size,
+            sha256: self.hasher.finalize().into(),
+        }
+    }
+
     /// Appends `batch`, creating the file first if need be.
     fn write(&mut self, batch: &[Bytes]) -> io::Result<()> {
         if self.file.is_none() {

@@ -20,14 +20,15 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::{
     ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
     aws::{AmazonS3, AmazonS3Builder},
-    multipart::MultipartStore,
+    multipart::{MultipartStore, PartId},
     path::Path,
 };
 use secrecy::ExposeSecret;
+use sha2::Sha256;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub use self::writer::{Intent, S3Writer};
+pub use self::writer::{Intent, Multipart, S3Appender, S3Writer};
 use super::{
     ByteStream,
     sweep::{SweepError, SweepReport},
@@ -151,6 +152,96 @@ impl S3Store {
         S3Writer::new(Arc::clone(self), id, hold)
     }
 
+    /// Starts the multipart upload a resumable upload's bytes go to.
+    pub async fn start_resumable(&self, id: Uuid) -> io::Result<String> {
+        Ok(self.client.create_multipart(&self.key(id)).await?)
+    }
+
+    /// Continues resumable upload `id` after its first `size` bytes, hashed into `hasher`.
+    pub fn append(
+        self: &Arc<Self>,
+        id: Uuid,
+        size: u64,
+        hasher: Sha256,
+        multipart: Multipart,
+    ) -> S3Appender {
+        S3Appender::new(Arc::clone(self), id, size, hasher, multipart)
+    }
+
+    /// Makes the object of a whole resumable upload: its tail becomes the last part. Done
+    /// again after a failure, it finds the object made and checks its size.
+    pub async fn complete_resumable(
+        &self,
+        id: Uuid,
+        size: u64,
+        multipart: Multipart,
+    ) -> io::Result<()> {
+        let key = self.key(id);
+        let Multipart {
+            upload_id,
+            parts,
+            tail,
+        } = multipart;
+        let made = if parts.is_empty() {
+            // S3 refuses a multipart upload of no part at all; one PUT does for a small file.
+            self.client.put(&key, PutPayload::from_bytes(tail)).await?;
+            self.abort(&key, &upload_id).await
+        } else {
+            let mut parts: Vec<PartId> = parts
+                .into_iter()
+                .map(|content_id| PartId { content_id })
+                .collect();
+            self.complete_parts(&key, &upload_id, &mut parts, tail)
+                .await
+        };
+        match made {
+            Err(object_store::Error::NotFound { .. }) => {
+                let stored = self.client.head(&key).await?;
+                if stored.size == size {
+                    Ok(())
+                } else {
+                    Err(io::Error::other(format!(
+                        "the multipart upload is gone and the object holds {} bytes, not {size}",
+                        stored.size
+                    )))
+                }
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn complete_parts(
+        &self,
+        key: &Path,
+        upload_id: &String,
+        parts: &mut Vec<PartId>,
+        tail: bytes::Bytes,
+    ) -> object_store::Result<()> {
+        if !tail.is_empty() {
+            let last = self
+                .client
+                .put_part(key, upload_id, parts.len(), PutPayload::from_bytes(tail))
+                .await?;
+            parts.push(last);
+        }
+        self.client
+            .complete_multipart(key, upload_id, std::mem::take(parts))
+            .await
+            .map(drop)
+    }
+
+    async fn abort(&self, key: &Path, upload_id: &String) -> object_store::Result<()> {
+        match self.client.abort_multipart(key, upload_id).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Removes whatever a resumable upload left in the bucket.
+    pub async fn discard_resumable(&self, id: Uuid, upload_id: &str) -> io::Result<()> {
+        self.remove_object(id, Some(upload_id)).await
+    }
+
     /// `length` bytes of the object from `start`.
     pub async fn read(&self, id: Uuid, start: u64, length: u64) -> io::Result<ByteStream> {
         if length == 0 {
@@ -199,14 +290,7 @@ impl S3Store {
     async fn remove_object(&self, id: Uuid, upload_id: Option<&str>) -> io::Result<()> {
         let key = self.key(id);
         if let Some(upload_id) = upload_id {
-            match self
-                .client
-                .abort_multipart(&key, &upload_id.to_owned())
-                .await
-            {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => return Err(error.into()),
-            }
+            self.abort(&key, &upload_id.to_owned()).await?;
         }
         match self.client.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -19,9 +19,8 @@ enum Hashing {
     Running(JoinHandle<Sha256>),
 }
 
-/// The request side of an upload to the bucket. Dropping it before `finish` abandons the
-/// object: parts being sent are stopped and the intent removes what reached the bucket.
-pub struct S3Writer {
+/// Parts of one object being filled, hashed and sent.
+pub(super) struct Parts {
     store: Arc<S3Store>,
     key: object_store::path::Path,
     hashing: Option<Hashing>,
@@ -30,14 +29,12 @@ pub struct S3Writer {
     part_bytes: usize,
     sent: Vec<PartId>,
     sending: VecDeque<JoinHandle<object_store::Result<PartId>>>,
-    intent: Intent,
 }
 
-impl S3Writer {
-    pub(super) fn new(store: Arc<S3Store>, id: Uuid, hold: in_flight::Shared) -> Self {
+impl Parts {
+    fn new(store: Arc<S3Store>, id: Uuid) -> Self {
         Self {
             key: store.key(id),
-            intent: Intent::for_upload(Arc::clone(&store), id, hold),
             store,
             hashing: Some(Hashing::Ready(Sha256::new())),
             size: 0,
@@ -46,45 +43,6 @@ impl S3Writer {
             sent: Vec::new(),
             sending: VecDeque::new(),
         }
-    }
-
-    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
-        self.take(batch).await?;
-        if self.part_bytes >= self.store.part_size {
-            self.send_part().await?;
-        }
-        Ok(())
-    }
-
-    /// Sends what is left, completes the object, and returns it with the intent that removes
-    /// it again unless its row claims it.
-    pub async fn finish(mut self, last: Vec<Bytes>) -> io::Result<(Written, Intent)> {
-        self.take(last).await?;
-        if self.intent.upload_id.is_none() {
-            self.intent.record(None).await?;
-            let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
-            self.store.client.put(&self.key, payload).await?;
-        } else {
-            if self.part_bytes > 0 {
-                self.send_part().await?;
-            }
-            while let Some(part) = self.sending.pop_front() {
-                self.sent.push(part.await??);
-            }
-            let upload_id = self.intent.upload_id.clone().expect("checked above");
-            let parts = std::mem::take(&mut self.sent);
-            self.store
-                .client
-                .complete_multipart(&self.key, &upload_id, parts)
-                .await?;
-        }
-        let sha256 = self.hashed().await?.finalize().into();
-        let written = Written {
-            size: self.size,
-            sha256,
-        };
-        let intent = std::mem::replace(&mut self.intent, Intent::settled());
-        Ok((written, intent))
     }
 
     /// Counts and hashes a batch (on the blocking pool, after the previous one) and adds it to
@@ -104,6 +62,10 @@ impl S3Writer {
         Ok(())
     }
 
+    fn is_full(&self) -> bool {
+        self.part_bytes >= self.store.part_size
+    }
+
     async fn hashed(&mut self) -> io::Result<Sha256> {
         match self.hashing.take() {
             Some(Hashing::Ready(hasher)) => Ok(hasher),
@@ -113,15 +75,15 @@ impl S3Writer {
     }
 
     /// Starts sending the filled part; waits for the oldest one when too many are on their way.
-    async fn send_part(&mut self) -> io::Result<()> {
-        let upload_id = match &self.intent.upload_id {
-            Some(upload_id) => upload_id.clone(),
-            None => self.start_multipart().await?,
-        };
+    async fn send(&mut self, upload_id: &str) -> io::Result<()> {
         let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
         self.part_bytes = 0;
         let index = self.sent.len() + self.sending.len();
-        let (store, key) = (Arc::clone(&self.store), self.key.clone());
+        let (store, key, upload_id) = (
+            Arc::clone(&self.store),
+            self.key.clone(),
+            upload_id.to_owned(),
+        );
         self.sending.push_back(tokio::spawn(async move {
             store
                 .client
@@ -135,17 +97,80 @@ impl S3Writer {
         Ok(())
     }
 
+    /// Waits for every part on its way.
+    async fn all_sent(&mut self) -> io::Result<()> {
+        while let Some(part) = self.sending.pop_front() {
+            self.sent.push(part.await??);
+        }
+        Ok(())
+    }
+}
+
+/// The request side of an upload to the bucket. Dropping it before `finish` abandons the
+/// object: parts being sent are stopped and the intent removes what reached the bucket.
+pub struct S3Writer {
+    parts: Parts,
+    intent: Intent,
+}
+
+impl S3Writer {
+    pub(super) fn new(store: Arc<S3Store>, id: Uuid, hold: in_flight::Shared) -> Self {
+        Self {
+            intent: Intent::for_upload(Arc::clone(&store), id, hold),
+            parts: Parts::new(store, id),
+        }
+    }
+
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        self.parts.take(batch).await?;
+        if self.parts.is_full() {
+            let upload_id = match &self.intent.upload_id {
+                Some(upload_id) => upload_id.clone(),
+                None => self.start_multipart().await?,
+            };
+            self.parts.send(&upload_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left, completes the object, and returns it with the intent that removes
+    /// it again unless its row claims it.
+    pub async fn finish(mut self, last: Vec<Bytes>) -> io::Result<(Written, Intent)> {
+        let parts = &mut self.parts;
+        parts.take(last).await?;
+        if let Some(upload_id) = self.intent.upload_id.clone() {
+            if parts.part_bytes > 0 {
+                parts.send(&upload_id).await?;
+            }
+            parts.all_sent().await?;
+            let sent = std::mem::take(&mut parts.sent);
+            parts
+                .store
+                .client
+                .complete_multipart(&parts.key, &upload_id, sent)
+                .await?;
+        } else {
+            self.intent.record(None).await?;
+            let payload: PutPayload = std::mem::take(&mut parts.part).into_iter().collect();
+            parts.store.client.put(&parts.key, payload).await?;
+        }
+        let sha256 = parts.hashed().await?.finalize().into();
+        let written = Written {
+            size: parts.size,
+            sha256,
+        };
+        let intent = std::mem::replace(&mut self.intent, Intent::settled());
+        Ok((written, intent))
+    }
+
     /// The intent is recorded before any part is sent, so that the sweep can always abort what
     /// reached the bucket. (A crash between starting the upload and recording it leaves an upload
     /// without parts: the bucket's lifecycle rule removes those.)
     async fn start_multipart(&mut self) -> io::Result<String> {
-        let upload_id = self.store.client.create_multipart(&self.key).await?;
+        let (client, key) = (&self.parts.store.client, &self.parts.key);
+        let upload_id = client.create_multipart(key).await?;
         if let Err(error) = self.intent.record(Some(upload_id.clone())).await {
-            let _ = self
-                .store
-                .client
-                .abort_multipart(&self.key, &upload_id)
-                .await;
+            let _ = client.abort_multipart(key, &upload_id).await;
             return Err(error);
         }
         tracing::debug!(id = %self.intent.id, %upload_id, "multipart upload started");
@@ -157,7 +182,95 @@ impl Drop for S3Writer {
     /// Abandoned mid-upload: the parts on their way are left to finish before the upload is
     /// aborted, since a part still being received by the server could outlive the abort.
     fn drop(&mut self) {
-        self.intent.parts_sending = std::mem::take(&mut self.sending);
+        self.intent.parts_sending = std::mem::take(&mut self.parts.sending);
+    }
+}
+
+/// Appends a PATCH's bytes to a resumable upload's multipart upload: full parts are sent as
+/// they fill; what is left after the last one (the tail) is handed back to be recorded.
+pub struct S3Appender {
+    parts: Parts,
+    upload_id: String,
+}
+
+/// Where a resumable upload's multipart upload stands.
+#[derive(Debug, Clone, Default)]
+pub struct Multipart {
+    pub upload_id: String,
+    /// The ETags of the parts sent, in order.
+    pub parts: Vec<String>,
+    /// The bytes after the last part.
+    pub tail: Bytes,
+}
+
+impl S3Appender {
+    pub(super) fn new(
+        store: Arc<S3Store>,
+        id: Uuid,
+        size: u64,
+        hasher: Sha256,
+        multipart: Multipart,
+    ) -> Self {
+        let mut parts = Parts::new(store, id);
+        parts.hashing = Some(Hashing::Ready(hasher));
+        parts.size = size;
+        parts.sent = multipart
+            .parts
+            .into_iter()
+            .map(|content_id| PartId { content_id })
+            .collect();
+        if !multipart.tail.is_empty() {
+            parts.part_bytes = multipart.tail.len();
+            parts.part.push(multipart.tail);
+        }
+        Self {
+            parts,
+            upload_id: multipart.upload_id,
+        }
+    }
+
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        // The tail is in `part` already and was hashed when it arrived: only new bytes count.
+        self.parts.take(batch).await?;
+        if self.parts.is_full() {
+            self.parts.send(&self.upload_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the last batch and waits for the parts on their way: what is returned may be
+    /// recorded.
+    pub async fn pause(mut self, last: Vec<Bytes>) -> io::Result<(u64, Sha256, Multipart)> {
+        self.write(last).await?;
+        self.parts.all_sent().await?;
+        let hasher = self.parts.hashed().await?;
+        let tail = concat(std::mem::take(&mut self.parts.part));
+        let parts = std::mem::take(&mut self.parts.sent)
+            .into_iter()
+            .map(|part| part.content_id)
+            .collect();
+        let multipart = Multipart {
+            upload_id: std::mem::take(&mut self.upload_id),
+            parts,
+            tail,
+        };
+        Ok((self.parts.size, hasher, multipart))
+    }
+
+    /// Waits for the parts still on their way: a later PATCH must not race them for a part
+    /// number.
+    pub async fn settle(mut self) {
+        for part in std::mem::take(&mut self.parts.sending) {
+            let _ = part.await;
+        }
+    }
+}
+
+fn concat(chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.into_iter().next().expect("one chunk"),
+        _ => chunks.concat().into(),
     }
 }
 
@@ -208,7 +321,7 @@ impl Intent {
     }
 
     /// Nothing left to do.
-    fn settled() -> Self {
+    pub fn settled() -> Self {
         Self {
             store: None,
             id: Uuid::nil(),

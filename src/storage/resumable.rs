@@ -1,0 +1,139 @@
+//! The storage side of resumable uploads: bytes appended PATCH by PATCH, each PATCH ending in
+//! a state that may be recorded (durable on disk; on S3 full parts sent and the tail handed
+//! back), and, once whole, an object at its final place like any upload's.
+
+use std::io;
+
+use bytes::Bytes;
+use sha2::Sha256;
+use uuid::Uuid;
+
+use super::{Pending, Storage, s3};
+use crate::in_flight;
+
+/// How far a resumable upload's bytes are stored: what its row records.
+#[derive(Debug, Clone)]
+pub struct Partial {
+    pub size: u64,
+    /// The SHA-256 state after `size` bytes.
+    pub hasher: Sha256,
+    /// On S3: the multipart upload the bytes go to.
+    pub multipart: Option<s3::Multipart>,
+}
+
+/// Appends one PATCH's bytes. Dropped without `pause`, the bytes it took are not recorded;
+/// `settle` waits for what it still writes.
+pub enum Appender {
+    Fs(super::fs::FsAppender),
+    S3(s3::S3Appender),
+}
+
+impl Storage {
+    /// Prepares the storage for a new resumable upload: on S3, starts its multipart upload.
+    pub async fn start_resumable(&self, id: Uuid) -> io::Result<Option<String>> {
+        match self {
+            Self::Fs(_) => Ok(None),
+            Self::S3(store) => store.start_resumable(id).await.map(Some),
+        }
+    }
+
+    /// Continues resumable upload `id` from `partial`.
+    pub async fn append(&self, id: Uuid, partial: Partial) -> io::Result<Appender> {
+        match (self, partial.multipart) {
+            (Self::Fs(store), _) => Ok(Appender::Fs(
+                store.append(id, partial.size, partial.hasher).await?,
+            )),
+            (Self::S3(store), Some(multipart)) => Ok(Appender::S3(store.append(
+                id,
+                partial.size,
+                partial.hasher,
+                multipart,
+            ))),
+            (Self::S3(_), None) => Err(missing_multipart()),
+        }
+    }
+
+    /// Puts the whole upload at its object's place. The returned guard removes it from there
+    /// again unless its row is committed; the upload's own bytes stay until `forget_resumable`.
+    pub async fn complete_resumable(
+        &self,
+        id: Uuid,
+        partial: Partial,
+        hold: in_flight::Shared,
+    ) -> io::Result<Pending> {
+        match (self, partial.multipart) {
+            (Self::Fs(store), _) => Ok(Pending::Fs(store.complete_partial(id, hold).await?)),
+            // The object is the upload's until its row is committed: the upload's row, which
+            // stays when the commit fails, guards it (see `discard_resumable`).
+            (Self::S3(store), Some(multipart)) => {
+                store
+                    .complete_resumable(id, partial.size, multipart)
+                    .await?;
+                Ok(Pending::S3(s3::Intent::settled()))
+            }
+            (Self::S3(_), None) => Err(missing_multipart()),
+        }
+    }
+
+    /// The upload became a file: its own bytes are not needed any more.
+    pub async fn forget_resumable(&self, id: Uuid) -> io::Result<()> {
+        match self {
+            Self::Fs(store) => store.remove_partial(id).await,
+            Self::S3(_) => Ok(()),
+        }
+    }
+
+    /// Removes whatever a resumable upload that will never be a file left behind. Only while
+    /// its row exists (and so no file row does).
+    pub async fn discard_resumable(&self, id: Uuid, multipart: Option<&str>) -> io::Result<()> {
+        match (self, multipart) {
+            (Self::Fs(store), _) => store.remove_partial(id).await,
+            (Self::S3(store), Some(upload_id)) => store.discard_resumable(id, upload_id).await,
+            (Self::S3(_), None) => Ok(()),
+        }
+    }
+}
+
+fn missing_multipart() -> io::Error {
+    io::Error::other("a resumable upload on S3 has no multipart upload")
+}
+
+impl Appender {
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        match self {
+            Self::Fs(appender) => appender.write(batch).await,
+            Self::S3(appender) => appender.write(batch).await,
+        }
+    }
+
+    /// Stores the last batch and returns the state to record.
+    pub async fn pause(self, last: Vec<Bytes>) -> io::Result<Partial> {
+        match self {
+            Self::Fs(appender) => {
+                let (size, hasher) = appender.pause(last).await?;
+                Ok(Partial {
+                    size,
+                    hasher,
+                    multipart: None,
+                })
+            }
+            Self::S3(appender) => {
+                let (size, hasher, multipart) = appender.pause(last).await?;
+                Ok(Partial {
+                    size,
+                    hasher,
+                    multipart: Some(multipart),
+                })
+            }
+        }
+    }
+
+    /// Waits for writes still under way, so that nothing changes after the upload's lease is
+    /// given up.
+    pub async fn settle(self) {
+        match self {
+            Self::Fs(appender) => appender.settle().await,
+            Self::S3(appender) => appender.settle().await,
+        }
+    }
+}

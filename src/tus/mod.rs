@@ -1,0 +1,309 @@
+//! Resumable uploads: tus 1.0 (https://tus.io/protocols/resumable-upload) under `/tus/`, with
+//! the extensions creation, creation-with-upload, creation-defer-length, termination,
+//! checksum and expiration.
+//!
+//! An upload's state lives in Postgres (`record`), so that any instance continues it: a PATCH
+//! takes the upload's lease, appends to storage, and records the new offset with the SHA-256
+//! state. The upload's id is the id of the file it becomes: `/tus/{id}` turns into
+//! `/files/{id}` when its last byte is stored.
+
+mod protocol;
+mod receive;
+mod record;
+pub mod sweep;
+
+use actix_web::{
+    HttpRequest, HttpResponse, guard,
+    http::{Method, header},
+    middleware::from_fn,
+    web,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use self::protocol::VERSION;
+use self::{
+    protocol::{
+        CHECKSUM_ALGORITHMS, EXTENSIONS, TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE,
+        TUS_VERSION, UPLOAD_DEFER_LENGTH, UPLOAD_EXPIRES, UPLOAD_LENGTH, UPLOAD_METADATA,
+        UPLOAD_OFFSET, http_date, resumable,
+    },
+    receive::{Holding, Patched},
+    record::{NewUpload, Refused},
+};
+use crate::{
+    auth::{self, Owner},
+    error::ApiError,
+    files::{self, FileRecord},
+    quota::{self, Reservation},
+    state::AppState,
+    uploads::{content_type::Detector, filename},
+};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(["/tus", "/tus/"])
+            .guard(guard::Options())
+            .route(web::route().to(options)),
+    )
+    .service(
+        web::resource(["/tus", "/tus/"])
+            .route(web::post().to(create))
+            .wrap(from_fn(auth::identify)),
+    )
+    .service(
+        web::resource("/tus/{id}")
+            .route(web::head().to(head))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(terminate))
+            .route(web::method(Method::OPTIONS).to(options))
+            .wrap(from_fn(auth::identify)),
+    );
+}
+
+/// What the server supports; no token needed.
+async fn options(state: web::Data<AppState>) -> HttpResponse {
+    resumable(&mut HttpResponse::NoContent())
+        .insert_header((TUS_VERSION, VERSION))
+        .insert_header((TUS_EXTENSION, EXTENSIONS))
+        .insert_header((TUS_MAX_SIZE, state.limits.settings.max_file_bytes))
+        .insert_header((TUS_CHECKSUM_ALGORITHM, CHECKSUM_ALGORITHMS))
+        .finish()
+}
+
+/// `POST /tus/`: a new upload of `Upload-Length` bytes (or deferred), with its first bytes in
+/// the body if the client sends them (creation-with-upload).
+async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
+    let headers = req.headers();
+    protocol::check_version(headers)?;
+    let length = protocol::creation_length(headers)?;
+    let max = state.limits.settings.max_file_bytes;
+    if length.is_some_and(|length| length > max) {
+        return Err(ApiError::FileTooLarge(max));
+    }
+    let with_data = protocol::is_offset_octet_stream(headers);
+    if !with_data && crate::http::declared_length(headers).is_some_and(|body| body > 0) {
+        return Err(ApiError::NotOffsetOctetStream);
+    }
+    let metadata = protocol::metadata(headers)?;
+    let declared_type = metadata
+        .filetype
+        .as_deref()
+        .and_then(|filetype| filetype.parse::<mime::Mime>().ok());
+    // A declared type that is not allowed is refused before a byte is sent.
+    Detector::new(declared_type.as_ref(), &state.limits.allow)?;
+    let upload = NewUpload {
+        id: Uuid::now_v7(),
+        owner: owner.user_id,
+        length,
+        metadata: metadata.raw,
+        filename: filename::sanitize(metadata.filename.as_deref().unwrap_or_default()),
+        declared_type: declared_type.map(|declared| declared.to_string()),
+        multipart_id: None,
+        expires_at: OffsetDateTime::now_utc() + state.tus.expiry(),
+    };
+    let upload = start(&state, upload).await?;
+    let location = format!("/tus/{}", upload.id);
+    let mut created = HttpResponse::Created();
+    resumable(&mut created).insert_header((header::LOCATION, location.as_str()));
+    if !with_data {
+        return Ok(created
+            .insert_header((UPLOAD_EXPIRES, http_date(upload.expires_at)))
+            .finish());
+    }
+    let leased = record::take_lease(
+        &state.pool,
+        upload.id,
+        owner.user_id,
+        state.storage.instance(),
+    )
+    .await??;
+    let patched = receive::patch(&state, &req, payload, leased, 0).await?;
+    Ok(answer_patch(&mut created, &patched))
+}
+
+/// Reserves the upload's quota, prepares its storage and records it; undoes what was done if a
+/// step fails.
+async fn start(state: &AppState, mut upload: NewUpload) -> Result<NewUpload, ApiError> {
+    let mut reservation = Reservation::resume(
+        &state.bookkeeping,
+        upload.id,
+        upload.owner,
+        state.quota,
+        0,
+        0,
+    );
+    if let Some(length) = upload.length {
+        reservation.reserve_total(length).await?;
+    }
+    let recorded = async {
+        upload.multipart_id = state.storage.start_resumable(upload.id).await?;
+        let mut conn = state.pool.acquire().await?;
+        record::create(&mut conn, &upload).await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    if let Err(error) = recorded {
+        let _ = quota::release(&state.bookkeeping, upload.id).await;
+        let _ = state
+            .storage
+            .discard_resumable(upload.id, upload.multipart_id.as_deref())
+            .await;
+        return Err(error);
+    }
+    tracing::info!(id = %upload.id, length = ?upload.length, "resumable upload created");
+    Ok(upload)
+}
+
+/// `HEAD /tus/{id}`: how far the upload is. A finished upload answers as a whole file, so that
+/// a client that missed the last answer learns it is done.
+async fn head(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    owner: Owner,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    protocol::check_version(req.headers())?;
+    let id = id.into_inner();
+    let Some(status) = record::status(&state.pool, id, owner.user_id).await? else {
+        let file = files::record::find(&state.pool, owner.user_id, id)
+            .await?
+            .ok_or(ApiError::NotFound("upload"))?;
+        return Ok(finished(&mut HttpResponse::Ok(), &file));
+    };
+    if status.expired {
+        return Err(ApiError::UploadExpired);
+    }
+    if status.length == Some(status.received) {
+        // Every byte is stored but the file was not made (its commit failed): make it now.
+        let file = finish_stored(&state, id, owner).await?;
+        return Ok(finished(&mut HttpResponse::Ok(), &file));
+    }
+    let mut ok = HttpResponse::Ok();
+    resumable(&mut ok)
+        .insert_header((UPLOAD_OFFSET, status.received))
+        .insert_header((UPLOAD_EXPIRES, http_date(status.expires_at)));
+    match status.length {
+        Some(length) => ok.insert_header((UPLOAD_LENGTH, length)),
+        None => ok.insert_header((UPLOAD_DEFER_LENGTH, "1")),
+    };
+    if let Some(metadata) = status.metadata {
+        ok.insert_header((UPLOAD_METADATA, metadata));
+    }
+    Ok(ok.finish())
+}
+
+async fn finish_stored(state: &AppState, id: Uuid, owner: Owner) -> Result<FileRecord, ApiError> {
+    let leased = record::take_lease(&state.pool, id, owner.user_id, state.storage.instance())
+        .await??;
+    let in_flight = std::sync::Arc::new(state.uploads.enter());
+    let mut holding = Holding::new(state, leased);
+    let finished = match holding.upload.partial() {
+        Ok(partial) => {
+            let content_type = holding.upload.content_type.clone();
+            receive::finish(&mut holding, partial, content_type, &in_flight).await
+        }
+        Err(error) => Err(error),
+    };
+    if finished.is_err() {
+        holding.give_back().await;
+    }
+    finished
+}
+
+/// The answer about an upload that is a file now: its whole length, and where the file is.
+fn finished(builder: &mut actix_web::HttpResponseBuilder, file: &FileRecord) -> HttpResponse {
+    resumable(builder)
+        .insert_header((UPLOAD_OFFSET, file.size))
+        .insert_header((UPLOAD_LENGTH, file.size))
+        .insert_header((header::CONTENT_LOCATION, file.location()))
+        .finish()
+}
+
+/// `PATCH /tus/{id}`: the next bytes, at `Upload-Offset`.
+async fn patch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    owner: Owner,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let headers = req.headers();
+    protocol::check_version(headers)?;
+    if !protocol::is_offset_octet_stream(headers) {
+        return Err(ApiError::NotOffsetOctetStream);
+    }
+    let offset = protocol::number(headers, &UPLOAD_OFFSET)?
+        .ok_or_else(|| ApiError::InvalidRequest("a PATCH needs `Upload-Offset`".into()))?;
+    let id = id.into_inner();
+    let instance = state.storage.instance();
+    let leased = match record::take_lease(&state.pool, id, owner.user_id, instance).await? {
+        Ok(leased) => leased,
+        Err(Refused::NotFound) => return patch_finished(&state, &req, owner, id, offset).await,
+        Err(refused) => return Err(refused.into()),
+    };
+    let patched = receive::patch(&state, &req, payload, leased, offset).await?;
+    Ok(answer_patch(&mut HttpResponse::NoContent(), &patched))
+}
+
+/// A PATCH of an upload that is a file already: a retry of its last PATCH that sends nothing
+/// new is answered as that PATCH was.
+async fn patch_finished(
+    state: &AppState,
+    req: &HttpRequest,
+    owner: Owner,
+    id: Uuid,
+    offset: u64,
+) -> Result<HttpResponse, ApiError> {
+    let file = files::record::find(&state.pool, owner.user_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("upload"))?;
+    let size = file.size as u64;
+    if offset != size {
+        return Err(ApiError::OffsetMismatch {
+            sent: offset,
+            expected: size,
+        });
+    }
+    if crate::http::declared_length(req.headers()) != Some(0) {
+        return Err(ApiError::BeyondLength(size));
+    }
+    Ok(finished(&mut HttpResponse::NoContent(), &file))
+}
+
+fn answer_patch(builder: &mut actix_web::HttpResponseBuilder, patched: &Patched) -> HttpResponse {
+    if let Some(file) = &patched.file {
+        return finished(builder, file);
+    }
+    resumable(builder)
+        .insert_header((UPLOAD_OFFSET, patched.offset))
+        .insert_header((UPLOAD_EXPIRES, http_date(patched.expires_at)))
+        .finish()
+}
+
+/// `DELETE /tus/{id}` (termination): the upload and its bytes go, its quota comes back.
+async fn terminate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    owner: Owner,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    protocol::check_version(req.headers())?;
+    let id = id.into_inner();
+    let leased = record::take_lease(&state.pool, id, owner.user_id, state.storage.instance())
+        .await?;
+    let leased = match leased {
+        Ok(leased) => leased,
+        // An expired upload is as good as terminated.
+        Err(Refused::Expired) => return Ok(resumable(&mut HttpResponse::NoContent()).finish()),
+        Err(refused) => return Err(refused.into()),
+    };
+    sweep::remove(&state.pool, &state.storage, leased.id, leased.lease, leased.multipart_id.as_deref())
+        .await?;
+    Ok(resumable(&mut HttpResponse::NoContent()).finish())
+}
