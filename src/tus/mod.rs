@@ -18,6 +18,7 @@ use actix_web::{
     middleware::from_fn,
     web,
 };
+use futures_util::StreamExt;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -244,7 +245,9 @@ async fn patch(
     let instance = state.storage.instance();
     let leased = match record::take_lease(&state.pool, id, owner.user_id, instance).await? {
         Ok(leased) => leased,
-        Err(Refused::NotFound) => return patch_finished(&state, &req, owner, id, offset).await,
+        Err(Refused::NotFound) => {
+            return patch_finished(&state, payload, owner, id, offset).await;
+        }
         Err(refused) => return Err(refused.into()),
     };
     let patched = receive::patch(&state, &req, payload, leased, offset).await?;
@@ -255,7 +258,7 @@ async fn patch(
 /// new is answered as that PATCH was.
 async fn patch_finished(
     state: &AppState,
-    req: &HttpRequest,
+    mut payload: web::Payload,
     owner: Owner,
     id: Uuid,
     offset: u64,
@@ -270,7 +273,11 @@ async fn patch_finished(
             expected: size,
         });
     }
-    if crate::http::declared_length(req.headers()) != Some(0) {
+    let sends_more = match payload.next().await {
+        Some(Ok(chunk)) => !chunk.is_empty(),
+        _ => false,
+    };
+    if sends_more {
         return Err(ApiError::BeyondLength(size));
     }
     Ok(finished(&mut HttpResponse::NoContent(), &file))

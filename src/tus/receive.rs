@@ -151,6 +151,7 @@ async fn append(
         (0, None) => Some(detector(upload, state)?),
         _ => None,
     };
+    tracing::debug!(id = %upload.id, offset, "receiving a PATCH");
     let partial = upload.partial()?;
     let appender = holding
         .appender

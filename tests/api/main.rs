@@ -20,6 +20,7 @@ mod quota;
 mod rate_limit;
 mod readme;
 mod s3;
+mod tus;
 mod slow_clients;
 mod startup;
 mod uploads;
