@@ -35,7 +35,9 @@ pub enum ApiError {
     TusVersion,
     #[error("a PATCH body must be `application/offset+octet-stream`")]
     NotOffsetOctetStream,
-    #[error("Upload-Offset is {sent} but the upload has {expected} bytes; HEAD it and resume from there")]
+    #[error(
+        "Upload-Offset is {sent} but the upload has {expected} bytes; HEAD it and resume from there"
+    )]
     OffsetMismatch { sent: u64, expected: u64 },
     #[error("the upload would go beyond its Upload-Length of {0} bytes")]
     BeyondLength(u64),
@@ -298,9 +300,7 @@ impl ResponseError for ApiError {
             Self::UploadLocked => StatusCode::LOCKED,
             Self::UploadExpired => StatusCode::GONE,
             // tus's own status for a checksum mismatch.
-            Self::ChunkChecksumMismatch => {
-                StatusCode::from_u16(460).expect("a valid status code")
-            }
+            Self::ChunkChecksumMismatch => StatusCode::from_u16(460).expect("a valid status code"),
             Self::MalformedMultipart(_) | Self::MissingFile(_) | Self::InvalidRequest(_) => {
                 StatusCode::BAD_REQUEST
             }

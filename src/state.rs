@@ -5,8 +5,13 @@ use std::{sync::Arc, time::Duration};
 use sqlx::PgPool;
 
 use crate::{
-    auth::Auth, checkout, configuration::{LessonSettings, TusSettings}, in_flight::InFlight,
-    rate_limit::RateLimit, storage::Storage, uploads,
+    auth::Auth,
+    checkout,
+    configuration::{LessonSettings, TusSettings},
+    in_flight::InFlight,
+    rate_limit::RateLimit,
+    storage::Storage,
+    uploads,
 };
 
 /// What every handler shares.

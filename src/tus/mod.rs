@@ -200,8 +200,8 @@ async fn head(
 }
 
 async fn finish_stored(state: &AppState, id: Uuid, owner: Owner) -> Result<FileRecord, ApiError> {
-    let leased = record::take_lease(&state.pool, id, owner.user_id, state.storage.instance())
-        .await??;
+    let leased =
+        record::take_lease(&state.pool, id, owner.user_id, state.storage.instance()).await??;
     let in_flight = std::sync::Arc::new(state.uploads.enter());
     let mut holding = Holding::new(state, leased);
     let finished = match holding.upload.partial() {
@@ -302,15 +302,21 @@ async fn terminate(
 ) -> Result<HttpResponse, ApiError> {
     protocol::check_version(req.headers())?;
     let id = id.into_inner();
-    let leased = record::take_lease(&state.pool, id, owner.user_id, state.storage.instance())
-        .await?;
+    let leased =
+        record::take_lease(&state.pool, id, owner.user_id, state.storage.instance()).await?;
     let leased = match leased {
         Ok(leased) => leased,
         // An expired upload is as good as terminated.
         Err(Refused::Expired) => return Ok(resumable(&mut HttpResponse::NoContent()).finish()),
         Err(refused) => return Err(refused.into()),
     };
-    sweep::remove(&state.pool, &state.storage, leased.id, leased.lease, leased.multipart_id.as_deref())
-        .await?;
+    sweep::remove(
+        &state.pool,
+        &state.storage,
+        leased.id,
+        leased.lease,
+        leased.multipart_id.as_deref(),
+    )
+    .await?;
     Ok(resumable(&mut HttpResponse::NoContent()).finish())
 }

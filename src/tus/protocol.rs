@@ -105,7 +105,11 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
         ..Metadata::default()
     };
     let mut keys = Vec::new();
-    for pair in raw.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+    for pair in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
         let mut parts = pair.split(' ');
         let key = parts.next().unwrap_or_default();
         let encoded = parts.next();
@@ -226,15 +230,24 @@ mod tests {
         assert_eq!(parsed.filename.as_deref(), Some("report.pdf"));
         assert_eq!(parsed.filetype.as_deref(), Some("application/pdf"));
         for bad in ["filename !!!", "a YQ==,a YQ==", "a YQ== YQ=="] {
-            assert!(metadata(&headers(&[(&UPLOAD_METADATA, bad)])).is_err(), "{bad}");
+            assert!(
+                metadata(&headers(&[(&UPLOAD_METADATA, bad)])).is_err(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn numbers_are_plain_digits() {
-        assert_eq!(number(&headers(&[(&UPLOAD_OFFSET, "42")]), &UPLOAD_OFFSET).unwrap(), Some(42));
+        assert_eq!(
+            number(&headers(&[(&UPLOAD_OFFSET, "42")]), &UPLOAD_OFFSET).unwrap(),
+            Some(42)
+        );
         for bad in ["-1", "+1", "1.0", " 1", "", "99999999999999999999999"] {
-            assert!(number(&headers(&[(&UPLOAD_OFFSET, bad)]), &UPLOAD_OFFSET).is_err(), "{bad:?}");
+            assert!(
+                number(&headers(&[(&UPLOAD_OFFSET, bad)]), &UPLOAD_OFFSET).is_err(),
+                "{bad:?}"
+            );
         }
     }
 

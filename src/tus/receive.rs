@@ -168,7 +168,9 @@ async fn append(
             Ok(Some(Ok(chunk))) => chunk,
             Ok(None) => break,
             Ok(Some(Err(error))) => {
-                cut = Some(ApiError::InvalidRequest(format!("the body ended early: {error}")));
+                cut = Some(ApiError::InvalidRequest(format!(
+                    "the body ended early: {error}"
+                )));
                 break;
             }
             Err(error) => {

@@ -145,9 +145,11 @@ pub async fn take_lease(
         return Ok(Err(Refused::Locked));
     }
     tracing::info!(%id, %holder, "taking over the lease of an upload whose instance is gone");
-    Ok(lease_if_held_by(pool, id, owner, lease, instance, Some(held))
-        .await?
-        .ok_or(Refused::Locked))
+    Ok(
+        lease_if_held_by(pool, id, owner, lease, instance, Some(held))
+            .await?
+            .ok_or(Refused::Locked),
+    )
 }
 
 /// Takes the lease if it is `held` (`None`: free) and the upload has not expired.

@@ -48,7 +48,10 @@ pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<usize, SweepError
     let running = instances::running(pool, &holders).await?;
     let mut removed = 0;
     for upload in expired {
-        if upload.lease_holder.is_some_and(|holder| running.contains(&holder)) {
+        if upload
+            .lease_holder
+            .is_some_and(|holder| running.contains(&holder))
+        {
             continue;
         }
         // The lease as it was read: a PATCH that took it since keeps the upload.
@@ -64,7 +67,15 @@ pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<usize, SweepError
         .fetch_optional(pool)
         .await?;
         let Some(lease) = taken else { continue };
-        if remove(pool, storage, upload.id, lease, upload.multipart_id.as_deref()).await? {
+        if remove(
+            pool,
+            storage,
+            upload.id,
+            lease,
+            upload.multipart_id.as_deref(),
+        )
+        .await?
+        {
             removed += 1;
         }
     }

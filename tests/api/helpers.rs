@@ -309,6 +309,22 @@ impl TestApp {
         rows
     }
 
+    /// Another instance of the same service: the same database and storage (root, or prefix in
+    /// the bucket). Its own `pool` is of an empty database: assert through this one's.
+    pub async fn another_instance(&self, customize: impl FnOnce(&mut Settings)) -> TestApp {
+        let (root, db) = (self.storage.path().to_owned(), self.db_url());
+        let prefix = self.bucket.as_ref().map(|bucket| bucket.prefix.clone());
+        spawn_app_with(|s| {
+            s.storage.root = root;
+            s.database.url = db.into();
+            if let Some(prefix) = prefix {
+                s.storage.s3.prefix = prefix;
+            }
+            customize(s);
+        })
+        .await
+    }
+
     /// Waits until the server has finished with every upload it started.
     pub async fn uploads_settled(&self) {
         let mut rx = self.uploads_in_flight.clone();
@@ -426,7 +442,7 @@ pub fn use_bucket(s3: &mut S3Settings, url: &reqwest::Url) {
 /// A test's view of its part of the bucket, through the S3 API.
 pub struct TestBucket {
     client: object_store::aws::AmazonS3,
-    prefix: String,
+    pub prefix: String,
 }
 
 impl TestBucket {

@@ -82,7 +82,12 @@ impl<'a> Tus<'a> {
         header(&response, "location")
     }
 
-    pub async fn patch(&self, path: &str, offset: u64, bytes: impl Into<reqwest::Body>) -> Response {
+    pub async fn patch(
+        &self,
+        path: &str,
+        offset: u64,
+        bytes: impl Into<reqwest::Body>,
+    ) -> Response {
         self.request(reqwest::Method::PATCH, path)
             .header("Upload-Offset", offset)
             .header("Content-Type", OCTETS)
@@ -142,7 +147,11 @@ async fn count(app: &TestApp, table: &str) -> i64 {
 pub async fn assert_nothing_resumable_left(app: &TestApp) {
     app.assert_consistent().await;
     assert_eq!(count(app, "resumable_uploads").await, 0, "upload rows left");
-    assert_eq!(count(app, "quota_reservations").await, 0, "reservations left");
+    assert_eq!(
+        count(app, "quota_reservations").await,
+        0,
+        "reservations left"
+    );
     if app.bucket.is_none() {
         let uploads = app.storage.path().join("uploads");
         let left: Vec<_> = std::fs::read_dir(uploads).unwrap().collect();
@@ -188,14 +197,21 @@ async fn an_upload_in_three_patches_becomes_a_file_with_its_sha256() {
     let head = tus.head(&path).await;
     assert_eq!(header(&head, "upload-offset"), "0");
     assert_eq!(header(&head, "upload-length"), bytes.len().to_string());
-    assert_eq!(header(&head, "upload-metadata"), metadata("../../report.bin"));
+    assert_eq!(
+        header(&head, "upload-metadata"),
+        metadata("../../report.bin")
+    );
     assert!(header(&head, "upload-expires").ends_with(" GMT"));
     assert_eq!(header(&head, "cache-control"), "no-store");
 
     let cuts = [0, 1024 * 1024, 2 * 1024 * 1024 + 5, bytes.len()];
     for window in cuts.windows(2) {
         let response = tus
-            .patch(&path, window[0] as u64, bytes[window[0]..window[1]].to_vec())
+            .patch(
+                &path,
+                window[0] as u64,
+                bytes[window[0]..window[1]].to_vec(),
+            )
             .await;
         assert_eq!(response.status(), 204);
         assert_eq!(header(&response, "upload-offset"), window[1].to_string());
@@ -206,8 +222,16 @@ async fn an_upload_in_three_patches_becomes_a_file_with_its_sha256() {
     let file = file_object(&app, id).await;
     assert_eq!(file["sha256"], sha256_hex(&bytes));
     assert_eq!(file["size"], bytes.len());
-    assert_eq!(file["filename"], "report.bin", "cleaned as multipart names are");
-    let content = app.get(&format!("/files/{id}/content")).await.bytes().await.unwrap();
+    assert_eq!(
+        file["filename"], "report.bin",
+        "cleaned as multipart names are"
+    );
+    let content = app
+        .get(&format!("/files/{id}/content"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(sha256_hex(&content), sha256_hex(&bytes));
     // A client that missed the last answer learns from HEAD that the upload is a file.
     let head = tus.head(&path).await;
@@ -256,7 +280,10 @@ async fn creation_with_upload_and_a_length_declared_later() {
     let file = file_object(&app, id_of(&path)).await;
     assert_eq!(file["sha256"], sha256_hex(&bytes));
     assert_eq!(file["filename"], "unnamed");
-    assert_eq!(file["content_type"], "application/pdf", "sniffed from the first bytes");
+    assert_eq!(
+        file["content_type"], "application/pdf",
+        "sniffed from the first bytes"
+    );
     assert_nothing_resumable_left(&app).await;
 }
 
@@ -266,12 +293,7 @@ async fn protocol_errors_have_their_statuses_and_change_nothing() {
     let tus = Tus::of(&app);
     let path = tus.created(10, "a.txt").await;
 
-    let no_version = app
-        .client
-        .head(app.url(&path))
-        .send()
-        .await
-        .unwrap();
+    let no_version = app.client.head(app.url(&path)).send().await.unwrap();
     assert_eq!(no_version.status(), 412);
     assert_eq!(header(&no_version, "tus-version"), "1.0.0");
     let old_version = app
@@ -300,7 +322,12 @@ async fn protocol_errors_have_their_statuses_and_change_nothing() {
         .unwrap();
     assert_problem(no_offset, 400, "invalid_request").await;
     assert_problem(tus.patch(&path, 3, "hello").await, 409, "offset_mismatch").await;
-    assert_problem(tus.patch(&path, 0, "hello world").await, 413, "length_exceeded").await;
+    assert_problem(
+        tus.patch(&path, 0, "hello world").await,
+        413,
+        "length_exceeded",
+    )
+    .await;
     let unknown = format!("/tus/{}", Uuid::now_v7());
     assert_problem(tus.patch(&unknown, 0, "hello").await, 404, "not_found").await;
     assert_eq!(tus.head(&unknown).await.status(), 404);
@@ -377,7 +404,10 @@ async fn uploads_are_their_owners_quota_counts_and_termination_gives_it_back() {
     .await;
     let ada = app.user_with_token("ada").await;
     let bob = app.user_with_token("bob").await;
-    let (tus, other) = (Tus::of(&app).with_token(&ada), Tus::of(&app).with_token(&bob));
+    let (tus, other) = (
+        Tus::of(&app).with_token(&ada),
+        Tus::of(&app).with_token(&bob),
+    );
     assert_problem(Tus::of(&app).create(10, "x").await, 401, "unauthorized").await;
 
     let path = tus.created(600, "mine.bin").await;
@@ -386,7 +416,12 @@ async fn uploads_are_their_owners_quota_counts_and_termination_gives_it_back() {
     assert_problem(tus.create(600, "more").await, 413, "quota_exceeded").await;
     // Another user's upload is as absent as one that never was.
     assert_eq!(other.head(&path).await.status(), 404);
-    assert_problem(other.patch(&path, 100, vec![1u8; 10]).await, 404, "not_found").await;
+    assert_problem(
+        other.patch(&path, 100, vec![1u8; 10]).await,
+        404,
+        "not_found",
+    )
+    .await;
     assert_problem(other.delete(&path).await, 404, "not_found").await;
 
     let terminated = tus.delete(&path).await;
@@ -436,7 +471,10 @@ async fn a_second_patch_while_one_runs_is_refused_with_423() {
         let body = reqwest::Body::wrap_stream(tokio_stream(body));
         tokio::spawn(async move { tus.patch(&path, 0, body).await })
     };
-    sender.send(Ok(Bytes::copy_from_slice(&bytes[..1000]))).await.unwrap();
+    sender
+        .send(Ok(Bytes::copy_from_slice(&bytes[..1000])))
+        .await
+        .unwrap();
     // The upload counts as in flight once its PATCH holds the lease.
     let mut in_flight = app.uploads_in_flight.clone();
     in_flight.wait_for(|n| *n == 1).await.unwrap();
@@ -445,11 +483,17 @@ async fn a_second_patch_while_one_runs_is_refused_with_423() {
 
     let body = assert_problem(second, 423, "upload_locked").await;
     assert!(body["detail"].as_str().unwrap().contains("another request"));
-    sender.send(Ok(Bytes::copy_from_slice(&bytes[1000..]))).await.unwrap();
+    sender
+        .send(Ok(Bytes::copy_from_slice(&bytes[1000..])))
+        .await
+        .unwrap();
     drop(sender);
     let first = first.await.unwrap();
     assert_eq!(first.status(), 204);
-    assert_eq!(file_object(&app, id_of(&path)).await["sha256"], sha256_hex(&bytes));
+    assert_eq!(
+        file_object(&app, id_of(&path)).await["sha256"],
+        sha256_hex(&bytes)
+    );
     assert_nothing_resumable_left(&app).await;
 }
 
@@ -488,10 +532,18 @@ async fn a_patch_cut_mid_body_keeps_the_bytes_that_arrived() {
     // it had read from the socket but not handed over yet (at most its read buffer: tens of
     // KiB), so the offset may stop a little short of what was sent: the resume sends it again.
     let offset = tus.offset(&path).await as usize;
-    assert!((1_234_567 - 128 * 1024..=1_234_567).contains(&offset), "{offset}");
-    let rest = tus.patch(&path, offset as u64, bytes[offset..].to_vec()).await;
+    assert!(
+        (1_234_567 - 128 * 1024..=1_234_567).contains(&offset),
+        "{offset}"
+    );
+    let rest = tus
+        .patch(&path, offset as u64, bytes[offset..].to_vec())
+        .await;
     assert_eq!(rest.status(), 204);
-    assert_eq!(file_object(&app, id_of(&path)).await["sha256"], sha256_hex(&bytes));
+    assert_eq!(
+        file_object(&app, id_of(&path)).await["sha256"],
+        sha256_hex(&bytes)
+    );
     assert_nothing_resumable_left(&app).await;
 }
 
@@ -501,16 +553,19 @@ async fn an_expired_upload_answers_410_until_the_sweep_removes_it() {
     let tus = Tus::of(&app);
     let path = tus.created(1000, "late.bin").await;
 
-    assert_eq!(tus.head(&path).await.status(), 410, "HEAD answers have no body");
-    assert_problem(tus.patch(&path, 0, vec![1u8; 10]).await, 410, "upload_expired").await;
-    // The sweep of the instance that starts next runs before it listens.
-    let root = app.storage.path().to_owned();
-    let db = app.db_url();
-    let next = spawn_app_with(|s| {
-        s.storage.root = root;
-        s.database.url = db.into();
-    })
+    assert_eq!(
+        tus.head(&path).await.status(),
+        410,
+        "HEAD answers have no body"
+    );
+    assert_problem(
+        tus.patch(&path, 0, vec![1u8; 10]).await,
+        410,
+        "upload_expired",
+    )
     .await;
+    // The sweep of the instance that starts next runs before it listens.
+    let next = app.another_instance(|_| {}).await;
 
     assert_eq!(Tus::of(&next).head(&path).await.status(), 404);
     assert_nothing_resumable_left(&app).await;
@@ -527,23 +582,34 @@ async fn a_patch_killed_with_its_instance_resumes_on_another_that_continues_the_
     let bytes = random_bytes(3 * 1024 * 1024, 5);
     let path = tus.created(bytes.len() as u64, "survivor.bin").await;
     let mb = 1024 * 1024;
-    assert_eq!(tus.patch(&path, 0, bytes[..mb].to_vec()).await.status(), 204);
+    assert_eq!(
+        tus.patch(&path, 0, bytes[..mb].to_vec()).await.status(),
+        204
+    );
 
     let _open = cut_patch_kept_open(&mut first, &path, mb as u64, &bytes[mb..], mb).await;
     first.child.kill().await.unwrap();
     wait_until_gone(&db, &path).await;
 
-    let second = spawn_app_with(|s| {
-        s.storage.kind = StorageKind::Fs;
-        s.storage.root = root.clone();
-        s.database.url = db.db_url().into();
-    })
-    .await;
+    let second = db
+        .another_instance(|s| s.storage.kind = StorageKind::Fs)
+        .await;
     let tus = Tus::of(&second);
-    assert_eq!(tus.offset(&path).await, mb as u64, "the killed PATCH recorded nothing");
+    assert_eq!(
+        tus.offset(&path).await,
+        mb as u64,
+        "the killed PATCH recorded nothing"
+    );
     let rest = tus.patch(&path, mb as u64, bytes[mb..].to_vec()).await;
-    assert_eq!(rest.status(), 204, "the dead instance's lease was taken over");
-    assert_eq!(file_object(&second, id_of(&path)).await["sha256"], sha256_hex(&bytes));
+    assert_eq!(
+        rest.status(),
+        204,
+        "the dead instance's lease was taken over"
+    );
+    assert_eq!(
+        file_object(&second, id_of(&path)).await["sha256"],
+        sha256_hex(&bytes)
+    );
     assert_nothing_resumable_left(&db).await;
 }
 

@@ -195,7 +195,10 @@ impl Drop for FsWriter {
         let Some(entry) = self.entry.take() else {
             return;
         };
-        match (self.pipeline.in_flight(), tokio::runtime::Handle::try_current()) {
+        match (
+            self.pipeline.in_flight(),
+            tokio::runtime::Handle::try_current(),
+        ) {
             (Some(batch), Ok(runtime)) => drop(runtime.spawn(async move {
                 let _ = batch.await;
                 drop(entry);

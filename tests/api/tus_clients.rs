@@ -1,0 +1,134 @@
+//! Real tus clients against the server: tuspy (PyPI) and tus-js-client under Node (npm), each
+//! interrupted after its first chunk on one instance and resumed on another, with a token.
+//! `.ci/run` installs both under `target/tus-clients` (see `tests/clients/`).
+
+use std::path::{Path, PathBuf};
+
+use tokio::process::Command;
+
+use crate::{
+    helpers::{random_bytes, sha256_hex, spawn_app_with},
+    tus::{Tus, assert_nothing_resumable_left},
+};
+
+const MIB: usize = 1024 * 1024;
+
+#[derive(Clone, Copy)]
+enum Client {
+    Tuspy,
+    TusJs,
+}
+
+impl Client {
+    /// The client's driver script, or `None` where the client is not installed (a developer's
+    /// machine; under `CI` that fails).
+    fn command(self) -> Option<Command> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let installed = root.join("target/tus-clients");
+        let scripts = root.join("tests/clients");
+        match self {
+            Self::Tuspy => {
+                let python = installed.join("venv/bin/python");
+                present(&python)?;
+                let mut command = Command::new(python);
+                command.arg(scripts.join("tuspy_upload.py"));
+                Some(command)
+            }
+            Self::TusJs => {
+                let modules = installed.join("node/node_modules");
+                present(&modules.join("tus-js-client"))?;
+                let mut command = Command::new("node");
+                command
+                    .arg(scripts.join("tus_js_upload.mjs"))
+                    .env("TUS_JS_MODULES", modules);
+                Some(command)
+            }
+        }
+    }
+
+    /// Runs one step of the driver; returns the upload URL it prints.
+    async fn run(self, step: &str, at: &str, file: &Path, chunk: usize, token: &str) -> String {
+        let output = self
+            .command()
+            .expect("checked by the test")
+            .args([step, at])
+            .arg(file)
+            .args([&chunk.to_string(), token])
+            .output()
+            .await
+            .expect("the client runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{step} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout.trim().lines().last().unwrap_or_default().to_owned()
+    }
+}
+
+fn present(path: &PathBuf) -> Option<()> {
+    if path.exists() {
+        return Some(());
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI must have {}: see .ci/run", path.display());
+    }
+    eprintln!("skipped: {} is not installed; see .ci/run", path.display());
+    None
+}
+
+async fn interrupted_then_resumed_on_another_instance(client: Client, chunk: usize) {
+    if client.command().is_none() {
+        return;
+    }
+    let first = spawn_app_with(|s| s.auth.enabled = true).await;
+    let token = first.user_with_token("ada").await;
+    let second = first.another_instance(|s| s.auth.enabled = true).await;
+    let bytes = random_bytes(5 * MIB + 123, 7);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &bytes).unwrap();
+
+    let url = client
+        .run("start", &first.url("/tus/"), file.path(), chunk, &token)
+        .await;
+    let path = url
+        .strip_prefix(&first.address)
+        .expect("an upload on the first");
+    let tus = Tus::of(&first).with_token(&token);
+    assert_eq!(
+        tus.offset(path).await,
+        chunk as u64,
+        "interrupted after a chunk"
+    );
+    let elsewhere = second.url(path);
+    let resumed = client
+        .run("resume", &elsewhere, file.path(), chunk, &token)
+        .await;
+
+    assert_eq!(resumed, elsewhere);
+    let id = path.trim_start_matches("/tus/");
+    let file: serde_json::Value = first
+        .client
+        .get(first.url(&format!("/files/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file["sha256"], sha256_hex(&bytes));
+    assert_eq!(file["size"], bytes.len());
+    assert_nothing_resumable_left(&first).await;
+}
+
+#[tokio::test]
+async fn tuspy_resumes_on_another_instance() {
+    interrupted_then_resumed_on_another_instance(Client::Tuspy, 2 * MIB).await;
+}
+
+#[tokio::test]
+async fn tus_js_client_resumes_on_another_instance() {
+    interrupted_then_resumed_on_another_instance(Client::TusJs, MIB).await;
+}

@@ -1,0 +1,37 @@
+// Drives a tus upload with tus-js-client under Node, in two steps, as a client whose transfer
+// is interrupted:
+//
+//   start  ENDPOINT FILE CHUNK_SIZE [TOKEN]  creates the upload, sends its first chunk, aborts,
+//                                            and prints the upload's URL
+//   resume URL FILE CHUNK_SIZE [TOKEN]       asks the server how far the upload is and sends
+//                                            the rest; prints the upload's URL
+//
+// TUS_JS_MODULES: the node_modules folder that holds tus-js-client.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+const [step, where, path, chunkSize, token] = process.argv.slice(2);
+const tus = createRequire(`${process.env.TUS_JS_MODULES}/`)('tus-js-client');
+
+const url = await new Promise((resolve, reject) => {
+  const options = {
+    chunkSize: Number(chunkSize),
+    headers: token ? { Authorization: `Bearer ${token}` } : {},
+    retryDelays: [0, 200, 500],
+    onError: reject,
+    onSuccess: () => resolve(upload.url),
+  };
+  if (step === 'start') {
+    options.endpoint = where;
+    options.metadata = { filename: 'tus-js.bin', filetype: 'application/octet-stream' };
+    options.onChunkComplete = () => {
+      upload.abort();
+      resolve(upload.url);
+    };
+  } else {
+    options.uploadUrl = where;
+  }
+  const upload = new tus.Upload(readFileSync(path), options);
+  upload.start();
+});
+console.log(url);

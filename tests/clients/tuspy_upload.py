@@ -1,0 +1,27 @@
+"""Drives a tus upload with tuspy, in two steps, as a client whose transfer is interrupted:
+
+    start  ENDPOINT FILE CHUNK_SIZE [TOKEN]  creates the upload, sends its first chunk, stops,
+                                             and prints the upload's URL
+    resume URL FILE CHUNK_SIZE [TOKEN]       asks the server how far the upload is and sends
+                                             the rest; prints the upload's URL
+"""
+
+import sys
+
+from tusclient import client
+
+step, where, path, chunk_size, *token = sys.argv[1:]
+chunk_size = int(chunk_size)
+headers = {"Authorization": f"Bearer {token[0]}"} if token and token[0] else {}
+
+if step == "start":
+    uploader = client.TusClient(where, headers=headers).uploader(
+        path, chunk_size=chunk_size, metadata={"filename": "tuspy.bin"}
+    )
+    uploader.upload(stop_at=chunk_size)
+else:
+    uploader = client.TusClient(where, headers=headers).uploader(
+        path, url=where, chunk_size=chunk_size
+    )
+    uploader.upload()
+print(uploader.url)
