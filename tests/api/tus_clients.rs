@@ -2,7 +2,7 @@
 //! interrupted after its first chunk on one instance and resumed on another, with a token.
 //! `.ci/run` installs both under `target/tus-clients` (see `tests/clients/`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio::process::Command;
 
@@ -67,7 +67,7 @@ impl Client {
     }
 }
 
-fn present(path: &PathBuf) -> Option<()> {
+fn present(path: &Path) -> Option<()> {
     if path.exists() {
         return Some(());
     }
