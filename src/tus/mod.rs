@@ -157,7 +157,12 @@ async fn start(state: &AppState, mut upload: NewUpload) -> Result<NewUpload, Api
             .await;
         return Err(error);
     }
-    tracing::info!(id = %upload.id, length = ?upload.length, "resumable upload created");
+    tracing::info!(
+        id = %upload.id,
+        length = upload.length,
+        deferred = upload.length.is_none(),
+        "resumable upload created"
+    );
     Ok(upload)
 }
 
