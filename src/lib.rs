@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod checkout;
+pub mod client;
 pub mod configuration;
 pub mod db;
 pub mod error;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use intake::{
     admin::{self, TokensCommand, UsersCommand},
+    client,
     configuration::Settings,
     db, health,
     problem::cause_chain,
@@ -44,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Upload files to a running intake with the resumable protocol (tus): progress bars, and
+    /// an interrupted upload continues where it stopped on the next run.
+    Upload(client::UploadArgs),
 }
 
 #[actix_web::main]
@@ -60,6 +64,7 @@ async fn main() -> ExitCode {
         Command::Users { command } => {
             exit(admin::users(command, &settings.database, &mut std::io::stdout()).await)
         }
+        Command::Upload(args) => exit(client::upload(args).await),
         Command::Tokens { command } => {
             let (mut out, mut note) = (std::io::stdout(), std::io::stderr());
             exit(admin::tokens(command, &settings.database, &mut out, &mut note).await)

@@ -4,6 +4,7 @@
 mod auth;
 mod checkout;
 mod child;
+mod client;
 mod container;
 mod crash;
 mod digests;

@@ -638,7 +638,7 @@ async fn cut_patch_kept_open(
 
 /// Waits until Postgres has seen the death of the instance that holds the upload's lease:
 /// taking that instance's lock (see `intake::instances`) waits for its connection to end.
-async fn wait_until_gone(app: &TestApp, path: &str) {
+pub async fn wait_until_gone(app: &TestApp, path: &str) {
     let holder: Uuid =
         sqlx::query_scalar("SELECT lease_holder FROM resumable_uploads WHERE id = $1")
             .bind(id_of(path))

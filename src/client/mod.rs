@@ -1,0 +1,81 @@
+//! `intake upload FILE…`: a tus client for the command line. Each file is sent in chunks, with
+//! a progress bar; an interrupted upload is remembered (`resume`) and continued by the next
+//! run, on whichever instance `--url` reaches; network errors and busy answers are retried
+//! with backoff. At the end the server's SHA-256 is compared with the file's own.
+
+mod resume;
+mod transfer;
+
+use std::{path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+use serde_json::Value;
+
+pub use self::transfer::UploadError;
+
+#[derive(Debug, clap::Args)]
+pub struct UploadArgs {
+    /// The files to upload, one after the other.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The server (or the balancer in front of the instances).
+    #[arg(long, env = "INTAKE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// A bearer token (`intake tokens create`); not needed when the server's auth is off.
+    #[arg(long, env = "INTAKE_TOKEN", hide_env_values = true)]
+    pub token: Option<SecretString>,
+    /// Bytes per PATCH.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    pub chunk_size: u64,
+    /// Attempts in a row that may fail (network errors, 5xx, 423, 429) before giving up.
+    #[arg(long, default_value_t = 8)]
+    pub retries: u32,
+    /// Where unfinished uploads are remembered [default: $XDG_STATE_HOME/intake/uploads.json].
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Print the file objects as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Uploads every file; prints what was stored. Stops at the first file that fails (what it
+/// sent stays resumable).
+pub async fn upload(args: UploadArgs) -> Result<(), UploadError> {
+    let state = match &args.state {
+        Some(path) => path.clone(),
+        None => resume::default_path().ok_or(UploadError::NoStateDir)?,
+    };
+    let client = transfer::Client::new(&args)?;
+    let mut stored: Vec<Value> = Vec::new();
+    for file in &args.files {
+        stored.push(client.upload(file, &state).await?);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&stored).expect("JSON values print")
+        );
+    } else {
+        print_table(&stored);
+    }
+    Ok(())
+}
+
+fn print_table(files: &[Value]) {
+    println!("{:<36}  {:>12}  {:<16}  filename", "id", "size", "sha256");
+    for file in files {
+        let sha256 = file["sha256"].as_str().unwrap_or_default();
+        println!(
+            "{:<36}  {:>12}  {:<16}  {}",
+            file["id"].as_str().unwrap_or_default(),
+            file["size"].as_u64().unwrap_or_default(),
+            &sha256[..sha256.len().min(16)],
+            file["filename"].as_str().unwrap_or_default()
+        );
+    }
+}
+
+/// Waits before the `attempt`th retry: 0.5 s, doubled each time, at most 30 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 * 2u64.pow(attempt.min(6))).min(Duration::from_secs(30))
+}

@@ -1,0 +1,150 @@
+//! `intake upload`, the command-line tus client, run as a user runs it: the real binary against
+//! the real server.
+
+use std::{path::Path, process::Stdio};
+
+use intake::configuration::StorageKind;
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::{
+    child::ChildServer,
+    helpers::{random_bytes, sha256_hex, spawn_app, spawn_app_with},
+    tus::{assert_nothing_resumable_left, wait_until_gone},
+};
+
+const MIB: usize = 1024 * 1024;
+
+fn intake_upload(url: &str, state: &Path, files: &[&Path]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("upload")
+        .args(files)
+        .args(["--url", url, "--json", "--chunk-size", &MIB.to_string()])
+        .arg("--state")
+        .arg(state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn remembered(state: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn intake_upload_sends_several_files_with_a_token_and_prints_them_as_json() {
+    let app = spawn_app_with(|s| s.auth.enabled = true).await;
+    let token = app.user_with_token("ada").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (big, small) = (random_bytes(3 * MIB + 5, 1), b"small\n".to_vec());
+    let files = [
+        write(dir.path(), "big.bin", &big),
+        write(dir.path(), "small.txt", &small),
+    ];
+    let state = dir.path().join("state.json");
+
+    let output = intake_upload(&app.address, &state, &[&files[0], &files[1]])
+        .env("INTAKE_TOKEN", &token)
+        .output()
+        .await
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stored: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0]["filename"], "big.bin");
+    assert_eq!(stored[0]["sha256"], sha256_hex(&big));
+    assert_eq!(stored[1]["sha256"], sha256_hex(&small));
+    assert_eq!(
+        remembered(&state),
+        serde_json::json!({}),
+        "nothing left to resume"
+    );
+    assert_nothing_resumable_left(&app).await;
+
+    let refused = intake_upload(&app.address, &state, &[&files[1]])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success(), "no token");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+}
+
+#[tokio::test]
+async fn an_interrupted_intake_upload_resumes_on_the_next_run_through_another_instance() {
+    let db = spawn_app_with(|s| s.storage.kind = StorageKind::Fs).await;
+    let mut first = ChildServer::start(&db.db_url(), db.storage.path(), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(5 * MIB, 2);
+    let file = write(dir.path(), "video.bin", &bytes);
+    let state = dir.path().join("state.json");
+
+    let client = intake_upload(&format!("http://{}", first.address), &state, &[&file])
+        .args(["--retries", "1"])
+        .spawn()
+        .unwrap();
+    // Killed while the third chunk is on its way: two are recorded.
+    first
+        .wait_for(|e| e["message"] == "receiving a PATCH" && e["offset"] == 2 * MIB)
+        .await;
+    first.child.kill().await.unwrap();
+    let interrupted = client.wait_with_output().await.unwrap();
+    assert!(!interrupted.status.success());
+    let said = String::from_utf8_lossy(&interrupted.stderr);
+    assert!(said.contains("run again to resume"), "{said}");
+    let upload = remembered(&state);
+    let path = upload.as_object().unwrap().values().next().unwrap();
+    wait_until_gone(&db, path.as_str().unwrap()).await;
+
+    let second = db
+        .another_instance(|s| s.storage.kind = StorageKind::Fs)
+        .await;
+    let resumed = intake_upload(&second.address, &state, &[&file])
+        .output()
+        .await
+        .unwrap();
+
+    let said = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("resuming at byte {} of {}", 2 * MIB, bytes.len())),
+        "{said}"
+    );
+    let stored: Vec<Value> = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(stored[0]["sha256"], sha256_hex(&bytes));
+    assert_eq!(remembered(&state), serde_json::json!({}));
+    assert_nothing_resumable_left(&db).await;
+}
+
+#[tokio::test]
+async fn a_refused_file_stops_the_run_with_the_servers_reason() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "huge.bin", &random_bytes(2 * MIB, 3));
+    let small = spawn_app_with(|s| s.upload.max_file_bytes = MIB as u64).await;
+    drop(app);
+
+    let output = intake_upload(&small.address, &dir.path().join("s.json"), &[&file])
+        .output()
+        .await
+        .unwrap();
+
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("413") && said.contains("byte limit"),
+        "{said}"
+    );
+}
