@@ -2,7 +2,7 @@
 # intake's benchmark, end to end: builds intake in release mode, runs it against the local
 # Postgres with a temporary storage root, runs the suite against it and against the tutorial's
 # FastAPI service (uvicorn 1 worker; uvicorn[standard] 2 workers), runs the large-upload cases
-# again with intake storing in an S3 server (s3s-fs, installed from crates.io when missing),
+# again with intake storing in an S3 server, sends 1 GiB with tus (resumable) on both, (s3s-fs, installed from crates.io when missing),
 # measures the machine's ceilings (the S3 server's own PUTs among them), and writes
 # docs/benchmarks.md and docs/benchmarks.svg.
 #
@@ -79,6 +79,7 @@ stop_intake() {
 echo "== intake"
 start_intake
 "$BENCH" suite --address "127.0.0.1:$PORT" --pid "$SERVER_PID" --target intake --out "$WORK/results.jsonl" $QUICK_FLAG
+"$BENCH" tus --address "127.0.0.1:$PORT" --pid "$SERVER_PID" --target intake --out "$WORK/results.jsonl" $QUICK_FLAG
 stop_intake
 
 echo "== intake on S3 (s3s-fs)"
@@ -95,6 +96,7 @@ for case in "upload 1 MiB c=16" "upload 1 GiB c=1"; do
   "$BENCH" suite --address "127.0.0.1:$PORT" --pid "$SERVER_PID" --target "intake (S3)" \
     --out "$WORK/results.jsonl" --only "$case" $QUICK_FLAG
 done
+"$BENCH" tus --address "127.0.0.1:$PORT" --pid "$SERVER_PID" --target "intake (S3)" --out "$WORK/results.jsonl" $QUICK_FLAG
 stop_intake
 
 run_peer() { # VENV WORKERS LABEL

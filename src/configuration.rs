@@ -102,6 +102,9 @@ pub struct UploadSettings {
 pub struct TusSettings {
     /// How long an unfinished upload is kept after its last PATCH (its creation at first).
     pub expiry_secs: u64,
+    /// A PATCH records its progress every this many bytes, so that a crash loses at most this
+    /// much of it (clients such as tus-js-client send a whole file in one PATCH by default).
+    pub checkpoint_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -265,11 +265,11 @@ pub fn random_bytes(len: usize) -> Vec<u8> {
     bytes
 }
 
-fn ms(duration: &Duration) -> f64 {
+pub fn ms(duration: &Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

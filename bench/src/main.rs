@@ -6,6 +6,7 @@ mod load;
 mod report;
 mod rss;
 mod s3;
+mod tus;
 
 use std::{
     fs::{self, OpenOptions},
@@ -47,6 +48,20 @@ enum Command {
         /// A bearer token sent with every request, for a server with auth on.
         #[arg(long)]
         token: Option<String>,
+    },
+    /// Uploads with tus (resumable) and appends one JSON line.
+    Tus {
+        #[arg(long)]
+        address: SocketAddr,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// One 1 MiB upload: a smoke test, not a measurement.
+        #[arg(long)]
+        quick: bool,
     },
     /// Measures disk write (in DIR), SHA-256 and loopback TCP, and an S3 server's PUTs when
     /// given one; writes JSON.
@@ -96,22 +111,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let case = if quick { case.quick() } else { case };
                 let mut result = case.run(&target, address, pid, token.as_deref());
                 result.quick = quick;
-                eprintln!(
-                    "{:<10} {:<20} ok {:>6} err {:>4}  {:>9.1} req/s {:>8.1} MiB/s  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  RSS {:>6.1} → {:>6.1} MiB",
-                    result.target,
-                    result.case,
-                    result.ok,
-                    result.errors,
-                    result.rps,
-                    result.mib_s,
-                    result.p50_ms,
-                    result.p99_ms,
-                    result.max_ms,
-                    result.rss_start_mib,
-                    result.rss_peak_mib
-                );
-                writeln!(file, "{}", serde_json::to_string(&result)?)?;
+                record(&mut file, &result)?;
             }
+        }
+        Command::Tus {
+            address,
+            pid,
+            target,
+            out,
+            quick,
+        } => {
+            if !address.ip().is_loopback() {
+                return Err("the benchmark only sends load to loopback addresses".into());
+            }
+            let mut file = OpenOptions::new().create(true).append(true).open(out)?;
+            let case = if quick { tus::CASE.quick() } else { tus::CASE };
+            let mut result = case.run(&target, address, pid);
+            result.quick = quick;
+            record(&mut file, &result)?;
         }
         Command::Ceilings {
             dir,
@@ -147,5 +164,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             report::chart(&results, &svg)?;
         }
     }
+    Ok(())
+}
+
+/// Prints a case's figures and appends them to the results file.
+fn record(
+    file: &mut fs::File,
+    result: &cases::CaseResult,
+) -> Result<(), Box<dyn std::error::Error>> {
+    eprintln!(
+        "{:<10} {:<20} ok {:>6} err {:>4}  {:>9.1} req/s {:>8.1} MiB/s  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  RSS {:>6.1} → {:>6.1} MiB",
+        result.target,
+        result.case,
+        result.ok,
+        result.errors,
+        result.rps,
+        result.mib_s,
+        result.p50_ms,
+        result.p99_ms,
+        result.max_ms,
+        result.rss_start_mib,
+        result.rss_peak_mib
+    );
+    writeln!(file, "{}", serde_json::to_string(result)?)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ use plotters::{coord::ranged1d::SegmentValue, prelude::*};
 use crate::{
     cases::{Case, CaseResult, SUITE},
     ceilings::{Ceilings, DD_RUNS},
+    tus,
 };
 
 pub const INTAKE: &str = "intake";
@@ -144,6 +145,7 @@ pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> St
     if let Some(s3) = &ceilings.s3 {
         on_s3(&mut out, results, s3);
     }
+    resumable(&mut out, results);
 
     let _ = writeln!(out, "\n## Every figure\n");
     let _ = writeln!(
@@ -151,9 +153,12 @@ pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> St
         "| case | server | ok | errors | req/s | MiB/s | p50 ms | p99 ms | max ms | RSS before → peak (MiB) |"
     );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for case in &SUITE {
-        let name = label(case, results);
-        for r in results.iter().filter(|r| r.case == case.name) {
+    let names = SUITE
+        .iter()
+        .map(|case| (case.name, label(case, results)))
+        .chain([(tus::CASE.name, tus_label(results))]);
+    for (case, name) in names {
+        for r in results.iter().filter(|r| r.case == case) {
             let _ = writeln!(
                 out,
                 "| {name} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} → {:.1} |",
@@ -201,6 +206,48 @@ fn on_s3(out: &mut String, results: &[CaseResult], s3: &crate::s3::S3Ceilings) {
             100.0 * on_s3.mib_s / ceiling,
             on_s3.rss_peak_mib,
             on_s3.rss_peak_mib - on_s3.rss_start_mib,
+        );
+    }
+}
+
+fn tus_label(results: &[CaseResult]) -> String {
+    if results.iter().any(|r| r.case == tus::CASE.name && r.quick) {
+        tus::CASE.quick_label()
+    } else {
+        tus::CASE.name.to_owned()
+    }
+}
+
+/// The resumable upload beside the multipart one of the same size, on each storage.
+fn resumable(out: &mut String, results: &[CaseResult]) {
+    let _ = writeln!(out, "\n## Resumable uploads (tus)\n");
+    let _ = writeln!(
+        out,
+        "One keep-alive connection, a `POST` then a `PATCH` per chunk (each recorded in Postgres with the SHA-256 state); counted when the file made has the right SHA-256.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| storage | {} | multipart `upload 1 GiB c=1` | tus ÷ multipart | peak RSS, tus |",
+        tus_label(results)
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for (target, storage) in [(INTAKE, "disk"), (INTAKE_S3, "S3 (s3s-fs)")] {
+        let Some(tus) = find(results, target, tus::CASE.name) else {
+            continue;
+        };
+        let (multipart, ratio) = match find(results, target, "upload 1 GiB c=1") {
+            Some(m) => (
+                format!("{:.0} MiB/s", m.mib_s),
+                format!("{:.2}×", tus.mib_s / m.mib_s),
+            ),
+            None => ("—".into(), "—".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {storage} | {:.0} MiB/s | {multipart} | {ratio} | {:.0} MiB (+{:.0}) |",
+            tus.mib_s,
+            tus.rss_peak_mib,
+            tus.rss_peak_mib - tus.rss_start_mib,
         );
     }
 }

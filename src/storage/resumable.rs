@@ -109,22 +109,16 @@ impl Appender {
     /// Stores the last batch and returns the state to record.
     pub async fn pause(self, last: Vec<Bytes>) -> io::Result<Partial> {
         match self {
-            Self::Fs(appender) => {
-                let (size, hasher) = appender.pause(last).await?;
-                Ok(Partial {
-                    size,
-                    hasher,
-                    multipart: None,
-                })
-            }
-            Self::S3(appender) => {
-                let (size, hasher, multipart) = appender.pause(last).await?;
-                Ok(Partial {
-                    size,
-                    hasher,
-                    multipart: Some(multipart),
-                })
-            }
+            Self::Fs(appender) => appender.pause(last).await,
+            Self::S3(appender) => appender.pause(last).await,
+        }
+    }
+
+    /// Makes what was stored so far recordable without ending the PATCH.
+    pub async fn checkpoint(&mut self) -> io::Result<Partial> {
+        match self {
+            Self::Fs(appender) => appender.checkpoint().await,
+            Self::S3(appender) => appender.checkpoint().await,
         }
     }
 

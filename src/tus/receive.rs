@@ -160,6 +160,7 @@ async fn append(
     let counted = Rc::new(Cell::new(0u64));
     let clock = Clock::new(settings, Rc::clone(&counted));
     let mut size = offset;
+    let mut recorded = offset;
     let mut batch = Vec::new();
     let mut batch_bytes = 0;
     let mut cut = None;
@@ -195,6 +196,22 @@ async fn append(
                 checksum = Some(sum.update(full.clone()).await?);
             }
             appender.write(full).await?;
+            // A checked chunk is kept whole or not at all: no progress before its end.
+            if checksum.is_none() && size - recorded >= state.tus.checkpoint_bytes {
+                let partial = appender.checkpoint().await?;
+                let content_type = sniffed(detector.as_ref(), upload, state)?;
+                save_progress(
+                    state,
+                    upload,
+                    &partial,
+                    length,
+                    content_type.as_deref(),
+                    false,
+                )
+                .await?;
+                tracing::debug!(id = %upload.id, offset = partial.size, "progress recorded");
+                recorded = partial.size;
+            }
         }
     }
     // A body whose checksum cannot be checked (it was cut) or does not match is not kept.
@@ -207,27 +224,22 @@ async fn append(
         }
     }
     reservation.add(batch_bytes as u64).await?;
-    let content_type = match detector {
-        Some(detector) if size > offset => {
-            let content_type = detector.content_type();
-            state.limits.allow.check(&content_type)?;
-            Some(content_type)
-        }
-        _ => upload.content_type.clone(),
+    let content_type = match size > offset {
+        true => sniffed(detector.as_ref(), upload, state)?,
+        false => upload.content_type.clone(),
     };
     let appender = holding.appender.take().expect("inserted above");
     let partial = appender.pause(batch).await?;
-    let expires_at = OffsetDateTime::now_utc() + state.tus.expiry();
     let complete = length == Some(partial.size);
-    let progress = Progress {
-        partial: &partial,
-        length: length.map(|length| length as i64),
-        content_type: content_type.as_deref(),
-        expires_at,
-    };
-    if !record::save(&state.pool, &holding.upload, &progress, !complete).await? {
-        return Err(ApiError::UploadLocked);
-    }
+    let expires_at = save_progress(
+        state,
+        upload,
+        &partial,
+        length,
+        content_type.as_deref(),
+        !complete,
+    )
+    .await?;
     holding.held = complete;
     let offset = partial.size;
     if let Some(cut) = cut.filter(|_| !complete) {
@@ -243,6 +255,46 @@ async fn append(
         expires_at,
         file,
     })
+}
+
+/// The content type the first bytes tell (checked against the allow-list), when this PATCH
+/// brought the first bytes; else what was recorded.
+fn sniffed(
+    detector: Option<&Detector>,
+    upload: &Leased,
+    state: &AppState,
+) -> Result<Option<String>, ApiError> {
+    match detector {
+        Some(detector) => {
+            let content_type = detector.content_type();
+            state.limits.allow.check(&content_type)?;
+            Ok(Some(content_type))
+        }
+        None => Ok(upload.content_type.clone()),
+    }
+}
+
+/// Records the upload's progress (and renews its expiry); `release` gives the lease back.
+/// Returns the new expiry.
+async fn save_progress(
+    state: &AppState,
+    upload: &Leased,
+    partial: &Partial,
+    length: Option<u64>,
+    content_type: Option<&str>,
+    release: bool,
+) -> Result<OffsetDateTime, ApiError> {
+    let expires_at = OffsetDateTime::now_utc() + state.tus.expiry();
+    let progress = Progress {
+        partial,
+        length: length.map(|length| length as i64),
+        content_type,
+        expires_at,
+    };
+    if !record::save(&state.pool, upload, &progress, release).await? {
+        return Err(ApiError::UploadLocked);
+    }
+    Ok(expires_at)
 }
 
 /// The upload's length once this request's `Upload-Length` (deferred length) is applied.

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use super::{JournalEntry, link, sync_parent};
-use crate::storage::Written;
+use crate::storage::{Written, resumable::Partial};
 
 /// Writeback is started for every window written, so that disk writes overlap receiving and
 /// the final sync finds little left to flush. (Waiting for each window as well was slower.)
@@ -171,12 +171,26 @@ impl FsAppender {
 
     /// Writes the last batch and makes everything durable: the size and hash state returned
     /// may be recorded.
-    pub async fn pause(mut self, last: Vec<Bytes>) -> io::Result<(u64, Sha256)> {
+    pub async fn pause(mut self, last: Vec<Bytes>) -> io::Result<Partial> {
         let (progress, ()) = self
             .pipeline
             .finish(last, |progress| progress.file()?.sync_data())
             .await?;
-        Ok((progress.size, progress.hasher))
+        Ok(progress.partial())
+    }
+
+    /// Makes what was written so far durable without ending the PATCH: the size and hash state
+    /// returned may be recorded.
+    pub async fn checkpoint(&mut self) -> io::Result<Partial> {
+        let progress = self.pipeline.wait_idle().await?;
+        let progress = tokio::task::spawn_blocking(move || {
+            progress.file()?.sync_data()?;
+            Ok::<_, io::Error>(progress)
+        })
+        .await??;
+        let recorded = progress.partial();
+        self.pipeline.idle = Some(progress);
+        Ok(recorded)
     }
 
     /// Waits for a batch still being written: the file must not change after the lease that
@@ -223,6 +237,14 @@ impl Progress {
         self.file
             .as_ref()
             .ok_or_else(|| io::Error::other("the object file was never created"))
+    }
+
+    fn partial(&self) -> Partial {
+        Partial {
+            size: self.size,
+            hasher: self.hasher.clone(),
+            multipart: None,
+        }
     }
 
     fn written(self) -> Written {

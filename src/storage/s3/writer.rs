@@ -12,7 +12,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::S3Store;
-use crate::{in_flight, storage::Written};
+use crate::{
+    in_flight,
+    storage::{Written, resumable::Partial},
+};
 
 enum Hashing {
     Ready(Sha256),
@@ -240,21 +243,32 @@ impl S3Appender {
 
     /// Takes the last batch and waits for the parts on their way: what is returned may be
     /// recorded.
-    pub async fn pause(mut self, last: Vec<Bytes>) -> io::Result<(u64, Sha256, Multipart)> {
+    pub async fn pause(mut self, last: Vec<Bytes>) -> io::Result<Partial> {
         self.write(last).await?;
+        self.checkpoint().await
+    }
+
+    /// Waits for the parts on their way without ending the PATCH: what is returned (the part
+    /// being filled as the tail) may be recorded.
+    pub async fn checkpoint(&mut self) -> io::Result<Partial> {
         self.parts.all_sent().await?;
         let hasher = self.parts.hashed().await?;
-        let tail = concat(std::mem::take(&mut self.parts.part));
-        let parts = std::mem::take(&mut self.parts.sent)
-            .into_iter()
-            .map(|part| part.content_id)
-            .collect();
+        self.parts.hashing = Some(Hashing::Ready(hasher.clone()));
         let multipart = Multipart {
-            upload_id: std::mem::take(&mut self.upload_id),
-            parts,
-            tail,
+            upload_id: self.upload_id.clone(),
+            parts: self
+                .parts
+                .sent
+                .iter()
+                .map(|part| part.content_id.clone())
+                .collect(),
+            tail: concat(self.parts.part.clone()),
         };
-        Ok((self.parts.size, hasher, multipart))
+        Ok(Partial {
+            size: self.parts.size,
+            hasher,
+            multipart: Some(multipart),
+        })
     }
 
     /// Waits for the parts still on their way: a later PATCH must not race them for a part
