@@ -26,7 +26,9 @@ pub enum StoreError {
     NoSuchToken(Uuid),
     #[error("the `{ANONYMOUS}` user owns what is uploaded with auth off; it cannot be deleted")]
     AnonymousDelete,
-    #[error("`{0}` still owns {1} files: delete them first (DELETE /files/{{id}})")]
+    #[error(
+        "`{0}` still owns {1} files or unfinished uploads: delete them first (DELETE /files/{{id}}, DELETE /tus/{{id}})"
+    )]
     UserOwnsFiles(String, i64),
     #[error("could not draw random bytes for the token")]
     Random(#[from] getrandom::Error),
@@ -121,8 +123,8 @@ pub async fn list_users(pool: &PgPool) -> Result<Vec<UserInfo>, StoreError> {
     .await?)
 }
 
-/// Deletes a user and their tokens; refused while they own files, whose objects would otherwise
-/// lose their rows' owner.
+/// Deletes a user and their tokens; refused while they own files or unfinished resumable
+/// uploads, whose bytes would otherwise lose their owner.
 pub async fn delete_user(pool: &PgPool, name: &str) -> Result<(), StoreError> {
     if name == ANONYMOUS {
         return Err(StoreError::AnonymousDelete);
@@ -130,6 +132,7 @@ pub async fn delete_user(pool: &PgPool, name: &str) -> Result<(), StoreError> {
     let deleted = sqlx::query_scalar!(
         "DELETE FROM users WHERE name = $1
          AND NOT EXISTS (SELECT 1 FROM files WHERE files.owner_id = users.id)
+         AND NOT EXISTS (SELECT 1 FROM resumable_uploads r WHERE r.owner_id = users.id)
          RETURNING id",
         name
     )
@@ -139,7 +142,8 @@ pub async fn delete_user(pool: &PgPool, name: &str) -> Result<(), StoreError> {
         return Ok(());
     }
     let owned = sqlx::query_scalar!(
-        r#"SELECT (SELECT count(*) FROM files f WHERE f.owner_id = u.id) AS "files!"
+        r#"SELECT (SELECT count(*) FROM files f WHERE f.owner_id = u.id)
+                + (SELECT count(*) FROM resumable_uploads r WHERE r.owner_id = u.id) AS "files!"
            FROM users u WHERE u.name = $1"#,
         name
     )

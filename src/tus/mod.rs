@@ -13,7 +13,7 @@ mod record;
 pub mod sweep;
 
 use actix_web::{
-    HttpRequest, HttpResponse, guard,
+    HttpRequest, HttpResponse, ResponseError, guard,
     http::{Method, header},
     middleware::from_fn,
     web,
@@ -45,12 +45,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource(["/tus", "/tus/"])
             .guard(guard::Options())
-            .route(web::route().to(options)),
+            .route(web::route().to(options))
+            .wrap(from_fn(protocol::tag)),
     )
     .service(
         web::resource(["/tus", "/tus/"])
             .route(web::post().to(create))
-            .wrap(from_fn(auth::identify)),
+            .wrap(from_fn(auth::identify))
+            .wrap(from_fn(protocol::tag)),
     )
     .service(
         web::resource("/tus/{id}")
@@ -58,7 +60,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(patch))
             .route(web::delete().to(terminate))
             .route(web::method(Method::OPTIONS).to(options))
-            .wrap(from_fn(auth::identify)),
+            .wrap(from_fn(auth::identify))
+            .wrap(from_fn(protocol::tag)),
     );
 }
 
@@ -124,8 +127,19 @@ async fn create(
         state.storage.instance(),
     )
     .await??;
-    let patched = receive::patch(&state, &req, payload, leased, 0).await?;
-    Ok(answer_patch(&mut created, &patched))
+    match receive::patch(&state, &req, payload, leased, 0).await {
+        Ok(patched) => Ok(answer_patch(&mut created, &patched)),
+        // The upload exists even though its first bytes failed: say where, so that the client
+        // can resume or terminate it instead of leaving it to expire.
+        Err(error) => {
+            let mut refused = error.error_response();
+            refused.headers_mut().insert(
+                header::LOCATION,
+                header::HeaderValue::from_str(&location).expect("a path is a header value"),
+            );
+            Ok(refused)
+        }
+    }
 }
 
 /// Reserves the upload's quota, prepares its storage and records it; undoes what was done if a

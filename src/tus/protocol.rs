@@ -2,7 +2,10 @@
 
 use actix_web::{
     HttpResponseBuilder,
-    http::header::{self, HeaderMap, HeaderName},
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{self, HeaderMap, HeaderName, HeaderValue},
+    middleware::Next,
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
@@ -199,17 +202,25 @@ pub fn http_date(at: OffsetDateTime) -> String {
     text.replace(" +0000", " GMT")
 }
 
-/// What every tus answer carries.
+/// What every answer about an upload carries: it changes with every PATCH.
 pub fn resumable(builder: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
-    builder
-        .insert_header((TUS_RESUMABLE, VERSION))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
+    builder.insert_header((header::CACHE_CONTROL, "no-store"))
+}
+
+/// Middleware for every tus route: each answer, errors included, says which version it speaks.
+pub async fn tag(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut response = next.call(req).await?;
+    response
+        .headers_mut()
+        .insert(TUS_RESUMABLE, HeaderValue::from_static(VERSION));
+    Ok(response)
 }
 
 #[cfg(test)]
 mod tests {
-    use actix_web::http::header::HeaderValue;
-
     use super::*;
 
     fn headers(pairs: &[(&HeaderName, &str)]) -> HeaderMap {

@@ -697,3 +697,48 @@ async fn a_long_patch_records_its_progress_so_that_a_crash_loses_little() {
     );
     assert_nothing_resumable_left(&db).await;
 }
+
+#[tokio::test]
+async fn a_user_with_an_unfinished_upload_is_not_deleted_until_it_is_terminated() {
+    use intake::auth::store::{StoreError, delete_user};
+    let app = spawn_app_with(|s| s.auth.enabled = true).await;
+    let token = app.user_with_token("ada").await;
+    let tus = Tus::of(&app).with_token(&token);
+    let path = tus.created(10, "unfinished").await;
+
+    let refused = delete_user(&app.pool, "ada").await;
+
+    assert!(
+        matches!(refused, Err(StoreError::UserOwnsFiles(_, 1))),
+        "{refused:?}"
+    );
+    assert_eq!(tus.delete(&path).await.status(), 204);
+    delete_user(&app.pool, "ada").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_creation_whose_first_bytes_fail_still_says_where_the_upload_is() {
+    let app = spawn_app().await;
+    let tus = Tus::of(&app);
+
+    let refused = tus
+        .request(reqwest::Method::POST, "/tus/")
+        .header("Upload-Length", 10)
+        .header("Content-Type", OCTETS)
+        .header("Upload-Checksum", "sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .body("0123456789")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(refused.status(), 460);
+    assert_eq!(
+        header(&refused, "tus-resumable"),
+        "1.0.0",
+        "errors carry it too"
+    );
+    let path = header(&refused, "location");
+    assert_eq!(tus.offset(&path).await, 0);
+    assert_eq!(tus.delete(&path).await.status(), 204);
+    assert_nothing_resumable_left(&app).await;
+}
