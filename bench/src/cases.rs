@@ -109,6 +109,41 @@ pub struct CaseResult {
     pub quick: bool,
 }
 
+/// What a run measured, before it is summed up.
+pub struct Figures {
+    /// One per answer that passed its check.
+    pub latencies: Vec<Duration>,
+    pub errors: usize,
+    pub wall: Duration,
+    /// Bytes each answer's request carried.
+    pub payload: usize,
+    /// The server's resident KiB before and at its peak.
+    pub rss_kib: (u64, u64),
+}
+
+impl Figures {
+    pub fn result(mut self, target: &str, case: &str) -> CaseResult {
+        self.latencies.sort();
+        let ok = self.latencies.len();
+        let wall = self.wall.as_secs_f64();
+        CaseResult {
+            target: target.to_owned(),
+            case: case.to_owned(),
+            ok,
+            errors: self.errors,
+            wall_s: wall,
+            rps: ok as f64 / wall,
+            mib_s: (ok * self.payload) as f64 / MIB as f64 / wall,
+            p50_ms: percentile(&self.latencies, 0.50),
+            p99_ms: percentile(&self.latencies, 0.99),
+            max_ms: self.latencies.last().map_or(0.0, ms),
+            rss_start_mib: self.rss_kib.0 as f64 / 1024.0,
+            rss_peak_mib: self.rss_kib.1 as f64 / 1024.0,
+            quick: false,
+        }
+    }
+}
+
 impl Case {
     /// What a quick run of this case sends instead, for its label.
     pub fn quick_label(&self) -> String {
@@ -166,25 +201,14 @@ impl Case {
             check,
         );
         let rss_peak = sampler.finish();
-        let mut latencies = outcome.latencies;
-        latencies.sort();
-        let ok = latencies.len();
-        let wall = outcome.wall.as_secs_f64();
-        CaseResult {
-            target: target.to_owned(),
-            case: self.name.to_owned(),
-            ok,
+        let figures = Figures {
+            latencies: outcome.latencies,
             errors: outcome.errors,
-            wall_s: wall,
-            rps: ok as f64 / wall,
-            mib_s: (ok * payload) as f64 / MIB as f64 / wall,
-            p50_ms: percentile(&latencies, 0.50),
-            p99_ms: percentile(&latencies, 0.99),
-            max_ms: latencies.last().map_or(0.0, ms),
-            rss_start_mib: rss_start as f64 / 1024.0,
-            rss_peak_mib: rss_peak as f64 / 1024.0,
-            quick: false,
-        }
+            wall: outcome.wall,
+            payload,
+            rss_kib: (rss_start, rss_peak),
+        };
+        figures.result(target, self.name)
     }
 
     /// The request, how to check its answer, and the payload bytes it carries.
@@ -265,11 +289,11 @@ pub fn random_bytes(len: usize) -> Vec<u8> {
     bytes
 }
 
-pub fn ms(duration: &Duration) -> f64 {
+fn ms(duration: &Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -11,7 +11,7 @@ use std::{
 use sha2::{Digest, Sha256};
 
 use crate::{
-    cases::{CaseResult, ms, percentile, random_bytes},
+    cases::{CaseResult, Figures, random_bytes},
     rss::{self, Sampler},
 };
 
@@ -70,25 +70,14 @@ impl TusCase {
                 }
             }
         }
-        let wall = started.elapsed().as_secs_f64();
-        let rss_peak = sampler.finish();
-        durations.sort();
-        let ok = durations.len();
-        CaseResult {
-            target: target.to_owned(),
-            case: self.name.to_owned(),
-            ok,
+        let figures = Figures {
+            latencies: durations,
             errors,
-            wall_s: wall,
-            rps: ok as f64 / wall,
-            mib_s: (ok * self.size) as f64 / MIB as f64 / wall,
-            p50_ms: percentile(&durations, 0.50),
-            p99_ms: percentile(&durations, 0.99),
-            max_ms: durations.last().map_or(0.0, ms),
-            rss_start_mib: rss_start as f64 / 1024.0,
-            rss_peak_mib: rss_peak as f64 / 1024.0,
-            quick: false,
-        }
+            wall: started.elapsed(),
+            payload: self.size,
+            rss_kib: (rss_start, sampler.finish()),
+        };
+        figures.result(target, self.name)
     }
 }
 

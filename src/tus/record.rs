@@ -2,7 +2,7 @@
 //! at a time change it.
 
 use sha2::{Sha256, digest::common::hazmat::SerializableState};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -161,7 +161,8 @@ async fn lease_if_held_by(
     instance: Uuid,
     held: Option<Uuid>,
 ) -> Result<Option<Leased>, sqlx::Error> {
-    sqlx::query_as!(
+    let mut conn = pool.acquire().await?;
+    let leased = sqlx::query_as!(
         Leased,
         r#"
         UPDATE resumable_uploads SET lease = $3, lease_holder = $4
@@ -176,8 +177,12 @@ async fn lease_if_held_by(
         instance,
         held
     )
-    .fetch_optional(pool)
-    .await
+    .fetch_optional(&mut *conn)
+    .await;
+    // The tail (megabytes, on S3) grew this connection's buffers: give them back, or every
+    // pooled connection would keep a part's worth of memory.
+    conn.shrink_buffers();
+    leased
 }
 
 /// What a PATCH changed, to be recorded.
@@ -199,6 +204,7 @@ pub async fn save(
     let multipart = progress.partial.multipart.as_ref();
     let parts = multipart.map(|m| m.parts.clone()).unwrap_or_default();
     let tail = multipart.map(|m| m.tail.to_vec()).unwrap_or_default();
+    let mut conn = pool.acquire().await?;
     let saved = sqlx::query!(
         r#"
         UPDATE resumable_uploads SET received = $3, hash_state = $4, parts = $5, tail = $6,
@@ -218,9 +224,10 @@ pub async fn save(
         progress.expires_at,
         release,
     )
-    .execute(pool)
-    .await?;
-    Ok(saved.rows_affected() == 1)
+    .execute(&mut *conn)
+    .await;
+    conn.shrink_buffers();
+    Ok(saved?.rows_affected() == 1)
 }
 
 /// Gives the lease back without changing the upload.

@@ -425,3 +425,50 @@ async fn what_the_bucket_refused_to_remove_is_removed_by_the_next_sweep() {
     assert_eq!(swept["kept"], 0);
     assert!(db.leftovers().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_resumable_upload_keeps_short_tails_in_its_row_and_long_ones_as_parts() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    // Parts of 8 MiB, chunks of 3 MiB: tails of 3 and 6 MiB; the second is long enough to be
+    // a part (S3's minimum is 5 MiB), so it goes as one.
+    let app = app_on(&server, |s| s.storage.s3.part_size_bytes = 8 * MIB).await;
+    let tus = crate::tus::Tus::of(&app);
+    let bytes = random_bytes(20 * MIB + 7, 33);
+    let path = tus.created(bytes.len() as u64, "tails.bin").await;
+    let tail_and_parts = || async {
+        sqlx::query_as::<_, (i32, i32)>(
+            "SELECT length(tail), cardinality(parts) FROM resumable_uploads",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+
+    let mut offset = 0;
+    for (chunk, expected) in [(3, (3 * MIB, 0)), (3, (0, 1)), (3, (3 * MIB, 1))] {
+        let end = offset + chunk * MIB;
+        let patched = tus
+            .patch(&path, offset as u64, bytes[offset..end].to_vec())
+            .await;
+        assert_eq!(patched.status(), 204);
+        let (tail, parts) = tail_and_parts().await;
+        assert_eq!(
+            (tail as usize, parts),
+            (expected.0, expected.1),
+            "after {end} bytes"
+        );
+        offset = end;
+    }
+    let last = tus
+        .patch(&path, offset as u64, bytes[offset..].to_vec())
+        .await;
+
+    assert_eq!(last.status(), 204);
+    let id = path.trim_start_matches("/tus/");
+    let stored: serde_json::Value = app.get(&format!("/files/{id}")).await.json().await.unwrap();
+    assert_eq!(stored["sha256"], sha256_hex(&bytes));
+    crate::tus::assert_nothing_resumable_left(&app).await;
+    assert_eq!(server.unfinished_parts(), Vec::<PathBuf>::new());
+}

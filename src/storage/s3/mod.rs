@@ -40,7 +40,7 @@ use crate::{
 };
 
 /// S3's smallest part but the last.
-const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+pub(super) const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::S3Store;
+use super::{MIN_PART_SIZE, S3Store};
 use crate::{
     in_flight,
     storage::{Written, resumable::Partial},
@@ -251,6 +251,10 @@ impl S3Appender {
     /// Waits for the parts on their way without ending the PATCH: what is returned (the part
     /// being filled as the tail) may be recorded.
     pub async fn checkpoint(&mut self) -> io::Result<Partial> {
+        // A tail long enough to be a part goes as one, rather than into the upload's row.
+        if self.parts.part_bytes >= MIN_PART_SIZE {
+            self.parts.send(&self.upload_id).await?;
+        }
         self.parts.all_sent().await?;
         let hasher = self.parts.hashed().await?;
         self.parts.hashing = Some(Hashing::Ready(hasher.clone()));
