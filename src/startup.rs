@@ -85,6 +85,11 @@ impl Application {
         background.extend(rate_limit.spawn_pruning(RATE_LIMIT_PRUNING));
 
         let uploads = InFlight::default();
+        let tus_writers = Arc::new(tus::writers::Writers::default());
+        background.push(tus::writers::spawn_listening(
+            pool.clone(),
+            Arc::clone(&tus_writers),
+        ));
         let http = reqwest::Client::builder()
             .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -98,6 +103,7 @@ impl Application {
             storage,
             limits: uploads::Limits::new(settings.upload.clone()),
             tus: settings.tus.clone(),
+            tus_writers,
             uploads: uploads.clone(),
             checkout: Checkout::from_settings(&settings.checkout, &http),
             request_body_timeout: settings.server.request_body_timeout(),

@@ -26,6 +26,8 @@ pub struct AppState {
     pub storage: Arc<Storage>,
     pub limits: uploads::Limits,
     pub tus: TusSettings,
+    /// The resumable uploads being written here.
+    pub tus_writers: Arc<crate::tus::writers::Writers>,
     pub uploads: InFlight,
     pub checkout: checkout::Checkout,
     /// The idempotency keys of the checkouts running here.

@@ -11,6 +11,7 @@ mod protocol;
 mod receive;
 mod record;
 pub mod sweep;
+pub mod writers;
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError, guard,
@@ -120,13 +121,7 @@ async fn create(
             .insert_header((UPLOAD_EXPIRES, http_date(upload.expires_at)))
             .finish());
     }
-    let leased = record::take_lease(
-        &state.pool,
-        upload.id,
-        owner.user_id,
-        state.storage.instance(),
-    )
-    .await??;
+    let leased = lease(&state, upload.id, owner).await??;
     match receive::patch(&state, &req, payload, leased, 0).await {
         Ok(patched) => Ok(answer_patch(&mut created, &patched)),
         // The upload exists even though its first bytes failed: say where, so that the client
@@ -180,6 +175,33 @@ async fn start(state: &AppState, mut upload: NewUpload) -> Result<NewUpload, Api
     Ok(upload)
 }
 
+/// Waits after asking the request that holds an upload's lease to let go: it records what it
+/// has received first.
+const RELEASE_WAITS_MS: [u64; 7] = [50, 100, 200, 400, 800, 1600, 2000];
+
+/// Takes the upload's lease for this request. A request that holds it (on any instance) is
+/// asked to stop, as tusd does: the client has come back, most likely because the connection
+/// of that request died without a word.
+async fn lease(
+    state: &AppState,
+    id: Uuid,
+    owner: Owner,
+) -> Result<Result<record::Leased, Refused>, sqlx::Error> {
+    let instance = state.storage.instance();
+    let mut taken = record::take_lease(&state.pool, id, owner.user_id, instance).await?;
+    if let Err(Refused::Locked(Some(holder))) = taken {
+        writers::ask_release(&state.tus_writers, &state.pool, instance, holder, id).await?;
+        for wait in RELEASE_WAITS_MS {
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            taken = record::take_lease(&state.pool, id, owner.user_id, instance).await?;
+            if !matches!(taken, Err(Refused::Locked(_))) {
+                break;
+            }
+        }
+    }
+    Ok(taken)
+}
+
 /// `HEAD /tus/{id}`: how far the upload is. A finished upload answers as a whole file, so that
 /// a client that missed the last answer learns it is done.
 async fn head(
@@ -219,8 +241,7 @@ async fn head(
 }
 
 async fn finish_stored(state: &AppState, id: Uuid, owner: Owner) -> Result<FileRecord, ApiError> {
-    let leased =
-        record::take_lease(&state.pool, id, owner.user_id, state.storage.instance()).await??;
+    let leased = lease(state, id, owner).await??;
     let in_flight = std::sync::Arc::new(state.uploads.enter());
     let mut holding = Holding::new(state, leased);
     let finished = match holding.upload.partial() {
@@ -261,8 +282,7 @@ async fn patch(
     let offset = protocol::number(headers, &UPLOAD_OFFSET)?
         .ok_or_else(|| ApiError::InvalidRequest("a PATCH needs `Upload-Offset`".into()))?;
     let id = id.into_inner();
-    let instance = state.storage.instance();
-    let leased = match record::take_lease(&state.pool, id, owner.user_id, instance).await? {
+    let leased = match lease(&state, id, owner).await? {
         Ok(leased) => leased,
         Err(Refused::NotFound) => {
             return patch_finished(&state, payload, owner, id, offset).await;
@@ -321,8 +341,7 @@ async fn terminate(
 ) -> Result<HttpResponse, ApiError> {
     protocol::check_version(req.headers())?;
     let id = id.into_inner();
-    let leased =
-        record::take_lease(&state.pool, id, owner.user_id, state.storage.instance()).await?;
+    let leased = lease(&state, id, owner).await?;
     let leased = match leased {
         Ok(leased) => leased,
         // An expired upload is as good as terminated.

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::Digest;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     protocol::{self, UPLOAD_LENGTH},
@@ -42,11 +43,14 @@ pub struct Holding<'a> {
     pub upload: Leased,
     appender: Option<Appender>,
     held: bool,
+    /// Cancelled when a newer request asks for the upload (see `writers`).
+    superseded: CancellationToken,
 }
 
 impl<'a> Holding<'a> {
     pub fn new(state: &'a AppState, upload: Leased) -> Self {
         Self {
+            superseded: state.tus_writers.enter(upload.id),
             state,
             upload,
             appender: None,
@@ -72,6 +76,9 @@ impl<'a> Holding<'a> {
 
 impl Drop for Holding<'_> {
     fn drop(&mut self) {
+        self.state
+            .tus_writers
+            .leave(self.upload.id, &self.superseded);
         if !self.held {
             return;
         }
@@ -164,8 +171,17 @@ async fn append(
     let mut batch = Vec::new();
     let mut batch_bytes = 0;
     let mut cut = None;
+    let superseded = holding.superseded.clone();
     loop {
-        let chunk = match clock.bounded(payload.next()).await {
+        let next = tokio::select! {
+            next = clock.bounded(payload.next()) => next,
+            () = superseded.cancelled() => {
+                tracing::info!(id = %upload.id, "a newer request took this upload over");
+                cut = Some(ApiError::UploadLocked);
+                break;
+            }
+        };
+        let chunk = match next {
             Ok(Some(Ok(chunk))) => chunk,
             Ok(None) => break,
             Ok(Some(Err(error))) => {

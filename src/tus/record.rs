@@ -94,7 +94,8 @@ pub async fn status(pool: &PgPool, id: Uuid, owner: i64) -> Result<Option<Status
 pub enum Refused {
     NotFound,
     Expired,
-    Locked,
+    /// Held by a running instance (this one, possibly), when it is known which.
+    Locked(Option<Uuid>),
 }
 
 impl From<Refused> for ApiError {
@@ -102,7 +103,7 @@ impl From<Refused> for ApiError {
         match refused {
             Refused::NotFound => ApiError::NotFound("upload"),
             Refused::Expired => ApiError::UploadExpired,
-            Refused::Locked => ApiError::UploadLocked,
+            Refused::Locked(_) => ApiError::UploadLocked,
         }
     }
 }
@@ -139,16 +140,16 @@ pub async fn take_lease(
         // Given back between the two statements: try once more.
         return Ok(lease_if_held_by(pool, id, owner, lease, instance, None)
             .await?
-            .ok_or(Refused::Locked));
+            .ok_or(Refused::Locked(None)));
     };
     if holder == instance || !instances::running(pool, &[holder]).await?.is_empty() {
-        return Ok(Err(Refused::Locked));
+        return Ok(Err(Refused::Locked(Some(holder))));
     }
     tracing::info!(%id, %holder, "taking over the lease of an upload whose instance is gone");
     Ok(
         lease_if_held_by(pool, id, owner, lease, instance, Some(held))
             .await?
-            .ok_or(Refused::Locked),
+            .ok_or(Refused::Locked(None)),
     )
 }
 

@@ -459,40 +459,118 @@ async fn a_deferred_length_counts_against_the_quota_as_bytes_arrive() {
     assert_nothing_resumable_left(&app).await;
 }
 
-#[tokio::test]
-async fn a_second_patch_while_one_runs_is_refused_with_423() {
-    let app = spawn_app().await;
-    let tus = Tus::of(&app);
-    let bytes = random_bytes(200_000, 3);
-    let path = tus.created(bytes.len() as u64, "contended.bin").await;
+/// Starts a PATCH at offset 0 on `on` whose body stops after `first` bytes, and waits until it
+/// holds the upload's lease (its server counts it in flight). Returns the body's sender and
+/// the request.
+async fn stalled_patch(
+    on: &TestApp,
+    path: &str,
+    first: &[u8],
+) -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tokio::task::JoinHandle<Response>,
+) {
     let (sender, body) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    let first = {
-        let (tus, path) = (Tus::of(&app), path.clone());
+    let request = {
+        let (tus, path) = (Tus::of(on), path.to_owned());
         let body = reqwest::Body::wrap_stream(tokio_stream(body));
         tokio::spawn(async move { tus.patch(&path, 0, body).await })
     };
     sender
-        .send(Ok(Bytes::copy_from_slice(&bytes[..1000])))
+        .send(Ok(Bytes::copy_from_slice(first)))
         .await
         .unwrap();
-    // The upload counts as in flight once its PATCH holds the lease.
-    let mut in_flight = app.uploads_in_flight.clone();
+    let mut in_flight = on.uploads_in_flight.clone();
     in_flight.wait_for(|n| *n == 1).await.unwrap();
+    (sender, request)
+}
 
-    let second = tus.patch(&path, 0, bytes.clone()).await;
+async fn a_newer_patch_takes_over(first: &TestApp, second: &TestApp) {
+    let bytes = random_bytes(200_000, 3);
+    let path = Tus::of(first)
+        .created(bytes.len() as u64, "contended.bin")
+        .await;
+    // A client whose connection died without a word: its PATCH still holds the lease.
+    let (_sender, stalled) = stalled_patch(first, &path, &bytes[..1000]).await;
 
-    let body = assert_problem(second, 423, "upload_locked").await;
-    assert!(body["detail"].as_str().unwrap().contains("another request"));
-    sender
-        .send(Ok(Bytes::copy_from_slice(&bytes[1000..])))
+    // The client comes back with what it thought was the offset.
+    let tus = Tus::of(second);
+    let newer = tus.patch(&path, 0, bytes.clone()).await;
+
+    let old = stalled.await.unwrap();
+    assert_problem(old, 423, "upload_locked").await;
+    let body = assert_problem(newer, 409, "offset_mismatch").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("has 1000 bytes"),
+        "{body}"
+    );
+    assert_eq!(
+        tus.offset(&path).await,
+        1000,
+        "the old PATCH kept what it received"
+    );
+    assert_eq!(
+        tus.patch(&path, 1000, bytes[1000..].to_vec())
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        file_object(second, id_of(&path)).await["sha256"],
+        sha256_hex(&bytes)
+    );
+}
+
+#[tokio::test]
+async fn a_newer_patch_takes_an_upload_over_from_one_still_running() {
+    let app = spawn_app().await;
+    a_newer_patch_takes_over(&app, &app).await;
+    assert_nothing_resumable_left(&app).await;
+}
+
+#[tokio::test]
+async fn a_newer_patch_on_another_instance_takes_the_upload_over_too() {
+    let first = spawn_app().await;
+    let second = first.another_instance(|_| {}).await;
+    a_newer_patch_takes_over(&first, &second).await;
+    assert_nothing_resumable_left(&first).await;
+}
+
+#[tokio::test]
+async fn a_lease_whose_running_holder_does_not_let_go_is_423() {
+    let app = spawn_app().await;
+    let tus = Tus::of(&app);
+    let path = tus.created(10, "held.bin").await;
+    // An instance that runs (its advisory lock is held) but does not answer release requests.
+    let holder = Uuid::now_v7();
+    let key = i64::from_be_bytes(holder.as_bytes()[8..].try_into().unwrap());
+    let mut running = app.pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut *running)
         .await
         .unwrap();
-    drop(sender);
-    let first = first.await.unwrap();
-    assert_eq!(first.status(), 204);
+    sqlx::query("UPDATE resumable_uploads SET lease = gen_random_uuid(), lease_holder = $1")
+        .bind(holder)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let refused = tus.patch(&path, 0, "0123456789").await;
+
+    assert_eq!(header(&refused, "retry-after"), "1");
+    let body = assert_problem(refused, 423, "upload_locked").await;
+    assert!(body["detail"].as_str().unwrap().contains("another request"));
+    assert_problem(tus.delete(&path).await, 423, "upload_locked").await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .execute(&mut *running)
+        .await
+        .unwrap();
     assert_eq!(
-        file_object(&app, id_of(&path)).await["sha256"],
-        sha256_hex(&bytes)
+        tus.patch(&path, 0, "0123456789").await.status(),
+        204,
+        "its instance is gone"
     );
     assert_nothing_resumable_left(&app).await;
 }
