@@ -24,24 +24,44 @@ struct Cli {
     command: Command,
 }
 
+/// The server a load runs against, and where its figures go.
+#[derive(clap::Args)]
+struct Server {
+    /// The server, on loopback only, e.g. 127.0.0.1:18080.
+    #[arg(long)]
+    address: SocketAddr,
+    /// The server's process id, for its memory.
+    #[arg(long)]
+    pid: u32,
+    /// The name the report shows for this server.
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    out: PathBuf,
+    /// One small round: a smoke test, not a measurement.
+    #[arg(long)]
+    quick: bool,
+}
+
+impl Server {
+    /// The results file, once the address is known to be on loopback.
+    fn results(&self) -> Result<fs::File, Box<dyn std::error::Error>> {
+        if !self.address.ip().is_loopback() {
+            return Err("the benchmark only sends load to loopback addresses".into());
+        }
+        Ok(OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.out)?)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs every case against one server and appends one JSON line per case.
     Suite {
-        /// The server, on loopback only, e.g. 127.0.0.1:18080.
-        #[arg(long)]
-        address: SocketAddr,
-        /// The server's process id, for its memory.
-        #[arg(long)]
-        pid: u32,
-        /// The name the report shows for this server.
-        #[arg(long)]
-        target: String,
-        #[arg(long)]
-        out: PathBuf,
-        /// One small round per case: a smoke test, not a measurement.
-        #[arg(long)]
-        quick: bool,
+        #[command(flatten)]
+        server: Server,
         /// Only the cases whose name contains this text.
         #[arg(long, default_value = "")]
         only: String,
@@ -49,19 +69,10 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
-    /// Uploads with tus (resumable) and appends one JSON line.
+    /// Uploads 1 GiB with tus (resumable) in 10 MiB chunks and appends one JSON line.
     Tus {
-        #[arg(long)]
-        address: SocketAddr,
-        #[arg(long)]
-        pid: u32,
-        #[arg(long)]
-        target: String,
-        #[arg(long)]
-        out: PathBuf,
-        /// One 1 MiB upload: a smoke test, not a measurement.
-        #[arg(long)]
-        quick: bool,
+        #[command(flatten)]
+        server: Server,
     },
     /// Measures disk write (in DIR), SHA-256 and loopback TCP, and an S3 server's PUTs when
     /// given one; writes JSON.
@@ -95,39 +106,28 @@ enum Command {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
         Command::Suite {
-            address,
-            pid,
-            target,
-            out,
-            quick,
+            server,
             only,
             token,
         } => {
-            if !address.ip().is_loopback() {
-                return Err("the benchmark only sends load to loopback addresses".into());
-            }
-            let mut file = OpenOptions::new().create(true).append(true).open(out)?;
+            let mut file = server.results()?;
             for case in cases::SUITE.into_iter().filter(|c| c.name.contains(&only)) {
-                let case = if quick { case.quick() } else { case };
-                let mut result = case.run(&target, address, pid, token.as_deref());
-                result.quick = quick;
+                let case = if server.quick { case.quick() } else { case };
+                let mut result =
+                    case.run(&server.target, server.address, server.pid, token.as_deref());
+                result.quick = server.quick;
                 record(&mut file, &result)?;
             }
         }
-        Command::Tus {
-            address,
-            pid,
-            target,
-            out,
-            quick,
-        } => {
-            if !address.ip().is_loopback() {
-                return Err("the benchmark only sends load to loopback addresses".into());
-            }
-            let mut file = OpenOptions::new().create(true).append(true).open(out)?;
-            let case = if quick { tus::CASE.quick() } else { tus::CASE };
-            let mut result = case.run(&target, address, pid);
-            result.quick = quick;
+        Command::Tus { server } => {
+            let mut file = server.results()?;
+            let case = if server.quick {
+                tus::CASE.quick()
+            } else {
+                tus::CASE
+            };
+            let mut result = case.run(&server.target, server.address, server.pid);
+            result.quick = server.quick;
             record(&mut file, &result)?;
         }
         Command::Ceilings {
