@@ -60,17 +60,31 @@ impl<'a> Holding<'a> {
 
     /// Gives the lease back without recording anything.
     pub async fn give_back(mut self) {
-        if let Some(appender) = self.appender.take() {
-            appender.settle().await;
-        }
         self.held = false;
-        if let Err(error) =
-            record::release(&self.state.pool, self.upload.id, self.upload.lease).await
-        {
-            // Another instance takes it over once this one is gone; until then the client
-            // sees 423.
-            tracing::warn!(id = %self.upload.id, %error, "could not give an upload's lease back");
-        }
+        let appender = self.appender.take();
+        release(
+            self.state.pool.clone(),
+            self.upload.id,
+            self.upload.lease,
+            appender,
+        )
+        .await;
+    }
+}
+
+/// Waits for storage writes under way, then gives the lease back. A failure is logged: another
+/// instance takes the lease over once this one is gone, and a newer request asks for it.
+async fn release(
+    pool: sqlx::PgPool,
+    id: uuid::Uuid,
+    lease: uuid::Uuid,
+    appender: Option<Appender>,
+) {
+    if let Some(appender) = appender {
+        appender.settle().await;
+    }
+    if let Err(error) = record::release(&pool, id, lease).await {
+        tracing::warn!(%id, %error, "could not give an upload's lease back");
     }
 }
 
@@ -82,16 +96,13 @@ impl Drop for Holding<'_> {
         if !self.held {
             return;
         }
-        let (pool, id, lease) = (self.state.pool.clone(), self.upload.id, self.upload.lease);
         let appender = self.appender.take();
-        tokio::spawn(async move {
-            if let Some(appender) = appender {
-                appender.settle().await;
-            }
-            if let Err(error) = record::release(&pool, id, lease).await {
-                tracing::warn!(%id, %error, "could not give an upload's lease back");
-            }
-        });
+        tokio::spawn(release(
+            self.state.pool.clone(),
+            self.upload.id,
+            self.upload.lease,
+            appender,
+        ));
     }
 }
 

@@ -325,6 +325,17 @@ impl TestApp {
         .await
     }
 
+    /// File `id`'s content has this SHA-256.
+    pub async fn assert_downloads(&self, id: Uuid, sha256: &str) {
+        let content = self
+            .get(&format!("/files/{id}/content"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(sha256_hex(&content), sha256, "{id}");
+    }
+
     /// Waits until the server has finished with every upload it started.
     pub async fn uploads_settled(&self) {
         let mut rx = self.uploads_in_flight.clone();

@@ -8,7 +8,7 @@ use std::{
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, random_bytes, sha256_hex, spawn_app_with};
+use crate::helpers::{random_bytes, sha256_hex, spawn_app_with};
 
 const UPLOADS: u64 = 300;
 const MAX_SIZE: f64 = 8.0 * 1024.0 * 1024.0;
@@ -47,7 +47,7 @@ async fn concurrent_uploads_downloads_and_deletes_keep_every_acknowledged_file()
                 assert_eq!(deleted.status(), 204);
             } else {
                 let sha256 = sha256_hex(&bytes);
-                assert_downloads(&app, id, &sha256).await;
+                app.assert_downloads(id, &sha256).await;
                 kept.lock().unwrap().insert(id, sha256);
             }
         }
@@ -60,16 +60,6 @@ async fn concurrent_uploads_downloads_and_deletes_keep_every_acknowledged_file()
         kept.keys().copied().collect()
     );
     for (id, sha256) in &kept {
-        assert_downloads(&app, *id, sha256).await;
+        app.assert_downloads(*id, sha256).await;
     }
-}
-
-async fn assert_downloads(app: &TestApp, id: Uuid, sha256: &str) {
-    let content = app
-        .get(&format!("/files/{id}/content"))
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(sha256_hex(&content), sha256, "{id}");
 }

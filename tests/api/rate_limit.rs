@@ -103,3 +103,15 @@ async fn routes_without_files_look_no_token_up_and_limit_by_address() {
     assert_limited(ping().await.unwrap()).await;
     app.set_connections_allowed(true).await;
 }
+
+#[tokio::test]
+async fn resumable_upload_requests_draw_from_the_tokens_bucket_too() {
+    let app = spawn_limited(true, 3).await;
+    let alice = app.user_with_token("alice").await;
+    let tus = crate::tus::Tus::of(&app).with_token(&alice);
+    let path = tus.created(10, "limited.bin").await;
+    assert_eq!(tus.patch(&path, 0, "01234").await.status(), 204);
+    assert_eq!(tus.head(&path).await.status(), 200);
+
+    assert_limited(tus.patch(&path, 5, "56789").await).await;
+}

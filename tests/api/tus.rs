@@ -226,13 +226,7 @@ async fn an_upload_in_three_patches_becomes_a_file_with_its_sha256() {
         file["filename"], "report.bin",
         "cleaned as multipart names are"
     );
-    let content = app
-        .get(&format!("/files/{id}/content"))
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(sha256_hex(&content), sha256_hex(&bytes));
+    app.assert_downloads(id, &sha256_hex(&bytes)).await;
     // A client that missed the last answer learns from HEAD that the upload is a file.
     let head = tus.head(&path).await;
     assert_eq!(head.status(), 200);
