@@ -22,6 +22,7 @@ pub struct Settings {
     pub checkout: CheckoutSettings,
     pub lessons: LessonSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
 }
@@ -193,6 +194,16 @@ pub struct RateLimitSettings {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// When not empty, `GET /metrics` wants `Authorization: Bearer <this>`.
+    pub metrics_token: SecretString,
+    /// An OTLP/HTTP collector (`http://collector:4318`); empty = no trace export.
+    pub otlp_endpoint: String,
+    /// The `service.name` the exported spans carry.
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -258,6 +258,9 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if crate::db::is_unavailable(&error) {
+            if matches!(error, sqlx::Error::PoolTimedOut) {
+                crate::telemetry::metrics::pool_timed_out();
+            }
             Self::DatabaseUnavailable(error)
         } else {
             Self::internal(error)
@@ -351,6 +354,7 @@ impl ResponseError for ApiError {
             );
         }
         let mut response = problem::respond(status, body);
+        crate::telemetry::metrics::tag(&mut response, self.code());
         let headers = response.headers_mut();
         match self {
             Self::DatabaseUnavailable(_) | Self::StorageUnavailable(_) => {

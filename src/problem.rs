@@ -9,7 +9,7 @@ use actix_web::{
 };
 use serde_json::{Map, Value};
 
-use crate::error::ErrorCode;
+use crate::{error::ErrorCode, telemetry::metrics};
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
@@ -34,7 +34,9 @@ pub fn respond(status: StatusCode, body: Map<String, Value>) -> HttpResponse {
 }
 
 pub fn response(status: StatusCode, code: ErrorCode, detail: &str) -> HttpResponse {
-    respond(status, body(status, code, detail))
+    let mut response = respond(status, body(status, code, detail));
+    metrics::tag(&mut response, code);
+    response
 }
 
 /// Turns error responses that do not come from our own error types (unknown routes, wrong

@@ -64,6 +64,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // Before the start-up sweep, whose work is counted too.
+        let metrics = telemetry::metrics::recorder();
         let pool = db::connect(&settings.database).await?;
         let lease = settings.database.connect_options()?;
         let storage = Arc::new(Storage::open(&settings.storage, &pool, lease).await?);
@@ -84,6 +86,7 @@ impl Application {
         let rate_limit = RateLimit::new(&settings.rate_limit);
         background.extend(rate_limit.spawn_pruning(RATE_LIMIT_PRUNING));
 
+        background.push(telemetry::metrics::spawn_upkeep(metrics.clone()));
         let uploads = InFlight::default();
         let tus_writers = Arc::new(tus::writers::Writers::default());
         background.push(tus::writers::spawn_listening(
@@ -109,6 +112,8 @@ impl Application {
             request_body_timeout: settings.server.request_body_timeout(),
             lessons: settings.lessons.clone(),
             http,
+            metrics,
+            metrics_token: settings.telemetry.metrics_token.clone(),
         });
 
         let server = http::serve(listener, &settings, move || {
@@ -127,7 +132,9 @@ impl Application {
                 .configure(tus::routes)
                 .configure(checkout::routes)
                 .configure(lessons::routes)
+                .route("/metrics", web::get().to(telemetry::metrics::scrape))
                 .wrap(ErrorHandlers::new().default_handler(problem::render_framework_errors))
+                .wrap(from_fn(telemetry::metrics::record_request))
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())
         })

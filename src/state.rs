@@ -36,4 +36,6 @@ pub struct AppState {
     pub lessons: LessonSettings,
     /// One client (one connection pool) for every outbound call.
     pub http: reqwest::Client,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub metrics_token: secrecy::SecretString,
 }

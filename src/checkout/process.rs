@@ -12,7 +12,7 @@ use super::{
     providers::{self, ChargeResult, EmailProvider, PaymentProvider, ProviderError},
     request::Order,
 };
-use crate::configuration::CheckoutSettings;
+use crate::{configuration::CheckoutSettings, telemetry::metrics};
 
 pub struct Checkout {
     payment: Arc<dyn PaymentProvider>,
@@ -135,7 +135,7 @@ impl Checkout {
             subject: "Your order",
             text: &text,
         };
-        let ((payment, payment_ms), (email, email_ms)) = join(
+        let ((payment, payment_took), (email, email_took)) = join(
             timed(self.payment_timeout, self.payment.charge(&charge)),
             timed(self.email_timeout, self.email.send(&email)),
         )
@@ -159,15 +159,17 @@ impl Checkout {
             }
             Attempt::TimedOut => EmailStatus::TimedOut,
         };
+        metrics::provider_call("payment", payment.0.as_str(), payment_took);
+        metrics::provider_call("email", email.as_str(), email_took);
         Outcome {
             payment: PaymentReport {
                 status: payment.0,
                 transaction_id: payment.1,
-                elapsed_ms: payment_ms,
+                elapsed_ms: millis(payment_took),
             },
             email: EmailReport {
                 status: email,
-                elapsed_ms: email_ms,
+                elapsed_ms: millis(email_took),
             },
             elapsed_ms: millis(started.elapsed()),
         }
@@ -178,14 +180,14 @@ impl Checkout {
 async fn timed<T>(
     limit: Duration,
     call: impl Future<Output = Result<T, ProviderError>>,
-) -> (Attempt<T>, u64) {
+) -> (Attempt<T>, Duration) {
     let started = Instant::now();
     let attempt = match tokio::time::timeout(limit, call).await {
         Ok(Ok(value)) => Attempt::Done(value),
         Ok(Err(error)) => Attempt::Failed(error),
         Err(_) => Attempt::TimedOut,
     };
-    (attempt, millis(started.elapsed()))
+    (attempt, started.elapsed())
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -23,6 +23,7 @@ use crate::{
     configuration::{StorageKind, StorageSettings},
     in_flight,
     instances::Lease,
+    telemetry::metrics::{durable, observed},
 };
 
 /// An object's bytes as they are read.
@@ -102,12 +103,23 @@ impl Storage {
         }
     }
 
+    /// The `backend` label of metrics and spans.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Fs(_) => "fs",
+            Self::S3(_) => "s3",
+        }
+    }
+
     /// `length` bytes of the object from `start`; `NotFound` when it is gone.
     pub async fn read(&self, id: Uuid, start: u64, length: u64) -> io::Result<ByteStream> {
-        match self {
-            Self::Fs(store) => store.read(id, start, length).await,
-            Self::S3(store) => store.read(id, start, length).await,
-        }
+        observed(self.backend(), "read", async {
+            match self {
+                Self::Fs(store) => store.read(id, start, length).await,
+                Self::S3(store) => store.read(id, start, length).await,
+            }
+        })
+        .await
     }
 
     /// Prepares the object's removal inside `tx`, the transaction that deletes its row. `None`
@@ -117,18 +129,24 @@ impl Storage {
         id: Uuid,
         tx: &mut PgConnection,
     ) -> Result<Option<Pending>, sqlx::Error> {
-        match self {
-            Self::Fs(store) => Ok(store.remove_to_journal(id).await?.map(Pending::Fs)),
-            Self::S3(store) => Ok(Some(Pending::S3(store.begin_delete(id, tx).await?))),
-        }
+        observed(self.backend(), "delete", async {
+            match self {
+                Self::Fs(store) => Ok(store.remove_to_journal(id).await?.map(Pending::Fs)),
+                Self::S3(store) => Ok(Some(Pending::S3(store.begin_delete(id, tx).await?))),
+            }
+        })
+        .await
     }
 
     /// The readiness check: a synced write on disk, an answer from the bucket.
     pub async fn probe(&self) -> io::Result<()> {
-        match self {
-            Self::Fs(store) => store.probe().await,
-            Self::S3(store) => store.probe().await,
-        }
+        observed(self.backend(), "probe", async {
+            match self {
+                Self::Fs(store) => store.probe().await,
+                Self::S3(store) => store.probe().await,
+            }
+        })
+        .await
     }
 }
 
@@ -139,26 +157,39 @@ pub enum ObjectWriter {
 }
 
 impl ObjectWriter {
-    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+    fn backend(&self) -> &'static str {
         match self {
-            Self::Fs(writer) => writer.write(batch).await,
-            Self::S3(writer) => writer.write(batch).await,
+            Self::Fs(_) => "fs",
+            Self::S3(_) => "s3",
         }
+    }
+
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        observed(self.backend(), "write", async {
+            match self {
+                Self::Fs(writer) => writer.write(batch).await,
+                Self::S3(writer) => writer.write(batch).await,
+            }
+        })
+        .await
     }
 
     /// Stores the last batch and makes the object durable; the returned guard removes it again
     /// unless its row is committed.
     pub async fn finish(self, last: Vec<Bytes>) -> io::Result<(Written, Pending)> {
-        match self {
-            Self::Fs(writer) => {
-                let (written, entry) = writer.finish(last).await?;
-                Ok((written, Pending::Fs(entry)))
+        durable(self.backend(), async {
+            match self {
+                Self::Fs(writer) => {
+                    let (written, entry) = writer.finish(last).await?;
+                    Ok((written, Pending::Fs(entry)))
+                }
+                Self::S3(writer) => {
+                    let (written, intent) = writer.finish(last).await?;
+                    Ok((written, Pending::S3(intent)))
+                }
             }
-            Self::S3(writer) => {
-                let (written, intent) = writer.finish(last).await?;
-                Ok((written, Pending::S3(intent)))
-            }
-        }
+        })
+        .await
     }
 }
 

@@ -9,7 +9,10 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::{Pending, Storage, s3};
-use crate::in_flight;
+use crate::{
+    in_flight,
+    telemetry::metrics::{durable, observed},
+};
 
 /// How far a resumable upload's bytes are stored: what its row records.
 #[derive(Debug, Clone)]
@@ -61,18 +64,21 @@ impl Storage {
         partial: Partial,
         hold: in_flight::Shared,
     ) -> io::Result<Pending> {
-        match (self, partial.multipart) {
-            (Self::Fs(store), _) => Ok(Pending::Fs(store.complete_partial(id, hold).await?)),
-            // The object is the upload's until its row is committed: the upload's row, which
-            // stays when the commit fails, guards it (see `discard_resumable`).
-            (Self::S3(store), Some(multipart)) => {
-                store
-                    .complete_resumable(id, partial.size, multipart)
-                    .await?;
-                Ok(Pending::S3(s3::Intent::settled()))
+        durable(self.backend(), async {
+            match (self, partial.multipart) {
+                (Self::Fs(store), _) => Ok(Pending::Fs(store.complete_partial(id, hold).await?)),
+                // The object is the upload's until its row is committed: the upload's row,
+                // which stays when the commit fails, guards it (see `discard_resumable`).
+                (Self::S3(store), Some(multipart)) => {
+                    store
+                        .complete_resumable(id, partial.size, multipart)
+                        .await?;
+                    Ok(Pending::S3(s3::Intent::settled()))
+                }
+                (Self::S3(_), None) => Err(missing_multipart()),
             }
-            (Self::S3(_), None) => Err(missing_multipart()),
-        }
+        })
+        .await
     }
 
     /// The upload became a file: its own bytes are not needed any more.
@@ -86,11 +92,14 @@ impl Storage {
     /// Removes whatever a resumable upload that will never be a file left behind. Only while
     /// its row exists (and so no file row does).
     pub async fn discard_resumable(&self, id: Uuid, multipart: Option<&str>) -> io::Result<()> {
-        match (self, multipart) {
-            (Self::Fs(store), _) => store.remove_partial(id).await,
-            (Self::S3(store), Some(upload_id)) => store.discard_resumable(id, upload_id).await,
-            (Self::S3(_), None) => Ok(()),
-        }
+        observed(self.backend(), "discard", async {
+            match (self, multipart) {
+                (Self::Fs(store), _) => store.remove_partial(id).await,
+                (Self::S3(store), Some(upload_id)) => store.discard_resumable(id, upload_id).await,
+                (Self::S3(_), None) => Ok(()),
+            }
+        })
+        .await
     }
 }
 
@@ -99,27 +108,43 @@ fn missing_multipart() -> io::Error {
 }
 
 impl Appender {
-    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+    fn backend(&self) -> &'static str {
         match self {
-            Self::Fs(appender) => appender.write(batch).await,
-            Self::S3(appender) => appender.write(batch).await,
+            Self::Fs(_) => "fs",
+            Self::S3(_) => "s3",
         }
+    }
+
+    pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        observed(self.backend(), "write", async {
+            match self {
+                Self::Fs(appender) => appender.write(batch).await,
+                Self::S3(appender) => appender.write(batch).await,
+            }
+        })
+        .await
     }
 
     /// Stores the last batch and returns the state to record.
     pub async fn pause(self, last: Vec<Bytes>) -> io::Result<Partial> {
-        match self {
-            Self::Fs(appender) => appender.pause(last).await,
-            Self::S3(appender) => appender.pause(last).await,
-        }
+        observed(self.backend(), "pause", async {
+            match self {
+                Self::Fs(appender) => appender.pause(last).await,
+                Self::S3(appender) => appender.pause(last).await,
+            }
+        })
+        .await
     }
 
     /// Makes what was stored so far recordable without ending the PATCH.
     pub async fn checkpoint(&mut self) -> io::Result<Partial> {
-        match self {
-            Self::Fs(appender) => appender.checkpoint().await,
-            Self::S3(appender) => appender.checkpoint().await,
-        }
+        observed(self.backend(), "checkpoint", async {
+            match self {
+                Self::Fs(appender) => appender.checkpoint().await,
+                Self::S3(appender) => appender.checkpoint().await,
+            }
+        })
+        .await
     }
 
     /// Waits for writes still under way, so that nothing changes after the upload's lease is

@@ -5,9 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
+use tracing::Instrument;
 
 use super::Storage;
-use crate::quota;
+use crate::{quota, telemetry::metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
@@ -26,6 +27,14 @@ pub struct SweepReport {
 /// One pass over the leftovers of interrupted work and over the quota reservations of
 /// instances that are gone.
 pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<SweepReport, SweepError> {
+    let swept = settle(storage, pool)
+        .instrument(tracing::info_span!("sweep", backend = storage.backend()))
+        .await;
+    metrics::sweep_run(if swept.is_ok() { "ok" } else { "error" });
+    swept
+}
+
+async fn settle(storage: &Storage, pool: &PgPool) -> Result<SweepReport, SweepError> {
     // Reservations made after this moment belong to instances that may not have been seen.
     let listed_at = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
         .fetch_one(pool)
@@ -34,7 +43,10 @@ pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<SweepReport, Swee
         Storage::Fs(store) => super::fs::sweep::settle(store, pool).await?,
         Storage::S3(store) => store.sweep().await?,
     };
-    crate::tus::sweep::sweep(storage, pool).await?;
+    let expired = crate::tus::sweep::sweep(storage, pool).await?;
+    metrics::sweep_actions("kept", report.kept);
+    metrics::sweep_actions("removed", report.removed);
+    metrics::sweep_actions("expired", expired);
     let released = quota::release_dead(pool, &alive, listed_at).await?;
     if released > 0 {
         tracing::info!(

@@ -22,6 +22,7 @@ use crate::{
     quota::Reservation,
     state::AppState,
     storage::resumable::{Appender, Partial},
+    telemetry::metrics,
     uploads::{clock::Clock, content_type::Detector},
 };
 
@@ -183,6 +184,7 @@ async fn append(
     let mut batch_bytes = 0;
     let mut cut = None;
     let superseded = holding.superseded.clone();
+    let received = metrics::bytes_received();
     loop {
         let next = tokio::select! {
             next = clock.bounded(payload.next()) => next,
@@ -207,6 +209,7 @@ async fn append(
             }
         };
         counted.set(counted.get() + chunk.len() as u64);
+        received.increment(chunk.len() as u64);
         size += chunk.len() as u64;
         if size > limit {
             return Err(beyond());
@@ -400,6 +403,7 @@ pub async fn finish(
         .await;
         match committed {
             Ok(Some(stored)) => {
+                metrics::files_stored("tus", 1);
                 pending.commit_in_background();
                 if let Err(error) = storage.forget_resumable(id).await {
                     tracing::warn!(%id, %error, "could not remove a finished upload's own bytes; the sweep will");

@@ -19,6 +19,7 @@ use crate::{
     in_flight,
     quota::Reservation,
     storage::{ObjectWriter, Pending, Storage},
+    telemetry::metrics,
 };
 
 /// Bytes gathered before they are reserved against the quota and handed to the writer: large
@@ -153,7 +154,9 @@ impl<'a> Form<'a> {
         let mut size = 0u64;
         let mut checked = detector.is_ready();
         let mut batch = Batch::default();
+        let received = metrics::bytes_received();
         while let Some(chunk) = self.next_chunk(field).await? {
+            received.increment(chunk.len() as u64);
             size += chunk.len() as u64;
             if size > max {
                 return Err(ApiError::FileTooLarge(max));

@@ -20,6 +20,7 @@ use crate::{
     in_flight,
     quota::Reservation,
     state::AppState,
+    telemetry::metrics,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -164,6 +165,7 @@ async fn commit(
         let mut conn = pool.acquire().await?;
         match record::insert_all(&mut conn, owner.user_id, reservation.id(), &rows, &claims).await {
             Ok(stored) => {
+                metrics::files_stored("multipart", stored.len());
                 reservation.settled();
                 files
                     .into_iter()

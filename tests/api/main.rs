@@ -17,6 +17,7 @@ mod helpers;
 mod hostile;
 mod lessons;
 mod load;
+mod metrics;
 mod quota;
 mod rate_limit;
 mod readme;

@@ -1,5 +1,7 @@
 //! Logging: readable lines locally, JSON in production; `RUST_LOG` overrides `log.level`.
 
+pub mod metrics;
+
 use std::io::IsTerminal;
 
 use actix_web::{
