@@ -7,7 +7,7 @@ use intake::{
     configuration::Settings,
     db, health,
     problem::cause_chain,
-    startup::Application,
+    startup::{Application, StartupError},
     telemetry,
 };
 
@@ -80,15 +80,23 @@ fn exit(result: Result<(), impl Into<Box<dyn std::error::Error>>>) -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
-    telemetry::init(&settings.log);
-    let app = match Application::build(settings).await {
-        Ok(app) => app,
+    let tracing = match telemetry::init(&settings.log, &settings.telemetry) {
+        Ok(tracing) => tracing,
         Err(error) => return fail(&error),
     };
-    tracing::info!(port = app.port(), "intake is listening");
-    match app.run_until_stopped().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
+    let served = match Application::build(settings).await {
+        Ok(app) => {
+            tracing::info!(port = app.port(), "intake is listening");
+            app.run_until_stopped().await.map_err(StartupError::from)
+        }
+        Err(error) => Err(error),
+    };
+    // The exporter's last send blocks; the runtime's threads must not.
+    let flushed = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+    match (served, flushed) {
+        (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Err(error), _) => fail(&error),
+        (Ok(()), Err(error)) => fail(&error),
     }
 }
 

@@ -34,6 +34,7 @@ impl Reservation {
     /// `expected`: what the request announced (its Content-Length). Reserving it all at once
     /// costs one round trip for the whole upload; when it does not fit, the upload reserves as
     /// its bytes arrive and stops at the quota.
+    #[tracing::instrument(name = "db.begin_reservation", skip_all, fields(user_id, expected))]
     pub async fn begin(
         pool: &PgPool,
         user_id: i64,
@@ -113,6 +114,7 @@ impl Reservation {
         self.reserve_total(self.received).await
     }
 
+    #[tracing::instrument(name = "db.reserve_quota", skip_all, fields(reservation = %self.id, bytes))]
     async fn try_reserve(&mut self, bytes: u64, quota: u64) -> Result<bool, ApiError> {
         let reserved = sqlx::query_scalar!(
             r#"
@@ -178,6 +180,7 @@ impl Drop for Reservation {
 }
 
 /// Gives back what reservation `id` holds.
+#[tracing::instrument(name = "db.release_reservation", skip_all, fields(reservation = %id))]
 pub async fn release(conn: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"

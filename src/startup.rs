@@ -51,6 +51,8 @@ pub enum StartupError {
     Bind(String, #[source] io::Error),
     #[error("could not build the outbound HTTP client")]
     HttpClient(#[from] reqwest::Error),
+    #[error("the server stopped with an error")]
+    Serve(#[from] io::Error),
 }
 
 pub struct Application {

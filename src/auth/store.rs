@@ -38,6 +38,7 @@ pub enum StoreError {
 
 /// The valid (known, not revoked, not expired) token with this hash. `last_used_at` is written
 /// at most once a minute per token, so that busy clients do not turn every request into a write.
+#[tracing::instrument(name = "db.authenticate", skip_all)]
 pub async fn authenticate(
     pool: &PgPool,
     hash: token::TokenHash,

@@ -32,6 +32,7 @@ use crate::{
     error::{ApiError, ErrorCode},
     problem,
     state::AppState,
+    telemetry,
 };
 
 const MAX_KEY_LEN: usize = 255;
@@ -74,7 +75,7 @@ async fn checkout(
     let state = state.into_inner();
     // Spawned: once a charge may have started, a client hanging up must not stop the order
     // from being recorded and the key from being answered.
-    let (status, body) = tokio::spawn(async move {
+    let (status, body) = telemetry::spawn(async move {
         let placed = place(&state, order_id, &order).await;
         if let Some(held) = &held {
             settle_key(&state, held, &placed).await?;

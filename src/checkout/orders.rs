@@ -9,6 +9,7 @@ use super::{keys::KeyHeld, process::Outcome, request::Order};
 const STALE_CLAIM: &str = "5 minutes";
 
 /// Records a new order, or nothing when a retry continues one that exists already.
+#[tracing::instrument(name = "db.insert_order", skip_all, fields(order_id = %id))]
 pub async fn insert(pool: &PgPool, id: Uuid, order: &Order) -> Result<(), sqlx::Error> {
     let items = serde_json::to_value(&order.items).expect("items serialize");
     sqlx::query!(
@@ -26,6 +27,7 @@ pub async fn insert(pool: &PgPool, id: Uuid, order: &Order) -> Result<(), sqlx::
     Ok(())
 }
 
+#[tracing::instrument(name = "db.complete_order", skip_all, fields(order_id = %id))]
 pub async fn complete(pool: &PgPool, id: Uuid, outcome: &Outcome) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE orders SET status = $2, payment_status = $3, payment_transaction_id = $4,
@@ -67,6 +69,7 @@ pub enum Claim {
 
 /// Claims `key` for `held`'s caller. A claim left by a request of this instance is taken over
 /// at once (`held` proves none of ours runs it now); another instance's only once stale.
+#[tracing::instrument(name = "db.claim_idempotency_key", skip_all)]
 pub async fn claim(
     pool: &PgPool,
     held: &KeyHeld,
@@ -119,6 +122,7 @@ pub async fn claim(
     })
 }
 
+#[tracing::instrument(name = "db.remember_response", skip_all, fields(status))]
 pub async fn remember(
     pool: &PgPool,
     held: &KeyHeld,
@@ -140,6 +144,7 @@ pub async fn remember(
 
 /// Gives a key back when its request failed before any provider was called, so that a retry
 /// can run anywhere at once.
+#[tracing::instrument(name = "db.release_idempotency_key", skip_all)]
 pub async fn release(pool: &PgPool, held: &KeyHeld) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "DELETE FROM idempotency_keys

@@ -6,6 +6,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use futures_util::future::join;
 use serde::Serialize;
 use tokio::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -136,8 +137,12 @@ impl Checkout {
             text: &text,
         };
         let ((payment, payment_took), (email, email_took)) = join(
-            timed(self.payment_timeout, self.payment.charge(&charge)),
-            timed(self.email_timeout, self.email.send(&email)),
+            timed(
+                "payment",
+                self.payment_timeout,
+                self.payment.charge(&charge),
+            ),
+            timed("email", self.email_timeout, self.email.send(&email)),
         )
         .await;
         let payment = match payment {
@@ -178,11 +183,13 @@ impl Checkout {
 
 /// Runs one provider call under its own timeout and measures it.
 async fn timed<T>(
+    provider: &'static str,
     limit: Duration,
     call: impl Future<Output = Result<T, ProviderError>>,
 ) -> (Attempt<T>, Duration) {
     let started = Instant::now();
-    let attempt = match tokio::time::timeout(limit, call).await {
+    let span = tracing::info_span!("checkout.provider", provider);
+    let attempt = match tokio::time::timeout(limit, call).instrument(span).await {
         Ok(Ok(value)) => Attempt::Done(value),
         Ok(Err(error)) => Attempt::Failed(error),
         Err(_) => Attempt::TimedOut,

@@ -15,6 +15,7 @@ use crate::{
     error::ApiError,
     quota,
     state::AppState,
+    telemetry,
 };
 
 /// `POST /files` is the uploads module's.
@@ -112,7 +113,7 @@ async fn delete(
     let id = id.into_inner();
     let state = state.into_inner();
     // Spawned so that a client hanging up cannot stop it between the unlink and the commit.
-    tokio::spawn(async move { delete_file(&state, owner, id).await })
+    telemetry::spawn(async move { delete_file(&state, owner, id).await })
         .await
         .map_err(ApiError::internal)??;
     Ok(HttpResponse::NoContent().finish())

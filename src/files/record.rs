@@ -63,6 +63,7 @@ impl FileRecord {
 /// Inserts all rows of one upload for `owner` and turns its quota `reservation` into a usage
 /// change, in one statement: all of it is committed or none. `claims`: the storage intents the
 /// rows settle (objects in a bucket), which must all still be there. Returns the rows as stored.
+#[tracing::instrument(name = "db.insert_files", skip_all, fields(owner, files = files.len()))]
 pub async fn insert_all(
     conn: &mut PgConnection,
     owner: i64,
@@ -122,6 +123,7 @@ pub async fn insert_all(
 }
 
 /// `owner`'s file `id`; another user's file is as absent as a file that never was.
+#[tracing::instrument(name = "db.find_file", skip_all, fields(owner, file_id = %id))]
 pub async fn find(pool: &PgPool, owner: i64, id: Uuid) -> Result<Option<FileRecord>, sqlx::Error> {
     sqlx::query_as!(
         FileRecord,
@@ -145,6 +147,7 @@ pub struct Cursor {
 
 /// One page of `owner`'s files, newest first; `limit + 1` rows are read to know whether
 /// another page follows.
+#[tracing::instrument(name = "db.list_files", skip_all, fields(owner, limit))]
 pub async fn list(
     pool: &PgPool,
     owner: i64,

@@ -1,4 +1,5 @@
-//! Logging: readable lines locally, JSON in production; `RUST_LOG` overrides `log.level`.
+//! Logging (readable lines locally, JSON in production; `RUST_LOG` overrides `log.level`),
+//! traces exported over OTLP when `telemetry.otlp_endpoint` is set, and metrics.
 
 pub mod metrics;
 
@@ -11,31 +12,99 @@ use actix_web::{
     http::header::{HeaderName, HeaderValue},
     middleware::Next,
 };
-use tracing::Span;
+use opentelemetry::trace::TracerProvider;
+use opentelemetry_otlp::{ExporterBuildError, WithExportConfig};
+use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use tracing::{Instrument, Span};
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::configuration::{LogFormat, LogSettings};
+use crate::configuration::{LogFormat, LogSettings, TelemetrySettings};
 
-/// Installs the global subscriber, writing to stdout. Call once per process.
-pub fn init(settings: &LogSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// What must outlive the server: the trace exporter, flushed by `shutdown`.
+#[must_use = "spans still buffered are lost unless `shutdown` is called"]
+pub struct Tracing {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Tracing {
+    /// Sends the spans still buffered. Blocks: call it off the async runtime's threads.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("intake: could not send the last spans: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber: logs to stdout, and spans to an OTLP collector when one is
+/// configured. Call once per process.
+pub fn init(
+    log: &LogSettings,
+    telemetry: &TelemetrySettings,
+) -> Result<Tracing, ExporterBuildError> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stdout)
         .with_ansi(colour_wanted(
             std::io::stdout().is_terminal(),
             std::env::var_os("NO_COLOR").as_deref(),
         ));
-    match settings.format {
-        LogFormat::Json => builder
+    let lines = match log.format {
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_span_list(false)
-            .init(),
-        LogFormat::Pretty => builder.compact().init(),
+            .boxed(),
+        LogFormat::Pretty => lines.compact().boxed(),
+    };
+    let provider = otlp_provider(telemetry)?;
+    let spans = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer(SCOPE)));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(spans)
+        .init();
+    Ok(Tracing { provider })
+}
+
+/// `tokio::spawn` inside the current span: what the task does stays in the request's trace.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future.instrument(Span::current()))
+}
+
+/// The instrumentation scope the exported spans name.
+const SCOPE: &str = "intake";
+
+/// `telemetry.otlp_endpoint` is the collector's base address, as `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// would be: spans go to its `/v1/traces`.
+fn otlp_provider(
+    settings: &TelemetrySettings,
+) -> Result<Option<SdkTracerProvider>, ExporterBuildError> {
+    if settings.otlp_endpoint.is_empty() {
+        return Ok(None);
     }
+    let endpoint = format!("{}/v1/traces", settings.otlp_endpoint.trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .build()?;
+    let resource = Resource::builder()
+        .with_service_name(settings.service_name.clone())
+        .build();
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build(),
+    ))
 }
 
 /// Colour codes only for a person at a terminal: a file or a pipe (a log collector, `tee`)

@@ -22,7 +22,7 @@ use crate::{
     quota::Reservation,
     state::AppState,
     storage::resumable::{Appender, Partial},
-    telemetry::metrics,
+    telemetry::{self, metrics},
     uploads::{clock::Clock, content_type::Detector},
 };
 
@@ -109,6 +109,7 @@ impl Drop for Holding<'_> {
 
 /// Appends the request's body at `offset` and records how far the upload got; the lease is
 /// given back either way.
+#[tracing::instrument(name = "upload.patch", skip_all, fields(upload_id = %upload.id, offset))]
 pub async fn patch(
     state: &AppState,
     req: &HttpRequest,
@@ -390,7 +391,7 @@ pub async fn finish(
     let (id, lease, owner) = (upload.id, upload.lease, upload.owner);
     // Spawned so that it runs to its end even if the client goes away: a row committed while
     // its object is being removed would be lost.
-    let stored = tokio::spawn(async move {
+    let stored = telemetry::spawn(async move {
         let committed = async {
             let mut tx = pool.begin().await?;
             if !record::delete(&mut tx, id, lease).await? {

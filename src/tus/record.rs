@@ -53,6 +53,7 @@ pub struct Leased {
     pub reserved: i64,
 }
 
+#[tracing::instrument(name = "db.create_upload", skip_all, fields(upload_id = %upload.id))]
 pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
@@ -76,6 +77,7 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
     Ok(())
 }
 
+#[tracing::instrument(name = "db.upload_status", skip_all, fields(upload_id = %id))]
 pub async fn status(pool: &PgPool, id: Uuid, owner: i64) -> Result<Option<Status>, sqlx::Error> {
     sqlx::query_as!(
         Status,
@@ -110,6 +112,7 @@ impl From<Refused> for ApiError {
 
 /// Takes `owner`'s upload `id` for this request. A lease held by an instance that is gone is
 /// taken over; one held by a running instance (this one included) refuses.
+#[tracing::instrument(name = "db.take_lease", skip_all, fields(upload_id = %id))]
 pub async fn take_lease(
     pool: &PgPool,
     id: Uuid,
@@ -196,6 +199,7 @@ pub struct Progress<'a> {
 
 /// Records a PATCH's progress; `release` gives the lease back in the same statement. `false`
 /// when the lease was lost (nothing recorded).
+#[tracing::instrument(name = "db.save_progress", skip_all, fields(upload_id = %upload.id, release))]
 pub async fn save(
     pool: &PgPool,
     upload: &Leased,
@@ -232,6 +236,7 @@ pub async fn save(
 }
 
 /// Gives the lease back without changing the upload.
+#[tracing::instrument(name = "db.release_lease", skip_all, fields(upload_id = %id))]
 pub async fn release(pool: &PgPool, id: Uuid, lease: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE resumable_uploads SET lease = NULL, lease_holder = NULL WHERE id = $1 AND lease = $2",
@@ -245,6 +250,7 @@ pub async fn release(pool: &PgPool, id: Uuid, lease: Uuid) -> Result<(), sqlx::E
 
 /// Deletes the upload's row, inside the transaction that makes it a file or removes it. `false`
 /// when the lease was lost.
+#[tracing::instrument(name = "db.delete_upload", skip_all, fields(upload_id = %id))]
 pub async fn delete(conn: &mut PgConnection, id: Uuid, lease: Uuid) -> Result<bool, sqlx::Error> {
     let deleted = sqlx::query!(
         "DELETE FROM resumable_uploads WHERE id = $1 AND lease = $2",

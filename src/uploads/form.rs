@@ -137,6 +137,7 @@ impl<'a> Form<'a> {
 
     /// Streams a file part to storage, hashing and counting it, and checking its size and type
     /// on the way. `in_flight` counts the upload until whatever it leaves behind is removed.
+    #[tracing::instrument(name = "upload.receive", skip_all, fields(file_id, size))]
     pub async fn receive(
         &self,
         field: &mut Field,
@@ -149,6 +150,8 @@ impl<'a> Form<'a> {
         let mut detector = Detector::new(field.content_type(), &self.limits.allow)?;
         let max = self.limits.settings.max_file_bytes;
         let id = Uuid::now_v7();
+        let span = tracing::Span::current();
+        span.record("file_id", tracing::field::display(id));
         let mut writer = storage.create(id, std::sync::Arc::clone(in_flight));
         tracing::debug!(%id, %filename, "receiving file");
         let mut size = 0u64;
@@ -171,6 +174,7 @@ impl<'a> Form<'a> {
                 batch.store(&mut writer, reservation).await?;
             }
         }
+        span.record("size", size);
         reservation.add(batch.bytes as u64).await?;
         let content_type = detector.content_type();
         self.limits.allow.check(&content_type)?;

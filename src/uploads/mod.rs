@@ -20,7 +20,7 @@ use crate::{
     in_flight,
     quota::Reservation,
     state::AppState,
-    telemetry::metrics,
+    telemetry::{self, metrics},
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -157,7 +157,7 @@ async fn commit(
     received: Received,
 ) -> Result<Vec<FileRecord>, ApiError> {
     let pool = state.pool.clone();
-    tokio::spawn(async move {
+    telemetry::spawn(async move {
         let Received { files, reservation } = received;
         let rows: Vec<_> = files.iter().map(|f| f.file.clone()).collect();
         let claims: Vec<_> = files.iter().filter_map(|f| f.entry.claim()).collect();

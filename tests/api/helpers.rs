@@ -26,7 +26,9 @@ use uuid::Uuid;
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
         let settings = Settings::load(None).expect("settings load");
-        telemetry::init(&settings.log);
+        telemetry::init(&settings.log, &settings.telemetry)
+            .expect("no trace export in tests")
+            .shutdown();
     }
 });
 

@@ -24,6 +24,7 @@ mod readme;
 mod s3;
 mod slow_clients;
 mod startup;
+mod traces;
 mod tus;
 mod tus_clients;
 mod uploads;

@@ -15,6 +15,7 @@ use super::{MIN_PART_SIZE, S3Store};
 use crate::{
     in_flight,
     storage::{Written, resumable::Partial},
+    telemetry,
 };
 
 enum Hashing {
@@ -87,7 +88,7 @@ impl Parts {
             self.key.clone(),
             upload_id.to_owned(),
         );
-        self.sending.push_back(tokio::spawn(async move {
+        self.sending.push_back(telemetry::spawn(async move {
             store
                 .client
                 .put_part(&key, &upload_id, index, payload)
