@@ -199,7 +199,7 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// One invalid field of a request body, named by its JSON path.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -390,6 +390,19 @@ impl ResponseError for ApiError {
         response
     }
 }
+
+/// The codes as the API document lists them: exactly `ALL`.
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Self::ALL.iter().map(|code| code.as_str())))
+            .description(Some("The stable part of an error, that clients match on"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
 
 #[cfg(test)]
 mod tests {

@@ -1,30 +1,62 @@
 //! Liveness and readiness probes.
 
 use actix_web::{HttpResponse, http::StatusCode, web};
-use serde_json::json;
+use serde::Serialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::{configuration::ServerSettings, error::ApiError, problem, state::AppState};
+use crate::{
+    configuration::ServerSettings, error::ApiError, openapi::Documented, problem, state::AppState,
+};
 
 pub const READY_PATH: &str = "/health/ready";
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/health/live").route(web::get().to(live)))
-        .service(web::resource(READY_PATH).route(web::get().to(ready)));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(
+        Documented::new(
+            "/health/live",
+            web::resource("/health/live").route(web::get().to(live)),
+        )
+        .with(__path_live),
+    )
+    .service(
+        Documented::new(
+            READY_PATH,
+            web::resource(READY_PATH).route(web::get().to(ready)),
+        )
+        .with(__path_ready),
+    );
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Healthy {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+const HEALTHY: Healthy = Healthy { status: "ok" };
+
+/// Live: the process answers.
+#[utoipa::path(get, path = "/health/live", tag = "operations",
+    responses((status = 200, body = Healthy)))]
 async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(HEALTHY)
 }
 
-/// Ready when Postgres answers and the storage accepts a synced write; otherwise 503, with the
+/// Ready: Postgres answers and the storage accepts a synced write; otherwise `503` with the
 /// failing part's code.
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, body = Healthy),
+        (status = 503, body = problem::Problem, content_type = "application/problem+json",
+            description = "`database_unavailable` or `storage_unavailable`"),
+    ))]
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let failure = match sqlx::query("SELECT 1").execute(&state.pool).await {
         Err(error) => Some(ApiError::DatabaseUnavailable(error)),
         Ok(_) => state.storage.probe().await.err().map(ApiError::from),
     };
     match failure {
-        None => HttpResponse::Ok().json(json!({"status": "ok"})),
+        None => HttpResponse::Ok().json(HEALTHY),
         Some(error) => {
             tracing::warn!(error = %problem::cause_chain(&error), "not ready");
             problem::response(

@@ -4,13 +4,19 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, Route, middleware::from_fn, web};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::{
     auth::{self, Owner},
     error::{ApiError, FieldError},
+    openapi::{
+        Documented,
+        responses::{Authenticated, Limited, NotFound},
+    },
+    problem::Problem,
     rate_limit,
     state::AppState,
 };
@@ -19,36 +25,90 @@ use crate::{
 const MAX_EXTERNAL_BYTES: usize = 1024 * 1024;
 const DEFAULT_WAIT_MS: u64 = 1000;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    let open = |path, route: Route| {
-        web::resource(path)
-            .route(route)
-            .wrap(from_fn(rate_limit::by_address))
+pub fn routes(cfg: &mut ServiceConfig) {
+    let open = |path: &'static str, route: Route| {
+        Documented::new(
+            path,
+            web::resource(path)
+                .route(route)
+                .wrap(from_fn(rate_limit::by_address)),
+        )
     };
-    cfg.service(open("/ping", web::get().to(ping)))
-        .service(open("/slow", web::get().to(slow)))
-        .service(open("/blocking", web::get().to(blocking)))
-        .service(open("/external", web::get().to(external)))
+    cfg.service(open("/ping", web::get().to(ping)).with(__path_ping))
+        .service(open("/slow", web::get().to(slow)).with(__path_slow))
+        .service(open("/blocking", web::get().to(blocking)).with(__path_blocking))
+        .service(open("/external", web::get().to(external)).with(__path_external))
         // Accounts hold names and emails: the caller is identified.
         .service(
-            web::resource("/users/{id}")
-                .route(web::get().to(user))
-                .wrap(from_fn(auth::identify)),
+            Documented::new(
+                "/users/{id}",
+                web::resource("/users/{id}")
+                    .route(web::get().to(user))
+                    .wrap(from_fn(auth::identify)),
+            )
+            .with(__path_user),
         );
 }
 
-async fn ping() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"message": "pong"}))
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Pong {
+    #[schema(example = "pong")]
+    message: &'static str,
 }
 
-#[derive(Debug, Deserialize)]
+/// The cheapest answer: the framework's and the network's own cost.
+#[utoipa::path(get, path = "/ping", tag = "lessons", responses((status = 200, body = Pong), Limited))]
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().json(Pong { message: "pong" })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Wait {
+    /// How long to wait, up to `lessons.slow_max_ms` (`/slow`) or `lessons.blocking_max_ms`
+    /// (`/blocking`); 1000 when absent.
+    #[param(minimum = 0)]
     ms: Option<u64>,
+}
+
+/// What `/slow` and `/blocking` did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Waited {
+    #[schema(example = "done")]
+    status: &'static str,
+    waited_ms: u64,
+    /// `/blocking` only: the worker that answered, and the pool thread that slept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_loop_thread: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocking_thread: Option<String>,
+}
+
+/// What a wait beyond the configured maximum gets.
+#[derive(utoipa::IntoResponses)]
+pub enum WaitRefused {
+    #[response(
+        status = 422,
+        description = "`validation_failed`: `ms` beyond the configured maximum",
+        content_type = "application/problem+json"
+    )]
+    TooLong(Problem),
+    #[response(
+        status = 400,
+        description = "`invalid_request`: `ms` is not a whole number",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+}
+
+/// A wait without `ms`: a second, or the most allowed if that is less.
+pub fn default_wait_ms(max: u64) -> u64 {
+    DEFAULT_WAIT_MS.min(max)
 }
 
 impl Wait {
     fn within(&self, max: u64) -> Result<u64, ApiError> {
-        let ms = self.ms.unwrap_or(DEFAULT_WAIT_MS);
+        let ms = self.ms.unwrap_or(default_wait_ms(max));
         if ms > max {
             return Err(ApiError::Validation(vec![FieldError::new(
                 "ms",
@@ -60,12 +120,19 @@ impl Wait {
 }
 
 /// `await`s a timer: the worker serves other requests meanwhile (`asyncio.sleep`).
+#[utoipa::path(get, path = "/slow", tag = "lessons", params(Wait),
+    responses((status = 200, body = Waited), WaitRefused, Limited))]
 async fn slow(
     query: web::Query<Wait>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ms = wait(&query, state.lessons.slow_max_ms).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "done", "waited_ms": ms})))
+    Ok(HttpResponse::Ok().json(Waited {
+        status: "done",
+        waited_ms: ms,
+        event_loop_thread: None,
+        blocking_thread: None,
+    }))
 }
 
 async fn wait(query: &Wait, max_ms: u64) -> Result<u64, ApiError> {
@@ -76,6 +143,8 @@ async fn wait(query: &Wait, max_ms: u64) -> Result<u64, ApiError> {
 
 /// Blocking work (here `thread::sleep`, standing for a blocking library call or heavy CPU
 /// work) goes to the blocking thread pool, never onto the event loop.
+#[utoipa::path(get, path = "/blocking", tag = "lessons", params(Wait),
+    responses((status = 200, body = Waited), WaitRefused, Limited))]
 async fn blocking(
     query: web::Query<Wait>,
     state: web::Data<AppState>,
@@ -87,12 +156,12 @@ async fn blocking(
     })
     .await
     .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "done",
-        "waited_ms": ms,
-        "event_loop_thread": thread_name(),
-        "blocking_thread": blocking_thread,
-    })))
+    Ok(HttpResponse::Ok().json(Waited {
+        status: "done",
+        waited_ms: ms,
+        event_loop_thread: Some(thread_name()),
+        blocking_thread: Some(blocking_thread),
+    }))
 }
 
 fn thread_name() -> String {
@@ -102,8 +171,8 @@ fn thread_name() -> String {
         .map_or_else(|| format!("{:?}", thread.id()), str::to_owned)
 }
 
-#[derive(Debug, Serialize)]
-struct User {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct User {
     id: i64,
     name: String,
     email: Option<String>,
@@ -111,7 +180,11 @@ struct User {
     created_at: OffsetDateTime,
 }
 
-/// An awaited database read: the worker is free while Postgres answers.
+/// An awaited database read: the worker is free while Postgres answers. A caller sees only
+/// their own account.
+#[utoipa::path(get, path = "/users/{id}", tag = "lessons", security(("token" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = User), NotFound, Authenticated))]
 async fn user(
     id: web::Path<i64>,
     state: web::Data<AppState>,
@@ -131,7 +204,26 @@ async fn user(
     Ok(HttpResponse::Ok().json(user))
 }
 
+/// What `/external` fetched.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Fetched<'a> {
+    url: &'a str,
+    status: u16,
+    elapsed_ms: u64,
+    /// The upstream's JSON, or its text.
+    body: Value,
+}
+
 /// An awaited outbound HTTP call under a timeout: `502` when it fails, `504` when it is late.
+#[utoipa::path(get, path = "/external", tag = "lessons",
+    responses(
+        (status = 200, body = Fetched),
+        (status = 502, body = Problem, content_type = "application/problem+json",
+            description = "`provider_unavailable`: the call failed"),
+        (status = 504, body = Problem, content_type = "application/problem+json",
+            description = "`provider_unavailable`: no answer in `lessons.external_timeout_ms`"),
+        Limited,
+    ))]
 async fn external(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let url = &state.lessons.external_url;
     let started = Instant::now();
@@ -139,12 +231,12 @@ async fn external(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     let (status, body) = tokio::time::timeout(limit, fetch(&state.http, url))
         .await
         .map_err(|_| ApiError::UpstreamTimeout)??;
-    Ok(HttpResponse::Ok().json(json!({
-        "url": url,
-        "status": status,
-        "elapsed_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        "body": body,
-    })))
+    Ok(HttpResponse::Ok().json(Fetched {
+        url,
+        status,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        body,
+    }))
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<(u16, Value), ApiError> {

@@ -13,6 +13,7 @@ mod http;
 pub mod in_flight;
 pub mod instances;
 pub mod lessons;
+pub mod openapi;
 pub mod problem;
 pub mod quota;
 pub mod rate_limit;

@@ -5,7 +5,7 @@ use intake::{
     admin::{self, TokensCommand, UsersCommand},
     client,
     configuration::Settings,
-    db, health,
+    db, health, openapi,
     problem::cause_chain,
     startup::{Application, StartupError},
     telemetry,
@@ -45,6 +45,8 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Print the OpenAPI document (the one served at /openapi.json) and exit.
+    Openapi,
     /// Upload files to a running intake with the resumable protocol (tus): progress bars, and
     /// an interrupted upload continues where it stopped on the next run.
     Upload(client::UploadArgs),
@@ -65,6 +67,10 @@ async fn main() -> ExitCode {
             exit(admin::users(command, &settings.database, &mut std::io::stdout()).await)
         }
         Command::Upload(args) => exit(client::upload(args).await),
+        Command::Openapi => {
+            print!("{}", openapi::render(&settings));
+            ExitCode::SUCCESS
+        }
         Command::Tokens { command } => {
             let (mut out, mut note) = (std::io::stdout(), std::io::stderr());
             exit(admin::tokens(command, &settings.database, &mut out, &mut note).await)

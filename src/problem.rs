@@ -13,6 +13,29 @@ use crate::{error::ErrorCode, telemetry::metrics};
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// An error: RFC 9457 problem details with a stable `code`.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "about:blank",
+    "title": "Payload Too Large",
+    "status": 413,
+    "detail": "file exceeds the 1073741824-byte limit",
+    "code": "file_too_large"
+}))]
+pub struct Problem {
+    #[schema(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: ErrorCode,
+    /// `validation_failed` only: each invalid field, by its JSON path.
+    pub errors: Option<Vec<crate::error::FieldError>>,
+    /// `POST /checkout` only: the order as it ended.
+    #[schema(value_type = Option<crate::checkout::Placed>)]
+    pub order: Option<serde_json::Value>,
+}
+
 /// The members every problem has; callers may add their own (RFC 9457 extension members).
 pub fn body(status: StatusCode, code: ErrorCode, detail: &str) -> Map<String, Value> {
     let mut body = Map::new();

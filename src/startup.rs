@@ -18,9 +18,9 @@ use crate::{
     configuration::{Settings, SettingsError},
     db,
     error::ApiError,
-    files, health, http,
+    http,
     in_flight::InFlight,
-    lessons, problem, quota,
+    openapi, problem, quota,
     rate_limit::RateLimit,
     state::AppState,
     storage::{
@@ -118,6 +118,7 @@ impl Application {
             metrics_token: settings.telemetry.metrics_token.clone(),
         });
 
+        let document = web::Data::new(openapi::Rendered::new(&settings));
         let server = http::serve(listener, &settings, move || {
             App::new()
                 .app_data(state.clone())
@@ -128,13 +129,8 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     ApiError::InvalidRequest(format!("invalid query: {error}")).into()
                 }))
-                .configure(health::routes)
-                .configure(uploads::routes)
-                .configure(files::routes)
-                .configure(tus::routes)
-                .configure(checkout::routes)
-                .configure(lessons::routes)
-                .route("/metrics", web::get().to(telemetry::metrics::scrape))
+                .app_data(document.clone())
+                .configure(openapi::register)
                 .wrap(ErrorHandlers::new().default_handler(problem::render_framework_errors))
                 .wrap(from_fn(telemetry::metrics::record_request))
                 .wrap(from_fn(telemetry::echo_request_id))

@@ -17,20 +17,23 @@ use actix_web::{
     web,
 };
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use self::{
     keys::KeyHeld,
     orders::Claim,
-    process::{Outcome, PaymentStatus},
+    process::{EmailReport, Outcome, PaymentReport, PaymentStatus},
     request::Order,
 };
 pub use self::{keys::KeysInUse, process::Checkout};
 use crate::{
     auth::{self, Owner},
     error::{ApiError, ErrorCode},
-    problem,
+    openapi::{Documented, responses::Authenticated},
+    problem::{self, Problem},
     state::AppState,
     telemetry,
 };
@@ -39,14 +42,58 @@ const MAX_KEY_LEN: usize = 255;
 /// The largest order body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
-        web::resource("/checkout")
-            .route(web::post().to(checkout))
-            .wrap(from_fn(auth::identify_or_anonymous)),
+        Documented::new(
+            "/checkout",
+            web::resource("/checkout")
+                .route(web::post().to(checkout))
+                .wrap(from_fn(auth::identify_or_anonymous)),
+        )
+        .with(__path_checkout),
     );
 }
 
+/// An order as placed: `201`'s body, and `order` in the problem of a payment that failed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Placed<'a> {
+    order_id: Uuid,
+    /// `paid` or `payment_failed`.
+    status: &'static str,
+    payment: &'a PaymentReport,
+    email: &'a EmailReport,
+    elapsed_ms: u64,
+}
+
+/// Place an order: the payment and the confirmation email run concurrently.
+///
+/// Without a token the order is the anonymous user's. With `Idempotency-Key`, a retry with
+/// the same body gets the first answer (`Idempotent-Replayed: true`) and never charges twice.
+#[utoipa::path(post, path = "/checkout", tag = "checkout", security((), ("token" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+        description = "up to 255 visible ASCII characters, scoped to the caller")),
+    request_body(content = Order, content_type = "application/json"),
+    responses(
+        (status = 201, body = Placed, description = "paid",
+            headers(("Idempotent-Replayed" = Option<String>))),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "`invalid_request`: the body is not JSON, or the key is not valid"),
+        (status = 402, body = Problem, content_type = "application/problem+json",
+            description = "`payment_declined`; `order` says how the order ended"),
+        (status = 408, body = Problem, content_type = "application/problem+json",
+            description = "`upload_timeout`: the body came too slowly"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "`idempotency_key_in_use`: a request with this key is running"),
+        (status = 413, body = Problem, content_type = "application/problem+json",
+            description = "`request_too_large`: over 64 KiB"),
+        (status = 422, body = Problem, content_type = "application/problem+json",
+            description = "`validation_failed` (with `errors`) or `idempotency_key_reused`"),
+        (status = 502, body = Problem, content_type = "application/problem+json",
+            description = "`provider_unavailable`: the payment provider failed"),
+        (status = 504, body = Problem, content_type = "application/problem+json",
+            description = "`provider_unavailable`: the payment provider did not answer in time"),
+        Authenticated,
+    ))]
 async fn checkout(
     req: HttpRequest,
     payload: web::Payload,
@@ -158,13 +205,14 @@ async fn read_body(
 /// The answer for an outcome: `201` with the order when paid; otherwise problem+json that
 /// carries the same order object under `order`, so that a client can show what happened.
 fn render(id: Uuid, outcome: &Outcome) -> (StatusCode, Value) {
-    let order = json!({
-        "order_id": id,
-        "status": outcome.order_status(),
-        "payment": outcome.payment,
-        "email": outcome.email,
-        "elapsed_ms": outcome.elapsed_ms,
-    });
+    let order = serde_json::to_value(Placed {
+        order_id: id,
+        status: outcome.order_status(),
+        payment: &outcome.payment,
+        email: &outcome.email,
+        elapsed_ms: outcome.elapsed_ms,
+    })
+    .expect("an order serializes");
     let (status, code, detail) = match outcome.payment.status {
         PaymentStatus::Succeeded => return (StatusCode::CREATED, order),
         PaymentStatus::Declined => (
@@ -217,7 +265,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .filter(|k| (1..=MAX_KEY_LEN).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
             ApiError::InvalidRequest(format!(
                 "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"

@@ -14,6 +14,7 @@ const MAX_SKU_CHARS: usize = 64;
 #[serde(default)]
 struct Input {
     customer_email: Option<String>,
+    #[serde(deserialize_with = "whole_number")]
     amount_cents: Option<i64>,
     currency: Option<String>,
     items: Option<Vec<ItemInput>>,
@@ -23,21 +24,37 @@ struct Input {
 #[serde(default)]
 struct ItemInput {
     sku: Option<String>,
+    #[serde(deserialize_with = "whole_number")]
     quantity: Option<i64>,
 }
 
 /// A valid order request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "customer_email": "a@example.com",
+    "amount_cents": 1299,
+    "currency": "EUR",
+    "items": [{"sku": "BOOK-1", "quantity": 1}]
+}))]
 pub struct Order {
+    #[schema(format = Email)]
     pub customer_email: String,
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub amount_cents: i64,
+    /// ISO 4217.
     pub currency: String,
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<Item>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Item {
+    /// Up to 64 characters, not only spaces, no control characters.
+    #[schema(
+        pattern = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]{0,63}$"
+    )]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 
@@ -47,6 +64,25 @@ impl Order {
         let canonical = serde_json::to_vec(self).expect("an order serializes");
         Sha256::digest(canonical).to_vec()
     }
+}
+
+/// A JSON number without a fractional part: `3` or `3.0`, as JSON Schema's `integer` (and a
+/// JavaScript client's numbers) have it.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|value| value.fract() == 0.0 && value.abs() < 2f64.powi(53))
+            .map(|value| value as i64)
+    });
+    whole
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a whole number")))
 }
 
 pub fn parse(body: &[u8]) -> Result<Order, ApiError> {
@@ -195,6 +231,11 @@ mod tests {
         .unwrap();
         assert_eq!(order.amount_cents, 1299);
         assert_eq!(order.items[0].quantity, 2);
+        let written_as_floats = parse(
+            br#"{"customer_email":"a@example.com","amount_cents":1299.0,"currency":"EUR","items":[{"sku":"BOOK-1","quantity":2.0}]}"#,
+        )
+        .unwrap();
+        assert_eq!(written_as_floats, order);
     }
 
     #[test]
@@ -214,6 +255,7 @@ mod tests {
             ["customer_email", "amount_cents", "currency", "items"]
         );
         assert_eq!(fields(r#"{"amount_cents":"12"}"#), ["amount_cents"]);
+        assert_eq!(fields(r#"{"amount_cents":12.5}"#), ["amount_cents"]);
         // Postgres cannot store a NUL in text or jsonb: refused by name, never a 500.
         assert_eq!(
             fields(

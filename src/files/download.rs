@@ -19,10 +19,33 @@ use super::FileRecord;
 use crate::{
     auth::Owner,
     error::{ApiError, ErrorCode},
-    problem,
+    openapi::responses::{Authenticated, NotFound},
+    problem::{self, Problem},
     state::AppState,
 };
 
+/// A file's bytes, with its stored `Content-Type`, a strong `ETag` (its SHA-256),
+/// `Last-Modified`, conditional requests and one byte range. Never rendered in intake's
+/// origin: `Content-Disposition: attachment`, `nosniff`, a sandboxing CSP.
+#[utoipa::path(method(get, head), path = "/files/{id}/content", tag = "files",
+    security(("token" = [])),
+    params(
+        ("id" = Uuid, Path, description = "the file's id"),
+        ("Range" = Option<String>, Header, description = "one range: `bytes=0-99`, `bytes=100-`, `bytes=-100`"),
+        ("If-None-Match" = Option<String>, Header, description = "`304` when it names the ETag"),
+        ("If-Range" = Option<String>, Header, description = "the range only if this ETag still matches"),
+    ),
+    responses(
+        (status = 200, description = "the whole file", content_type = "*/*", body = Vec<u8>,
+            headers(("ETag" = String), ("Accept-Ranges" = String), ("Content-Disposition" = String))),
+        (status = 206, description = "the range asked for", content_type = "*/*", body = Vec<u8>,
+            headers(("Content-Range" = String))),
+        (status = 304, description = "unchanged since the ETag given"),
+        (status = 416, body = Problem, content_type = "application/problem+json",
+            description = "`invalid_request`: the range lies beyond the file",
+            headers(("Content-Range" = String, description = "`bytes */<size>`"))),
+        NotFound, Authenticated,
+    ))]
 pub async fn content(
     req: HttpRequest,
     id: web::Path<Uuid>,

@@ -5,6 +5,7 @@ pub mod record;
 
 use actix_web::{HttpResponse, middleware::from_fn, web};
 use serde::{Deserialize, Serialize};
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use self::record::Cursor;
@@ -13,47 +14,81 @@ use crate::{
     auth::{self, Owner},
     db,
     error::ApiError,
+    openapi::{
+        Documented,
+        responses::{Authenticated, NotFound},
+    },
+    problem::Problem,
     quota,
     state::AppState,
     telemetry,
 };
 
 /// `POST /files` is the uploads module's.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
-        web::resource("/files")
-            .route(web::get().to(list))
-            .wrap(from_fn(auth::identify)),
+        Documented::new(
+            "/files",
+            web::resource("/files")
+                .route(web::get().to(list))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(__path_list),
     )
     .service(
-        web::resource("/files/{id}")
-            .route(web::get().to(metadata))
-            .route(web::delete().to(delete))
-            .wrap(from_fn(auth::identify)),
+        Documented::new(
+            "/files/{id}",
+            web::resource("/files/{id}")
+                .route(web::get().to(metadata))
+                .route(web::delete().to(delete))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(__path_metadata)
+        .with(__path_delete),
     )
     .service(
-        web::resource("/files/{id}/content")
-            .route(web::get().to(download::content))
-            .route(web::head().to(download::content))
-            .wrap(from_fn(auth::identify)),
+        Documented::new(
+            "/files/{id}/content",
+            web::resource("/files/{id}/content")
+                .route(web::get().to(download::content))
+                .route(web::head().to(download::content))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(download::__path_content),
     );
 }
 
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Files per page.
+    #[param(minimum = 1, maximum = 1000, default = 50)]
     limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    #[param(pattern = "^[0-9]{1,17}_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Page {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page {
     files: Vec<FileObject>,
+    /// Where the next page starts; `null` on the last page.
     next_cursor: Option<String>,
 }
 
+/// The caller's files, newest first, a page at a time (keyset pagination: pages do not shift
+/// when files are added).
+#[utoipa::path(get, path = "/files", tag = "files", security(("token" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, body = Page),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "`invalid_request`: a limit out of range or a cursor not valid"),
+        Authenticated,
+    ))]
 async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
@@ -91,6 +126,10 @@ async fn list(
     }))
 }
 
+/// One file's metadata.
+#[utoipa::path(get, path = "/files/{id}", tag = "files", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "the file's id")),
+    responses((status = 200, body = FileObject), NotFound, Authenticated))]
 async fn metadata(
     id: web::Path<Uuid>,
     state: web::Data<AppState>,
@@ -105,6 +144,10 @@ async fn find(state: &AppState, owner: Owner, id: Uuid) -> Result<FileRecord, Ap
         .ok_or(ApiError::NotFound("file"))
 }
 
+/// Delete a file: its bytes and its row go together, and its size leaves the caller's usage.
+#[utoipa::path(delete, path = "/files/{id}", tag = "files", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "the file's id")),
+    responses((status = 204, description = "deleted"), NotFound, Authenticated))]
 async fn delete(
     id: web::Path<Uuid>,
     state: web::Data<AppState>,

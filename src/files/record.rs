@@ -26,12 +26,23 @@ pub struct NewFile {
 }
 
 /// A file as the API shows it (DESIGN.md → Uploads).
-#[derive(Debug, Serialize)]
+/// A stored file, as every route shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "id": "019a6b2c-7d1e-7f3a-9c4b-2e5f8a1d3c6b",
+    "filename": "report.pdf",
+    "content_type": "application/pdf",
+    "size": 48213,
+    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "created_at": "2026-11-24T05:01:57.008694Z",
+    "url": "/files/019a6b2c-7d1e-7f3a-9c4b-2e5f8a1d3c6b/content"
+}))]
 pub struct FileObject {
     pub id: Uuid,
     pub filename: String,
     pub content_type: String,
     pub size: i64,
+    /// Lowercase hex.
     pub sha256: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

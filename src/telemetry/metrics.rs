@@ -26,8 +26,11 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use utoipa_actix_web::service_config::ServiceConfig;
+
 use crate::{
     error::{ApiError, ErrorCode},
+    openapi::Documented,
     state::AppState,
 };
 
@@ -290,12 +293,28 @@ pub fn provider_call(provider: &'static str, outcome: &'static str, took: Durati
     histogram!("intake_checkout_provider_call_seconds", "provider" => provider).record(took);
 }
 
-/// `GET /metrics`: never rate-limited (a scraper must not be refused for scraping), open unless
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(
+        Documented::new(
+            "/metrics",
+            web::resource("/metrics").route(web::get().to(scrape)),
+        )
+        .with(__path_scrape),
+    );
+}
+
+/// Prometheus metrics (README → Operating intake lists them).
+///
+/// Never rate-limited (a scraper must not be refused for scraping); open unless
 /// `telemetry.metrics_token` is set.
-pub async fn scrape(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics token" = [])),
+    responses(
+        (status = 200, description = "the Prometheus text format",
+            content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 401, body = crate::problem::Problem, content_type = "application/problem+json",
+            description = "`unauthorized`: `telemetry.metrics_token` is set and not given"),
+    ))]
+async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let wanted = state.metrics_token.expose_secret();
     if !wanted.is_empty() {
         let given = req

@@ -21,6 +21,7 @@ use actix_web::{
 };
 use futures_util::StreamExt;
 use time::OffsetDateTime;
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 pub use self::protocol::VERSION;
@@ -37,36 +38,68 @@ use crate::{
     auth::{self, Owner},
     error::ApiError,
     files::{self, FileRecord},
+    openapi::{
+        Documented,
+        responses::{Authenticated, NotFound},
+    },
+    problem::Problem,
     quota::{self, Reservation},
     state::AppState,
     uploads::{content_type::Detector, filename},
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
-        web::resource(["/tus", "/tus/"])
-            .guard(guard::Options())
-            .route(web::route().to(options))
-            .wrap(from_fn(protocol::tag)),
+        Documented::new(
+            "/tus/",
+            web::resource(["/tus", "/tus/"])
+                .guard(guard::Options())
+                .route(web::route().to(options))
+                .wrap(from_fn(protocol::tag)),
+        )
+        .with(__path_options),
     )
     .service(
-        web::resource(["/tus", "/tus/"])
-            .route(web::post().to(create))
-            .wrap(from_fn(auth::identify))
-            .wrap(from_fn(protocol::tag)),
+        Documented::new(
+            "/tus/",
+            web::resource(["/tus", "/tus/"])
+                .route(web::post().to(create))
+                .wrap(from_fn(auth::identify))
+                .wrap(from_fn(protocol::tag)),
+        )
+        .with(__path_create),
     )
     .service(
-        web::resource("/tus/{id}")
-            .route(web::head().to(head))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(terminate))
-            .route(web::method(Method::OPTIONS).to(options))
-            .wrap(from_fn(auth::identify))
-            .wrap(from_fn(protocol::tag)),
+        Documented::new(
+            "/tus/{id}",
+            web::resource("/tus/{id}")
+                .route(web::head().to(head))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(terminate))
+                .route(web::method(Method::OPTIONS).to(options))
+                .wrap(from_fn(auth::identify))
+                .wrap(from_fn(protocol::tag)),
+        )
+        .with(__path_head)
+        .with(__path_patch)
+        .with(__path_terminate),
     );
 }
 
-/// What the server supports; no token needed.
+/// The protocol version every request but `OPTIONS` names in `Tus-Resumable`.
+#[derive(utoipa::ToSchema)]
+pub enum TusResumable {
+    #[schema(rename = "1.0.0")]
+    V1,
+}
+
+/// What the server supports (tus discovery); no token needed.
+#[utoipa::path(options, path = "/tus/", tag = "resumable",
+    responses((status = 204, description = "the protocol's capabilities",
+        headers(
+            ("Tus-Resumable" = String), ("Tus-Version" = String), ("Tus-Extension" = String),
+            ("Tus-Max-Size" = u64), ("Tus-Checksum-Algorithm" = String),
+        ))))]
 async fn options(state: web::Data<AppState>) -> HttpResponse {
     resumable(&mut HttpResponse::NoContent())
         .insert_header((TUS_VERSION, VERSION))
@@ -78,6 +111,30 @@ async fn options(state: web::Data<AppState>) -> HttpResponse {
 
 /// `POST /tus/`: a new upload of `Upload-Length` bytes (or deferred), with its first bytes in
 /// the body if the client sends them (creation-with-upload).
+#[utoipa::path(post, path = "/tus/", tag = "resumable", security(("token" = [])),
+    params(
+        ("Tus-Resumable" = inline(TusResumable), Header),
+        ("Upload-Length" = u64, Header, description = "the file's size. Or, not described here \
+            because OpenAPI cannot say that two headers exclude each other: no `Upload-Length` \
+            but `Upload-Defer-Length: 1`, and the size comes with a later PATCH \
+            (creation-defer-length)"),
+        ("Upload-Metadata" = Option<String>, Header, description = "`filename`, `filetype`: key and base64 value pairs, comma-separated"),
+    ),
+    request_body(content = Option<Vec<u8>>, content_type = "application/offset+octet-stream",
+        description = "the first bytes (creation-with-upload); none otherwise"),
+    responses(
+        (status = 201, description = "created; `Location` is where to PATCH",
+            headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String))),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "`invalid_request`: a header is missing or not valid"),
+        (status = 412, body = Problem, content_type = "application/problem+json",
+            description = "`tus_version_unsupported`", headers(("Tus-Version" = String))),
+        (status = 413, body = Problem, content_type = "application/problem+json",
+            description = "`file_too_large`, `quota_exceeded` or `length_exceeded`"),
+        (status = 415, body = Problem, content_type = "application/problem+json",
+            description = "`unsupported_media_type` (`filetype` not allowed) or `not_offset_octet_stream`"),
+        Authenticated,
+    ))]
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -204,6 +261,22 @@ async fn lease(
 
 /// `HEAD /tus/{id}`: how far the upload is. A finished upload answers as a whole file, so that
 /// a client that missed the last answer learns it is done.
+#[utoipa::path(head, path = "/tus/{id}", tag = "resumable", security(("token" = [])),
+    params(("id" = Uuid, Path), ("Tus-Resumable" = inline(TusResumable), Header)),
+    responses(
+        (status = 200, description = "`Upload-Offset` says how far it is; a finished upload \
+            also has `Content-Location`",
+            headers(("Upload-Offset" = u64), ("Upload-Length" = Option<u64>),
+                ("Upload-Defer-Length" = Option<String>), ("Upload-Expires" = Option<String>),
+                ("Upload-Metadata" = Option<String>), ("Content-Location" = Option<String>))),
+        (status = 410, body = Problem, content_type = "application/problem+json",
+            description = "`upload_expired`"),
+        (status = 412, body = Problem, content_type = "application/problem+json",
+            description = "`tus_version_unsupported`"),
+        (status = 423, body = Problem, content_type = "application/problem+json",
+            description = "`upload_locked`: another request holds the upload"),
+        NotFound, Authenticated,
+    ))]
 async fn head(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -267,6 +340,42 @@ fn finished(builder: &mut actix_web::HttpResponseBuilder, file: &FileRecord) -> 
 }
 
 /// `PATCH /tus/{id}`: the next bytes, at `Upload-Offset`.
+#[utoipa::path(patch, path = "/tus/{id}", tag = "resumable", security(("token" = [])),
+    params(
+        ("id" = Uuid, Path),
+        ("Tus-Resumable" = inline(TusResumable), Header),
+        ("Upload-Offset" = u64, Header, description = "where these bytes start: the upload's offset"),
+        ("Upload-Length" = Option<u64>, Header, description = "the size, once, for a deferred upload"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this body"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses(
+        (status = 204, description = "stored; `Upload-Offset` is the new offset (the whole size \
+            and `Content-Location` once the file is complete)",
+            headers(("Upload-Offset" = u64), ("Upload-Expires" = Option<String>),
+                ("Content-Location" = Option<String>))),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "`invalid_request`: a header is missing or not valid"),
+        (status = 408, body = Problem, content_type = "application/problem+json",
+            description = "`upload_timeout`: what arrived was kept"),
+        (status = 409, body = Problem, content_type = "application/problem+json",
+            description = "`offset_mismatch`: HEAD, then continue at its offset"),
+        (status = 410, body = Problem, content_type = "application/problem+json",
+            description = "`upload_expired`"),
+        (status = 412, body = Problem, content_type = "application/problem+json",
+            description = "`tus_version_unsupported`"),
+        (status = 413, body = Problem, content_type = "application/problem+json",
+            description = "`length_exceeded`, `file_too_large` or `quota_exceeded`"),
+        (status = 415, body = Problem, content_type = "application/problem+json",
+            description = "`not_offset_octet_stream` or `unsupported_media_type`"),
+        (status = 423, body = Problem, content_type = "application/problem+json",
+            description = "`upload_locked`: another request holds the upload"),
+        (status = 460, body = Problem, content_type = "application/problem+json",
+            description = "`chunk_checksum_mismatch`: nothing of this body was kept"),
+        (status = 507, body = Problem, content_type = "application/problem+json",
+            description = "`storage_full`"),
+        NotFound, Authenticated,
+    ))]
 async fn patch(
     req: HttpRequest,
     payload: web::Payload,
@@ -333,6 +442,16 @@ fn answer_patch(builder: &mut actix_web::HttpResponseBuilder, patched: &Patched)
 }
 
 /// `DELETE /tus/{id}` (termination): the upload and its bytes go, its quota comes back.
+#[utoipa::path(delete, path = "/tus/{id}", tag = "resumable", security(("token" = [])),
+    params(("id" = Uuid, Path), ("Tus-Resumable" = inline(TusResumable), Header)),
+    responses(
+        (status = 204, description = "terminated"),
+        (status = 412, body = Problem, content_type = "application/problem+json",
+            description = "`tus_version_unsupported`"),
+        (status = 423, body = Problem, content_type = "application/problem+json",
+            description = "`upload_locked`: another request holds the upload"),
+        NotFound, Authenticated,
+    ))]
 async fn terminate(
     req: HttpRequest,
     state: web::Data<AppState>,

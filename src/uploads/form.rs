@@ -42,7 +42,7 @@ impl Limits {
 pub struct Form<'a> {
     multipart: Multipart,
     limits: &'a Limits,
-    parts: usize,
+    files: usize,
     /// Set when the body crossed `max_request_bytes`; the multipart parser reports the same
     /// `Overflow` when a part's headers outgrow its buffer.
     over_limit: Rc<Cell<bool>>,
@@ -94,7 +94,7 @@ impl<'a> Form<'a> {
         Ok(Self {
             multipart: Multipart::new(req.headers(), counted),
             limits,
-            parts: 0,
+            files: 0,
             over_limit,
             declared,
             clock: Clock::new(&limits.settings, received),
@@ -106,20 +106,11 @@ impl<'a> Form<'a> {
         self.declared
     }
 
-    /// The next part, or `None` after the closing boundary. Every part counts toward
-    /// `upload.max_files`.
+    /// The next part, or `None` after the closing boundary.
     pub async fn next_part(&mut self) -> Result<Option<Field>, ApiError> {
         let part = self.clock.bounded(self.multipart.next()).await?;
         let Some(part) = part else { return Ok(None) };
-        let part = part.map_err(|e| self.error(e))?;
-        self.parts += 1;
-        if self.parts > self.limits.settings.max_files {
-            return Err(ApiError::TooManyFiles(format!(
-                "a request may carry at most {} parts",
-                self.limits.settings.max_files
-            )));
-        }
-        Ok(Some(part))
+        Ok(Some(part.map_err(|e| self.error(e))?))
     }
 
     async fn next_chunk(&self, field: &mut Field) -> Result<Option<Bytes>, ApiError> {
@@ -139,12 +130,20 @@ impl<'a> Form<'a> {
     /// on the way. `in_flight` counts the upload until whatever it leaves behind is removed.
     #[tracing::instrument(name = "upload.receive", skip_all, fields(file_id, size))]
     pub async fn receive(
-        &self,
+        &mut self,
         field: &mut Field,
         storage: &Storage,
         reservation: &mut Reservation,
         in_flight: &in_flight::Shared,
     ) -> Result<ReceivedFile, ApiError> {
+        // Files count toward `upload.max_files`; other fields are only read past.
+        self.files += 1;
+        if self.files > self.limits.settings.max_files {
+            return Err(ApiError::TooManyFiles(format!(
+                "a request may carry at most {} files",
+                self.limits.settings.max_files
+            )));
+        }
         let filename = super::filename::from_disposition(field.content_disposition());
         let declared = super::digest::declared_sha256(field.headers())?;
         let mut detector = Detector::new(field.content_type(), &self.limits.allow)?;

@@ -9,6 +9,7 @@ mod pace;
 
 use actix_web::{HttpRequest, HttpResponse, guard, http::header, middleware::from_fn, web};
 use serde::Serialize;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use self::form::Limits;
 use self::form::{Form, ReceivedFile, is_file};
@@ -18,27 +19,65 @@ use crate::{
     error::ApiError,
     files::{FileObject, FileRecord, record},
     in_flight,
+    openapi::{
+        Documented,
+        responses::{Authenticated, UploadRefused},
+    },
     quota::Reservation,
     state::AppState,
     telemetry::{self, metrics},
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
-        web::resource("/upload")
-            .route(web::post().to(upload))
-            .wrap(from_fn(auth::identify)),
+        Documented::new(
+            "/upload",
+            web::resource("/upload")
+                .route(web::post().to(upload))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(__path_upload),
     )
     // Only POST: the other methods of `/files` fall through to the files module's resource.
     .service(
-        web::resource("/files")
-            .guard(guard::Post())
-            .route(web::post().to(upload_batch))
-            .wrap(from_fn(auth::identify)),
+        Documented::new(
+            "/files",
+            web::resource("/files")
+                .guard(guard::Post())
+                .route(web::post().to(upload_batch))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(__path_upload_batch),
     );
 }
 
-/// The tutorial's endpoint: exactly one file part, named `file`; other fields are ignored.
+/// `POST /upload`'s form, as the document describes it.
+#[derive(utoipa::ToSchema)]
+pub struct UploadForm {
+    /// The file; its part's `filename` becomes the file's name (cleaned). A `Content-SHA256`
+    /// or `Digest` part header is checked against the bytes.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// `POST /files`' form: every part with a filename is a file.
+#[derive(utoipa::ToSchema)]
+pub struct BatchForm {
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
+    pub files: Vec<Vec<u8>>,
+}
+
+/// Upload one file.
+///
+/// The tutorial's endpoint: exactly one file part, named `file`; other fields are ignored. The
+/// file is streamed to storage; `201` means it is durable and recorded.
+#[utoipa::path(post, path = "/upload", tag = "files", security(("token" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, body = FileObject, description = "stored",
+            headers(("Location" = String, description = "the file's metadata"))),
+        UploadRefused, Authenticated,
+    ))]
 async fn upload(
     req: HttpRequest,
     payload: web::Payload,
@@ -53,12 +92,20 @@ async fn upload(
         .json(record.to_object()))
 }
 
-#[derive(Serialize)]
-struct Batch {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Batch {
     files: Vec<FileObject>,
 }
 
-/// Every part that names a file is stored; either all of them are, or none.
+/// Upload several files, all or none.
+///
+/// Every part that names a file (has a `filename`) is stored; either all of them are, or none.
+#[utoipa::path(post, path = "/files", tag = "files", security(("token" = [])),
+    request_body(content = BatchForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, body = Batch, description = "all stored"),
+        UploadRefused, Authenticated,
+    ))]
 async fn upload_batch(
     req: HttpRequest,
     payload: web::Payload,

@@ -249,6 +249,20 @@ async fn the_same_key_with_another_body_is_422() {
 }
 
 #[tokio::test]
+async fn a_key_that_is_not_1_to_255_visible_ascii_characters_is_400_and_charges_nothing() {
+    let (mock, app) = with_providers(paid(), ResponseTemplate::new(200), Some(0), 1000).await;
+    for key in ["two words", &"k".repeat(256), "tab\there"] {
+        assert_problem(
+            post(&app, &order(), Some(key)).await,
+            400,
+            "invalid_request",
+        )
+        .await;
+    }
+    mock.verify().await;
+}
+
+#[tokio::test]
 async fn concurrent_requests_with_one_key_charge_exactly_once() {
     // Slow enough that the requests overlap; the assertion does not depend on it.
     let slow_payment = paid().set_delay(std::time::Duration::from_millis(100));

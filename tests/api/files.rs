@@ -72,6 +72,21 @@ async fn a_batch_over_max_files_is_refused_and_keeps_nothing() {
 }
 
 #[tokio::test]
+async fn plain_fields_do_not_count_toward_max_files() {
+    let app = spawn_app_with(|s| s.upload.max_files = 2).await;
+    let form = (0..5).fold(Form::new(), |form, i| form.text(format!("note{i}"), "x"));
+    let form = (0..2).fold(form, |form, i| {
+        form.part(
+            format!("f{i}"),
+            file_part("x.bin", random_bytes(100, i), None),
+        )
+    });
+    let response = batch(&app, form).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(app.assert_consistent().await.len(), 2);
+}
+
+#[tokio::test]
 async fn metadata_is_the_file_object_and_unknown_ids_are_404() {
     let app = spawn_app().await;
     let created: serde_json::Value = app

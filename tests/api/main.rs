@@ -22,6 +22,7 @@ mod quota;
 mod rate_limit;
 mod readme;
 mod s3;
+mod schemathesis;
 mod slow_clients;
 mod startup;
 mod traces;

@@ -1,0 +1,70 @@
+//! Schemathesis (PyPI) against a running intake, with the document it serves: every route,
+//! valid and invalid requests, status codes, content types, headers and response bodies
+//! checked against the document. `.ci/run` installs it under target/schemathesis.
+
+use std::{path::Path, process::Command};
+
+use serde_json::json;
+use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+
+use crate::helpers::spawn_app_with;
+
+const INSTALL: &str = "python3 -m venv target/schemathesis/venv && \
+    target/schemathesis/venv/bin/pip install schemathesis==4.32.5 (or run .ci/run)";
+
+#[tokio::test]
+async fn the_server_conforms_to_its_openapi_document() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schemathesis = root.join("target/schemathesis/venv/bin/schemathesis");
+    assert!(
+        schemathesis.exists(),
+        "schemathesis is not installed: {INSTALL}"
+    );
+    // /external calls a third party: a stand-in that answers.
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"message": "pong"})))
+        .mount(&upstream)
+        .await;
+    let app = spawn_app_with(|settings| {
+        settings.auth.enabled = true;
+        // Thousands of requests from one client: no rate limit, and no waits that would only
+        // make the run longer (the document carries these limits, so nothing longer is sent).
+        settings.rate_limit.per_minute = 0;
+        settings.checkout.payment.simulated_latency_ms = 0;
+        settings.checkout.email.simulated_latency_ms = 0;
+        settings.lessons.slow_max_ms = 20;
+        settings.lessons.blocking_max_ms = 20;
+        settings.lessons.external_url = format!("{}/ping", upstream.uri());
+    })
+    .await;
+    let token = app.user_with_token("schemathesis").await;
+
+    let run = tokio::task::spawn_blocking({
+        let document = app.url("/openapi.json");
+        let config = root.join("tests/schemathesis");
+        move || {
+            Command::new(schemathesis)
+                .current_dir(&config)
+                .env("SCHEMATHESIS_HOOKS", "hooks")
+                .env("PYTHONPATH", &config)
+                .args(["--config-file", "schemathesis.toml", "--no-color", "run"])
+                .arg(document)
+                .args(["--header", &format!("Authorization: Bearer {token}")])
+                // A fixed seed: the same cases on every run, so that CI does not fail on a
+                // case it never generated before (run without it to look for new ones).
+                .args(["--max-examples", "50", "--seed", "1"])
+                .output()
+                .expect("schemathesis runs")
+        }
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "schemathesis found failures:\n{report}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(report.contains("Tested: "), "{report}");
+}
