@@ -488,3 +488,16 @@ impl TestBucket {
             .expect("the bucket lists")
     }
 }
+
+/// Whether a tool the suite drives (installed by .ci/run) is there. Without it a test is
+/// skipped on a developer's machine, and fails under `CI`.
+pub fn installed(path: &Path) -> Option<()> {
+    if path.exists() {
+        return Some(());
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI must have {}: see .ci/run", path.display());
+    }
+    eprintln!("skipped: {} is not installed; see .ci/run", path.display());
+    None
+}
