@@ -80,12 +80,14 @@ pub fn register(cfg: &mut web::ServiceConfig) {
 
 /// The document, built from the routes as the application registers them.
 pub fn document() -> openapi::OpenApi {
-    let mut document = App::new()
-        .into_utoipa_app()
-        .openapi(Base::openapi())
-        .configure(routes)
-        .split_for_parts()
-        .1;
+    let mut document = documented::documenting(|| {
+        App::new()
+            .into_utoipa_app()
+            .openapi(Base::openapi())
+            .configure(routes)
+            .split_for_parts()
+            .1
+    });
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document
 }

@@ -5,6 +5,8 @@
 //! class, an error code, a backend, an operation.
 
 use std::{
+    cell::RefCell,
+    collections::HashMap,
     future::Future,
     sync::OnceLock,
     time::{Duration, Instant},
@@ -19,7 +21,8 @@ use actix_web::{
     web,
 };
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::ExposeSecret;
@@ -163,20 +166,49 @@ pub async fn record_request(
             counter!("intake_auth_refused_total", "code" => code.as_str()).increment(1);
         }
     }
-    histogram!(
-        "intake_http_request_duration_seconds",
-        "method" => method,
-        "route" => route.clone(),
-    )
-    .record(started.elapsed());
-    counter!(
-        "intake_http_requests_total",
-        "method" => method,
-        "route" => route,
-        "status" => status_class(status),
-    )
-    .increment(1);
+    let (duration, count) = request_handles(method, route, status_class(status));
+    duration.record(started.elapsed());
+    count.increment(1);
     Ok(res)
+}
+
+type RequestKey = (&'static str, String, &'static str);
+
+thread_local! {
+    /// Each worker's handles to the request metrics it has recorded, by method, route and
+    /// status class: a hash of three short strings instead of building a metric key and
+    /// looking it up in the registry, twice, on every request.
+    static REQUEST_HANDLES: RefCell<HashMap<RequestKey, (Histogram, Counter)>> =
+        RefCell::new(HashMap::new());
+}
+
+fn request_handles(
+    method: &'static str,
+    route: String,
+    status: &'static str,
+) -> (Histogram, Counter) {
+    REQUEST_HANDLES.with_borrow_mut(|handles| {
+        let key = (method, route, status);
+        if let Some(found) = handles.get(&key) {
+            return found.clone();
+        }
+        let route = key.1.clone();
+        let found = (
+            histogram!(
+                "intake_http_request_duration_seconds",
+                "method" => method,
+                "route" => route.clone(),
+            ),
+            counter!(
+                "intake_http_requests_total",
+                "method" => method,
+                "route" => route,
+                "status" => status,
+            ),
+        );
+        handles.insert(key, found.clone());
+        found
+    })
 }
 
 fn method_label(method: &Method) -> &'static str {

@@ -86,6 +86,25 @@ pub fn routes(cfg: &mut ServiceConfig) {
     );
 }
 
+/// What any request on an upload may answer besides its own outcomes.
+#[derive(utoipa::IntoResponses)]
+pub enum OnAnUpload {
+    #[response(
+        status = 412,
+        description = "`tus_version_unsupported`: `Tus-Resumable` missing or not `1.0.0`",
+        content_type = "application/problem+json",
+        headers(("Tus-Version" = String))
+    )]
+    Version(Problem),
+    #[response(
+        status = 423,
+        description = "`upload_locked`: another request holds the upload and did not let go",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = u64))
+    )]
+    Locked(Problem),
+}
+
 /// The protocol version every request but `OPTIONS` names in `Tus-Resumable`.
 #[derive(utoipa::ToSchema)]
 pub enum TusResumable {
@@ -271,11 +290,7 @@ async fn lease(
                 ("Upload-Metadata" = Option<String>), ("Content-Location" = Option<String>))),
         (status = 410, body = Problem, content_type = "application/problem+json",
             description = "`upload_expired`"),
-        (status = 412, body = Problem, content_type = "application/problem+json",
-            description = "`tus_version_unsupported`"),
-        (status = 423, body = Problem, content_type = "application/problem+json",
-            description = "`upload_locked`: another request holds the upload"),
-        NotFound, Authenticated,
+        OnAnUpload, NotFound, Authenticated,
     ))]
 async fn head(
     req: HttpRequest,
@@ -362,19 +377,15 @@ fn finished(builder: &mut actix_web::HttpResponseBuilder, file: &FileRecord) -> 
             description = "`offset_mismatch`: HEAD, then continue at its offset"),
         (status = 410, body = Problem, content_type = "application/problem+json",
             description = "`upload_expired`"),
-        (status = 412, body = Problem, content_type = "application/problem+json",
-            description = "`tus_version_unsupported`"),
         (status = 413, body = Problem, content_type = "application/problem+json",
             description = "`length_exceeded`, `file_too_large` or `quota_exceeded`"),
         (status = 415, body = Problem, content_type = "application/problem+json",
             description = "`not_offset_octet_stream` or `unsupported_media_type`"),
-        (status = 423, body = Problem, content_type = "application/problem+json",
-            description = "`upload_locked`: another request holds the upload"),
         (status = 460, body = Problem, content_type = "application/problem+json",
             description = "`chunk_checksum_mismatch`: nothing of this body was kept"),
         (status = 507, body = Problem, content_type = "application/problem+json",
             description = "`storage_full`"),
-        NotFound, Authenticated,
+        OnAnUpload, NotFound, Authenticated,
     ))]
 async fn patch(
     req: HttpRequest,
@@ -446,11 +457,7 @@ fn answer_patch(builder: &mut actix_web::HttpResponseBuilder, patched: &Patched)
     params(("id" = Uuid, Path), ("Tus-Resumable" = inline(TusResumable), Header)),
     responses(
         (status = 204, description = "terminated"),
-        (status = 412, body = Problem, content_type = "application/problem+json",
-            description = "`tus_version_unsupported`"),
-        (status = 423, body = Problem, content_type = "application/problem+json",
-            description = "`upload_locked`: another request holds the upload"),
-        NotFound, Authenticated,
+        OnAnUpload, NotFound, Authenticated,
     ))]
 async fn terminate(
     req: HttpRequest,
