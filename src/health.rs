@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use serde::Serialize;
+use tracing::Instrument;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::{
@@ -51,7 +52,8 @@ async fn live() -> HttpResponse {
             description = "`database_unavailable` or `storage_unavailable`"),
     ))]
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let failure = match sqlx::query("SELECT 1").execute(&state.pool).await {
+    let ping = sqlx::query("SELECT 1").execute(&state.pool);
+    let failure = match ping.instrument(tracing::info_span!("db.ping")).await {
         Err(error) => Some(ApiError::DatabaseUnavailable(error)),
         Ok(_) => state.storage.probe().await.err().map(ApiError::from),
     };

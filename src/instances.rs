@@ -67,6 +67,7 @@ async fn keep(mut conn: PgConnection, options: PgConnectOptions, instance: Uuid)
 
 /// Those of `instances` that are running. Taking a lock tells; the transaction's end gives
 /// back what was taken.
+#[tracing::instrument(name = "db.running_instances", skip_all, fields(instances = instances.len()))]
 pub async fn running(pool: &PgPool, instances: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
     if instances.is_empty() {
         return Ok(Vec::new());

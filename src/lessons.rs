@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
+use tracing::Instrument;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::{
@@ -199,6 +200,7 @@ async fn user(
         *id
     )
     .fetch_optional(&state.pool)
+    .instrument(tracing::info_span!("db.find_user"))
     .await?
     .ok_or(ApiError::NotFound("user"))?;
     Ok(HttpResponse::Ok().json(user))

@@ -199,6 +199,7 @@ pub async fn release(conn: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<(), sq
 
 /// Applies pending usage changes to the users' rows: one user's (`Some`, after a delete, so
 /// that the freed bytes count for the next upload) or everyone's (`None`, `spawn_applying`).
+#[tracing::instrument(name = "db.apply_usage", skip_all)]
 pub async fn apply_changes(pool: &PgPool, user_id: Option<i64>) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
@@ -240,6 +241,7 @@ pub fn spawn_applying(pool: PgPool, interval: Duration) -> JoinHandle<()> {
 /// Gives back what instances no longer running held: those not in `alive`, and only
 /// reservations made before `listed_at`, when the live instances were listed (an instance
 /// started since then is not in the list but is alive).
+#[tracing::instrument(name = "db.release_dead_reservations", skip_all)]
 pub async fn release_dead(
     pool: &PgPool,
     alive: &[Uuid],

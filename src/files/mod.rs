@@ -162,6 +162,7 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[tracing::instrument(name = "db.delete_file", skip_all, fields(file_id = %id))]
 async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), ApiError> {
     let mut tx = state.pool.begin().await?;
     let deleted = sqlx::query_scalar!(

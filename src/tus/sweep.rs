@@ -35,6 +35,7 @@ pub async fn remove(
 
 /// Removes the uploads that expired (unless a running instance still writes to one), and on
 /// disk the files of uploads that have no row. Returns how many uploads it removed.
+#[tracing::instrument(name = "sweep.expired_uploads", skip_all)]
 pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<usize, SweepError> {
     let expired = sqlx::query!(
         r#"

@@ -46,6 +46,7 @@ impl Writers {
 }
 
 /// Asks the instance `holder` to stop the request writing to `id`.
+#[tracing::instrument(name = "db.ask_release", skip_all, fields(upload_id = %id))]
 pub async fn ask_release(
     writers: &Writers,
     pool: &PgPool,

@@ -352,6 +352,7 @@ impl Intent {
         }
     }
 
+    #[tracing::instrument(name = "db.record_intent", skip_all, fields(object_id = %self.id))]
     async fn record(&mut self, upload_id: Option<String>) -> io::Result<()> {
         let store = self.store.as_ref().expect("an unsettled intent");
         sqlx::query!(
