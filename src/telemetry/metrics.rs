@@ -285,7 +285,15 @@ async fn observe<T, E>(
 ) -> (Result<T, E>, Duration) {
     let started = Instant::now();
     let result = run
-        .instrument(tracing::info_span!("storage", backend, operation))
+        .instrument(tracing::info_span!(
+            "storage",
+            backend,
+            operation,
+            // On disk, `finish` and `pause` say how the writer's time was spent.
+            hashing_ms = tracing::field::Empty,
+            writing_ms = tracing::field::Empty,
+            syncing_ms = tracing::field::Empty,
+        ))
         .await;
     let took = started.elapsed();
     let outcome = if result.is_ok() { "ok" } else { "error" };

@@ -123,6 +123,11 @@ async fn exported_spans_carry_the_request_id_and_show_where_an_upload_spent_its_
         .find(|span| span.attributes["operation"] == "finish")
         .expect("the span of making the file durable");
     assert_eq!(finish.attributes["backend"], "fs");
+    // Where the writer's time went: hashing, writing, the fsync (numbers of milliseconds).
+    for part in ["hashing_ms", "writing_ms", "syncing_ms"] {
+        let spent: f64 = finish.attributes[part].parse().unwrap();
+        assert!(spent > 0.0, "{part}: {spent}");
+    }
     assert!(named("storage").any(|span| span.attributes["operation"] == "write"));
     assert!(named("db.authenticate").next().is_some());
     let insert = named("db.insert_files").next().expect("the commit's span");

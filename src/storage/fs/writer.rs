@@ -6,6 +6,7 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, Seek, SeekFrom, Write},
     path::PathBuf,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -27,6 +28,9 @@ struct Progress {
     hasher: Sha256,
     size: u64,
     flushed: u64,
+    /// Where this writer's time went, for its trace.
+    hashing: Duration,
+    writing: Duration,
 }
 
 /// Batches written on the blocking pool one after another: writing one overlaps receiving the
@@ -71,12 +75,19 @@ impl Pipeline {
         then: impl FnOnce(&Progress) -> io::Result<T> + Send + 'static,
     ) -> io::Result<(Progress, T)> {
         let mut progress = self.wait_idle().await?;
-        tokio::task::spawn_blocking(move || {
+        let (progress, outcome, syncing) = tokio::task::spawn_blocking(move || {
             progress.write(&last)?;
+            let started = Instant::now();
             let outcome = then(&progress)?;
-            Ok((progress, outcome))
+            Ok::<_, io::Error>((progress, outcome, started.elapsed()))
         })
-        .await?
+        .await??;
+        // The current span is the storage operation's (`telemetry::metrics::observed`).
+        let span = tracing::Span::current();
+        span.record("hashing_ms", millis(progress.hashing));
+        span.record("writing_ms", millis(progress.writing));
+        span.record("syncing_ms", millis(syncing));
+        Ok((progress, outcome))
     }
 
     /// A batch still on the blocking pool, which whatever undoes the file must wait for.
@@ -157,6 +168,8 @@ impl FsAppender {
                 hasher,
                 size,
                 flushed: size,
+                hashing: Duration::ZERO,
+                writing: Duration::ZERO,
             })
         })
         .await??;
@@ -230,6 +243,8 @@ impl Progress {
             hasher: Sha256::new(),
             size: 0,
             flushed: 0,
+            hashing: Duration::ZERO,
+            writing: Duration::ZERO,
         }
     }
 
@@ -262,8 +277,12 @@ impl Progress {
         }
         let file = self.file.as_mut().expect("created above");
         for chunk in batch {
+            let started = Instant::now();
             self.hasher.update(chunk);
+            let hashed = Instant::now();
             file.write_all(chunk)?;
+            self.hashing += hashed - started;
+            self.writing += hashed.elapsed();
             self.size += chunk.len() as u64;
         }
         if self.size - self.flushed >= WRITEBACK_WINDOW {
@@ -296,4 +315,8 @@ mod writeback {
 #[cfg(not(target_os = "linux"))]
 mod writeback {
     pub fn start(_: &std::fs::File, _: u64, _: u64) {}
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
