@@ -23,3 +23,4 @@ pub mod storage;
 pub mod telemetry;
 pub mod tus;
 pub mod uploads;
+pub mod web;

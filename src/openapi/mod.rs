@@ -20,7 +20,7 @@ use utoipa_actix_web::{AppExt, service_config::ServiceConfig};
 pub use self::documented::Documented;
 use crate::{
     checkout, configuration::Settings, error, files, health, lessons, problem, telemetry, tus,
-    uploads,
+    uploads, web as web_page,
 };
 
 #[derive(OpenApi)]
@@ -70,7 +70,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .configure(files::routes)
         .configure(tus::routes)
         .configure(checkout::routes)
-        .configure(lessons::routes);
+        .configure(lessons::routes)
+        .configure(web_page::routes);
 }
 
 /// Registers the routes in the application (their descriptions are collected by `document`).

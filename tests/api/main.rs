@@ -2,6 +2,7 @@
 //! own Postgres database and storage root.
 
 mod auth;
+mod browser;
 mod checkout;
 mod child;
 mod client;

@@ -1,0 +1,223 @@
+// intake's page: resumable uploads (tus) with progress, and the caller's files.
+"use strict";
+
+const TOKEN_KEY = "intake.token";
+const CHUNK_BYTES = 8 * 1024 * 1024;
+const PAGE = 20;
+
+const $ = (selector) => document.querySelector(selector);
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+function authHeaders() {
+  return token() ? { Authorization: `Bearer ${token()}` } : {};
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let unit = 0;
+  while (n >= 1024 && unit < units.length - 1) {
+    n /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? n : n.toFixed(1)} ${units[unit]}`;
+}
+
+function duration(seconds) {
+  if (!Number.isFinite(seconds)) return "";
+  if (seconds < 60) return `${Math.ceil(seconds)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s`;
+}
+
+// The words of a problem+json answer (its `detail`), with the wait a 429 asks for.
+async function problemText(status, bodyText, retryAfter) {
+  let detail = `the server answered ${status}`;
+  try {
+    const problem = JSON.parse(bodyText);
+    if (problem.detail) detail = problem.detail;
+  } catch (_) {
+    // Not JSON: keep the status.
+  }
+  if (status === 429 && retryAfter) detail += ` (retry in ${retryAfter} s)`;
+  return detail;
+}
+
+function tusErrorText(error) {
+  const response = error.originalResponse;
+  if (!response) return "the connection failed";
+  return problemText(response.getStatus(), response.getBody(), response.getHeader("Retry-After"));
+}
+
+function send(file) {
+  const row = $("#upload-row").content.firstElementChild.cloneNode(true);
+  row.querySelector(".name").textContent = file.name;
+  row.querySelector(".size").textContent = bytes(file.size);
+  const bar = row.querySelector("progress");
+  bar.setAttribute("aria-label", `Progress of ${file.name}`);
+  const state = row.querySelector(".state");
+  const cancel = row.querySelector(".cancel");
+  cancel.setAttribute("aria-label", `Cancel ${file.name}`);
+  $("#uploads").append(row);
+
+  let started = null;
+  let startedAt = 0;
+  const upload = new tus.Upload(file, {
+    endpoint: "/tus/",
+    chunkSize: CHUNK_BYTES,
+    retryDelays: [0, 1000, 3000, 5000, 10000],
+    headers: authHeaders(),
+    metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+    removeFingerprintOnSuccess: true,
+    onProgress(sent, total) {
+      if (started === null) {
+        started = performance.now();
+        startedAt = sent;
+      }
+      const percent = total ? Math.floor((sent / total) * 100) : 0;
+      const seconds = (performance.now() - started) / 1000;
+      const rate = seconds > 0 ? (sent - startedAt) / seconds : 0;
+      const left = rate > 0 ? (total - sent) / rate : Infinity;
+      bar.value = percent;
+      state.textContent = `${percent}%` + (rate > 0 ? ` · ${bytes(rate)}/s · ${duration(left)} left` : "");
+    },
+    onSuccess() {
+      bar.value = 100;
+      state.textContent = "100% · stored";
+      row.classList.add("done");
+      cancel.hidden = true;
+      loadFiles();
+    },
+    async onError(error) {
+      row.classList.add("failed");
+      state.textContent = `Not stored: ${await tusErrorText(error)}`;
+      cancel.hidden = true;
+    },
+  });
+  cancel.addEventListener("click", () => {
+    upload.abort(true).catch(() => {});
+    state.textContent = "Cancelled";
+    cancel.hidden = true;
+  });
+  // A file sent before (same name, size, date) continues where it stopped.
+  upload.findPreviousUploads().then((previous) => {
+    if (previous.length > 0) upload.resumeFromPreviousUpload(previous[0]);
+    upload.start();
+  });
+}
+
+let cursor = null;
+
+async function loadFiles(more = false) {
+  const status = $("#files-status");
+  const query = new URLSearchParams({ limit: String(PAGE) });
+  if (more && cursor) query.set("cursor", cursor);
+  const response = await fetch(`/files?${query}`, { headers: authHeaders() });
+  const body = await response.text();
+  if (!response.ok) {
+    status.textContent = response.status === 401
+      ? "Sign in with a token to see your files."
+      : await problemText(response.status, body, response.headers.get("Retry-After"));
+    return;
+  }
+  const page = JSON.parse(body);
+  const rows = $("#files tbody");
+  if (!more) rows.replaceChildren();
+  for (const file of page.files) rows.append(fileRow(file));
+  cursor = page.next_cursor;
+  $("#more").hidden = !cursor;
+  status.textContent = rows.children.length === 0 ? "No files yet." : "";
+}
+
+function fileRow(file) {
+  const row = document.createElement("tr");
+  row.dataset.id = file.id;
+  const cell = (text) => {
+    const td = document.createElement("td");
+    td.textContent = text;
+    row.append(td);
+  };
+  cell(file.filename);
+  cell(bytes(file.size));
+  cell(new Date(file.created_at).toLocaleString());
+  const actions = document.createElement("td");
+  actions.className = "actions";
+  const button = (label, name, action) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.setAttribute("aria-label", `${label} ${name}`);
+    b.addEventListener("click", action);
+    actions.append(b, " ");
+  };
+  button("Download", file.filename, () => download(file));
+  button("Copy link", file.filename, () => navigator.clipboard.writeText(new URL(file.url, location.href).href));
+  button("Delete", file.filename, () => remove(file, row));
+  row.append(actions);
+  return row;
+}
+
+// With a token the browser cannot follow a plain link (it would not send the header): the
+// bytes are fetched, then saved under the file's name.
+async function download(file) {
+  const response = await fetch(file.url, { headers: authHeaders() });
+  if (!response.ok) {
+    $("#files-status").textContent = await problemText(response.status, await response.text());
+    return;
+  }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = file.filename;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
+async function remove(file, row) {
+  if (!confirm(`Delete ${file.filename}?`)) return;
+  const response = await fetch(`/files/${file.id}`, { method: "DELETE", headers: authHeaders() });
+  if (response.ok) {
+    row.remove();
+    $("#files-status").textContent = `${file.filename} deleted.`;
+  } else {
+    $("#files-status").textContent = await problemText(response.status, await response.text());
+  }
+}
+
+function showSignedIn() {
+  $("#sign-out").hidden = !token();
+  $("#token").value = "";
+  $("#token").placeholder = token() ? "signed in" : "intake_…";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#sign-in").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+    showSignedIn();
+    loadFiles();
+  });
+  $("#sign-out").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showSignedIn();
+    loadFiles();
+  });
+  $("#pick").addEventListener("change", (event) => {
+    for (const file of event.target.files) send(file);
+    event.target.value = "";
+  });
+  const drop = $("#drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    for (const file of event.dataTransfer.files) send(file);
+  });
+  $("#more").addEventListener("click", () => loadFiles(true));
+  showSignedIn();
+  loadFiles();
+});

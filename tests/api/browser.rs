@@ -1,0 +1,88 @@
+//! The page at `/` in a real browser (Debian's chromium, driven by playwright-core from npm:
+//! tests/browser/page.mjs), against the real server. Screenshots go to target/browser-shots.
+
+use std::{path::Path, process::Command};
+
+use serde_json::Value;
+
+use crate::helpers::{installed, random_bytes, sha256_hex, spawn_app_with};
+
+#[tokio::test]
+async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = root.join("target/browser/node_modules");
+    if installed(&modules.join("playwright-core")).is_none()
+        || installed(Path::new("/usr/bin/chromium")).is_none()
+    {
+        return;
+    }
+    let app = spawn_app_with(|settings| {
+        settings.auth.enabled = true;
+        settings.upload.max_file_bytes = 1024 * 1024;
+    })
+    .await;
+    let token = app.user_with_token("alice").await;
+    let files = tempfile::tempdir().unwrap();
+    let one = b"hello from a browser\n".to_vec();
+    let two = random_bytes(300_000, 7);
+    std::fs::write(files.path().join("one.txt"), &one).unwrap();
+    std::fs::write(files.path().join("two.bin"), &two).unwrap();
+    std::fs::write(
+        files.path().join("big.bin"),
+        random_bytes(2 * 1024 * 1024, 8),
+    )
+    .unwrap();
+    let shots = root.join("target/browser-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let run = tokio::task::spawn_blocking({
+        let (address, token) = (app.address.clone(), token.clone());
+        let (files, shots) = (files.path().to_owned(), shots);
+        move || {
+            Command::new("node")
+                .arg(root.join("tests/browser/page.mjs"))
+                .args([&address, &token])
+                .args([&files, &shots])
+                .env("PLAYWRIGHT_MODULES", modules)
+                .output()
+                .expect("node runs")
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "the browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&run.stdout).expect("one JSON line");
+
+    assert_eq!(seen["tokenInUrl"], false);
+    assert_eq!(seen["progress"], serde_json::json!([100, 100]));
+    let listed = seen["listed"].as_array().unwrap();
+    assert!(listed.contains(&"one.txt".into()) && listed.contains(&"two.bin".into()));
+    let refusal = seen["tooLarge"].as_str().unwrap();
+    assert!(refusal.contains("1048576-byte limit"), "{refusal}");
+    assert_eq!(seen["downloadedName"], "one.txt");
+    assert_eq!(seen["downloadedSha256"], sha256_hex(&one));
+    assert_eq!(seen["afterDelete"], serde_json::json!(["one.txt"]));
+    assert_eq!(seen["overflow"], 0, "the page is wider than a phone");
+    assert_eq!(seen["cspViolations"], serde_json::json!([]));
+
+    // What the server holds agrees: one file, the right bytes; nothing of the refused one.
+    let page: Value = app
+        .client
+        .get(app.url("/files"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored = page["files"].as_array().unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["sha256"], sha256_hex(&one));
+    assert_eq!(app.assert_consistent().await.len(), 1);
+}

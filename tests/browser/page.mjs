@@ -1,0 +1,71 @@
+// Drives intake's page (`/`) in Debian's chromium with playwright-core, as a person would, and
+// prints what happened as one JSON line. The Rust test (tests/api/browser.rs) starts the server
+// and checks the result against the server's own answers.
+//
+//   node page.mjs <base url> <token> <files dir> <screenshots dir>
+// The files dir holds one.txt, two.bin (both small) and big.bin (over the server's limit).
+// PLAYWRIGHT_MODULES: the node_modules folder that holds playwright-core.
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+const { chromium } = createRequire(join(process.env.PLAYWRIGHT_MODULES, "/"))("playwright-core");
+
+const [base, token, files, shots] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox"],
+});
+const result = {};
+try {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const violations = [];
+  page.on("console", (message) => {
+    if (/Content.Security.Policy/i.test(message.text())) violations.push(message.text());
+  });
+  await page.goto(base + "/");
+
+  // Sign in by pasting the token; labels lead to the fields.
+  await page.getByLabel("Token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  result.tokenInUrl = page.url().includes(token);
+
+  // Two files by the file input: both reach 100% and appear in the list.
+  await page.setInputFiles("#pick", [join(files, "one.txt"), join(files, "two.bin")]);
+  await page.locator(".upload.done").nth(1).waitFor();
+  result.progress = await page.locator(".upload progress").evaluateAll((bars) => bars.map((b) => b.value));
+  await page.locator("#files tbody tr", { hasText: "two.bin" }).waitFor();
+  result.listed = await page.locator("#files tbody tr td:first-child").allTextContents();
+
+  // A file over the limit: the server's reason, next to it.
+  await page.setInputFiles("#pick", [join(files, "big.bin")]);
+  const failed = page.locator(".upload.failed", { hasText: "big.bin" });
+  await failed.waitFor();
+  result.tooLarge = await failed.locator(".state").textContent();
+
+  // Download from the list: the bytes are the file's.
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Download one.txt" }).click(),
+  ]);
+  result.downloadedName = download.suggestedFilename();
+  result.downloadedSha256 = createHash("sha256").update(await readFile(await download.path())).digest("hex");
+
+  // Delete, confirmed.
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.getByRole("button", { name: "Delete two.bin" }).click();
+  await page.locator("#files tbody tr", { hasText: "two.bin" }).waitFor({ state: "detached" });
+  result.afterDelete = await page.locator("#files tbody tr td:first-child").allTextContents();
+  await page.screenshot({ path: join(shots, "page-1280.png"), fullPage: true });
+
+  // A phone's width: nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  result.overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await page.screenshot({ path: join(shots, "page-390.png"), fullPage: true });
+  result.cspViolations = violations;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
