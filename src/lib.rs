@@ -1,5 +1,6 @@
 //! intake: a streaming file upload service. See DESIGN.md for the contract.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod checkout;

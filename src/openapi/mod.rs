@@ -19,8 +19,8 @@ use utoipa_actix_web::{AppExt, service_config::ServiceConfig};
 
 pub use self::documented::Documented;
 use crate::{
-    checkout, configuration::Settings, error, files, health, lessons, problem, telemetry, tus,
-    uploads, web as web_page,
+    account, checkout, configuration::Settings, error, files, health, lessons, problem, telemetry,
+    tus, uploads, web as web_page,
 };
 
 #[derive(OpenApi)]
@@ -71,7 +71,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .configure(tus::routes)
         .configure(checkout::routes)
         .configure(lessons::routes)
-        .configure(web_page::routes);
+        .configure(web_page::routes)
+        .configure(account::routes);
 }
 
 /// Registers the routes in the application (their descriptions are collected by `document`).

@@ -19,6 +19,7 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     let app = spawn_app_with(|settings| {
         settings.auth.enabled = true;
         settings.upload.max_file_bytes = 1024 * 1024;
+        settings.auth.default_quota_bytes = 10 * 1024 * 1024;
     })
     .await;
     let token = app.user_with_token("alice").await;
@@ -67,6 +68,7 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     assert_eq!(seen["downloadedName"], "one.txt");
     assert_eq!(seen["downloadedSha256"], sha256_hex(&one));
     assert_eq!(seen["afterDelete"], serde_json::json!(["one.txt"]));
+    assert_eq!(seen["usage"], "Using 21 B of 10.0 MiB (10.0 MiB left).");
     assert_eq!(seen["overflow"], 0, "the page is wider than a phone");
     assert_eq!(seen["cspViolations"], serde_json::json!([]));
 

@@ -87,6 +87,32 @@ async fn crossing_the_quota_mid_stream_is_413_and_keeps_nothing() {
 }
 
 #[tokio::test]
+async fn me_shows_what_the_caller_stores_and_their_quota() {
+    let app = spawn_with_quota(MIB).await;
+    let token = app.user_with_token("alice").await;
+    let me = || async {
+        let response = app
+            .client
+            .get(app.url("/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<serde_json::Value>().await.unwrap()
+    };
+    assert_eq!(
+        me().await,
+        serde_json::json!({"name": "alice", "used_bytes": 0, "quota_bytes": MIB})
+    );
+    app.assert_stored(&token, sized(random_bytes(300 * KIB, 4)))
+        .await;
+    // At once, before the usage is folded into the user's row.
+    assert_eq!(me().await["used_bytes"], 300 * KIB);
+    assert_problem(app.get("/me").await, 401, "unauthorized").await;
+}
+
+#[tokio::test]
 async fn deleting_a_file_gives_its_bytes_back() {
     let app = spawn_with_quota(MIB).await;
     let token = app.user_with_token("alice").await;

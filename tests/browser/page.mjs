@@ -58,6 +58,8 @@ try {
   await page.getByRole("button", { name: "Delete two.bin" }).click();
   await page.locator("#files tbody tr", { hasText: "two.bin" }).waitFor({ state: "detached" });
   result.afterDelete = await page.locator("#files tbody tr td:first-child").allTextContents();
+  await page.locator("#usage", { hasText: "Using 21 B" }).waitFor();
+  result.usage = await page.locator("#usage").textContent();
   await page.screenshot({ path: join(shots, "page-1280.png"), fullPage: true });
 
   // A phone's width: nothing wider than the screen.

@@ -109,6 +109,20 @@ function send(file) {
 
 let cursor = null;
 
+// How much the caller stores, and of what quota.
+async function loadUsage() {
+  const usage = $("#usage");
+  const response = await fetch("/me", { headers: authHeaders() });
+  if (!response.ok) {
+    usage.textContent = "";
+    return;
+  }
+  const me = await response.json();
+  usage.textContent = me.quota_bytes === null
+    ? `Using ${bytes(me.used_bytes)} (no quota).`
+    : `Using ${bytes(me.used_bytes)} of ${bytes(me.quota_bytes)} (${bytes(Math.max(0, me.quota_bytes - me.used_bytes))} left).`;
+}
+
 async function loadFiles(more = false) {
   const status = $("#files-status");
   const query = new URLSearchParams({ limit: String(PAGE) });
@@ -128,6 +142,7 @@ async function loadFiles(more = false) {
   cursor = page.next_cursor;
   $("#more").hidden = !cursor;
   status.textContent = rows.children.length === 0 ? "No files yet." : "";
+  loadUsage();
 }
 
 function fileRow(file) {
@@ -179,6 +194,7 @@ async function remove(file, row) {
   if (response.ok) {
     row.remove();
     $("#files-status").textContent = `${file.filename} deleted.`;
+    loadUsage();
   } else {
     $("#files-status").textContent = await problemText(response.status, await response.text());
   }
