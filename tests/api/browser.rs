@@ -1,11 +1,19 @@
 //! The page at `/` in a real browser (Debian's chromium, driven by playwright-core from npm:
 //! tests/browser/page.mjs), against the real server. Screenshots go to target/browser-shots.
 
-use std::{path::Path, process::Command};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use serde_json::Value;
 
-use crate::helpers::{installed, random_bytes, sha256_hex, spawn_app_with};
+use crate::{
+    child::ChildServer,
+    helpers::{installed, random_bytes, sha256_hex, spawn_app, spawn_app_with},
+};
+
+const MIB: usize = 1024 * 1024;
 
 #[tokio::test]
 async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_browser() {
@@ -59,6 +67,14 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     );
     let seen: Value = serde_json::from_slice(&run.stdout).expect("one JSON line");
 
+    assert_eq!(
+        seen["tabOrder"],
+        serde_json::json!(["token", "Sign in", "pick"])
+    );
+    assert_eq!(
+        seen["focusShown"],
+        serde_json::json!(["solid", "solid", "solid"])
+    );
     assert_eq!(seen["tokenInUrl"], false);
     assert_eq!(seen["progress"], serde_json::json!([100, 100]));
     let listed = seen["listed"].as_array().unwrap();
@@ -87,4 +103,69 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["sha256"], sha256_hex(&one));
     assert_eq!(app.assert_consistent().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_upload_cut_by_a_server_restart_resumes_in_the_browser_and_completes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = root.join("target/browser/node_modules");
+    if installed(&modules.join("playwright-core")).is_none()
+        || installed(Path::new("/usr/bin/chromium")).is_none()
+    {
+        return;
+    }
+    let db = spawn_app().await;
+    let storage = tempfile::tempdir().unwrap();
+    // The page talks to its own origin: the restarted server takes the same port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let settings = [("APP__SERVER__PORT", port.as_str())];
+    let mut server = ChildServer::start(&db.db_url(), storage.path(), &settings).await;
+    let bytes = random_bytes(24 * MIB, 11);
+    let file = storage.path().join("big.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let driver = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/resume.mjs"))
+        .arg(server.url(""))
+        .arg(&file)
+        .env("PLAYWRIGHT_MODULES", &modules)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+
+    // The page sends 8 MiB chunks: once the second is on its way, the server dies under it.
+    server
+        .wait_for(|e| e["message"] == "receiving a PATCH" && e["offset"] == 8 * MIB)
+        .await;
+    server.child.kill().await.unwrap();
+    let mut restarted = ChildServer::start(&db.db_url(), storage.path(), &settings).await;
+    let resumed = restarted
+        .wait_for(|e| e["message"] == "receiving a PATCH")
+        .await;
+    assert_eq!(resumed["offset"], 8 * MIB, "the page did not resume");
+
+    let run = driver.wait_with_output().await.unwrap();
+    assert!(
+        run.status.success(),
+        "the browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&run.stdout).expect("one JSON line");
+    assert_eq!(seen["state"], "100% · stored");
+    assert_eq!(seen["progress"], 100);
+    let page: Value = reqwest::get(restarted.url("/files"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["files"][0]["sha256"], sha256_hex(&bytes));
+    assert_eq!(page["files"].as_array().unwrap().len(), 1);
 }

@@ -27,6 +27,20 @@ try {
   });
   await page.goto(base + "/");
 
+  // The keyboard reaches every control in reading order, and each shows its focus.
+  result.tabOrder = [];
+  result.focusShown = [];
+  for (let i = 0; i < 3; i++) {
+    await page.keyboard.press("Tab");
+    const focused = await page.evaluate(() => {
+      const element = document.activeElement;
+      const shown = element.id === "pick" ? element.nextElementSibling : element;
+      return { id: element.id || element.textContent.trim(), outline: getComputedStyle(shown).outlineStyle };
+    });
+    result.tabOrder.push(focused.id);
+    result.focusShown.push(focused.outline);
+  }
+
   // Sign in by pasting the token; labels lead to the fields.
   await page.getByLabel("Token").fill(token);
   await page.getByRole("button", { name: "Sign in" }).click();

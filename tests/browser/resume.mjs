@@ -1,0 +1,35 @@
+// Sends one file through intake's page with the upload throttled, so that the test can restart
+// the server mid-way; prints the upload's last state as one JSON line once it has ended.
+//
+//   node resume.mjs <base url> <file>
+// PLAYWRIGHT_MODULES: the node_modules folder that holds playwright-core.
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+const [base, file] = process.argv.slice(2);
+const { chromium } = createRequire(join(process.env.PLAYWRIGHT_MODULES, "/"))("playwright-core");
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox"],
+});
+try {
+  const page = await browser.newPage();
+  // 4 MiB/s up: a 24 MiB file takes seconds, long enough to stop the server under it.
+  const network = await page.context().newCDPSession(page);
+  await network.send("Network.emulateNetworkConditions", {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: 4 * 1024 * 1024,
+  });
+  await page.goto(base + "/");
+  await page.setInputFiles("#pick", [file]);
+  const row = page.locator(".upload");
+  await row.locator(".state", { hasText: /stored|Not stored/ }).waitFor({ timeout: 120000 });
+  console.log(JSON.stringify({
+    state: await row.locator(".state").textContent(),
+    progress: await row.locator("progress").evaluate((bar) => bar.value),
+  }));
+} finally {
+  await browser.close();
+}
