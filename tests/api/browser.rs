@@ -1,12 +1,10 @@
 //! The page at `/` in a real browser (Debian's chromium, driven by playwright-core from npm:
 //! tests/browser/page.mjs), against the real server. Screenshots go to target/browser-shots.
 
-use std::{
-    path::Path,
-    process::{Command, Stdio},
-};
+use std::{path::Path, process::Stdio};
 
 use serde_json::Value;
+use tokio::process::{Child, Command};
 
 use crate::{
     child::ChildServer,
@@ -15,15 +13,40 @@ use crate::{
 
 const MIB: usize = 1024 * 1024;
 
-#[tokio::test]
-async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_browser() {
+/// A driver of tests/browser/ under Node with playwright-core, or `None` where the browser or
+/// playwright-core is missing.
+fn driver(script: &str) -> Option<Command> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let modules = root.join("target/browser/node_modules");
-    if installed(&modules.join("playwright-core")).is_none()
-        || installed(Path::new("/usr/bin/chromium")).is_none()
-    {
+    installed(&modules.join("playwright-core"))?;
+    installed(Path::new("/usr/bin/chromium"))?;
+    let mut command = Command::new("node");
+    command
+        .arg(root.join("tests/browser").join(script))
+        .env("PLAYWRIGHT_MODULES", modules)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    Some(command)
+}
+
+/// The JSON line a driver prints once it has ended well.
+async fn outcome(driver: Child) -> Value {
+    let run = driver.wait_with_output().await.unwrap();
+    assert!(
+        run.status.success(),
+        "the browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).expect("one JSON line")
+}
+
+#[tokio::test]
+async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_browser() {
+    let Some(mut driver) = driver("page.mjs") else {
         return;
-    }
+    };
     let app = spawn_app_with(|settings| {
         settings.auth.enabled = true;
         settings.upload.max_file_bytes = 1024 * 1024;
@@ -41,31 +64,15 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
         random_bytes(2 * 1024 * 1024, 8),
     )
     .unwrap();
-    let shots = root.join("target/browser-shots");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-shots");
     std::fs::create_dir_all(&shots).unwrap();
 
-    let run = tokio::task::spawn_blocking({
-        let (address, token) = (app.address.clone(), token.clone());
-        let (files, shots) = (files.path().to_owned(), shots);
-        move || {
-            Command::new("node")
-                .arg(root.join("tests/browser/page.mjs"))
-                .args([&address, &token])
-                .args([&files, &shots])
-                .env("PLAYWRIGHT_MODULES", modules)
-                .output()
-                .expect("node runs")
-        }
-    })
-    .await
-    .unwrap();
-    assert!(
-        run.status.success(),
-        "the browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&run.stdout).expect("one JSON line");
+    let driver = driver
+        .args([&app.address, &token])
+        .args([files.path(), &shots])
+        .spawn()
+        .expect("node runs");
+    let seen = outcome(driver).await;
 
     assert_eq!(
         seen["tabOrder"],
@@ -107,13 +114,9 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
 
 #[tokio::test]
 async fn an_upload_cut_by_a_server_restart_resumes_in_the_browser_and_completes() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let modules = root.join("target/browser/node_modules");
-    if installed(&modules.join("playwright-core")).is_none()
-        || installed(Path::new("/usr/bin/chromium")).is_none()
-    {
+    let Some(mut driver) = driver("resume.mjs") else {
         return;
-    }
+    };
     let db = spawn_app().await;
     let storage = tempfile::tempdir().unwrap();
     // The page talks to its own origin: the restarted server takes the same port.
@@ -128,14 +131,9 @@ async fn an_upload_cut_by_a_server_restart_resumes_in_the_browser_and_completes(
     let bytes = random_bytes(24 * MIB, 11);
     let file = storage.path().join("big.bin");
     std::fs::write(&file, &bytes).unwrap();
-    let driver = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/resume.mjs"))
+    let driver = driver
         .arg(server.url(""))
         .arg(&file)
-        .env("PLAYWRIGHT_MODULES", &modules)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("node runs");
 
@@ -150,14 +148,7 @@ async fn an_upload_cut_by_a_server_restart_resumes_in_the_browser_and_completes(
         .await;
     assert_eq!(resumed["offset"], 8 * MIB, "the page did not resume");
 
-    let run = driver.wait_with_output().await.unwrap();
-    assert!(
-        run.status.success(),
-        "the browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&run.stdout).expect("one JSON line");
+    let seen = outcome(driver).await;
     assert_eq!(seen["state"], "100% · stored");
     assert_eq!(seen["progress"], 100);
     let page: Value = reqwest::get(restarted.url("/files"))
