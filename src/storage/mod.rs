@@ -23,7 +23,7 @@ use crate::{
     configuration::{StorageKind, StorageSettings},
     in_flight,
     instances::Lease,
-    telemetry::metrics::{durable, observed},
+    telemetry::metrics::{batch_written, durable, observed},
 };
 
 /// An object's bytes as they are read.
@@ -165,7 +165,7 @@ impl ObjectWriter {
     }
 
     pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
-        observed(self.backend(), "write", async {
+        batch_written(self.backend(), async {
             match self {
                 Self::Fs(writer) => writer.write(batch).await,
                 Self::S3(writer) => writer.write(batch).await,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{Pending, Storage, s3};
 use crate::{
     in_flight,
-    telemetry::metrics::{durable, observed},
+    telemetry::metrics::{batch_written, durable, observed},
 };
 
 /// How far a resumable upload's bytes are stored: what its row records.
@@ -116,7 +116,7 @@ impl Appender {
     }
 
     pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
-        observed(self.backend(), "write", async {
+        batch_written(self.backend(), async {
             match self {
                 Self::Fs(appender) => appender.write(batch).await,
                 Self::S3(appender) => appender.write(batch).await,

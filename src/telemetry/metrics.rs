@@ -152,8 +152,10 @@ pub async fn record_request(
     let started = Instant::now();
     let method = method_label(req.method());
     let res = next.call(req).await?;
-    let route = res.request().match_pattern();
-    let route = route.as_deref().unwrap_or("unmatched").to_owned();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status();
     if let Some(code) = res.response().extensions().get::<ErrorCode>() {
         if is_upload(method, &route) {
@@ -263,7 +265,20 @@ pub async fn observed<T, E>(
     operation: &'static str,
     run: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    observe(backend, operation, run).await.0
+    observe(backend, operation, operation_span(backend, operation), run)
+        .await
+        .0
+}
+
+/// Times one batch of an upload's writes. A large upload writes thousands of them: their spans
+/// exist only at the debug level, so that traces (and the upload stream) carry them only when
+/// asked to.
+pub async fn batch_written<T, E>(
+    backend: &'static str,
+    run: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let span = tracing::debug_span!("storage", backend, operation = "write");
+    observe(backend, "write", span, run).await.0
 }
 
 /// Times the operation that makes a received file durable: also the upload's durability time.
@@ -271,30 +286,33 @@ pub async fn durable<T, E>(
     backend: &'static str,
     run: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    let (result, took) = observe(backend, "finish", run).await;
+    let (result, took) = observe(backend, "finish", operation_span(backend, "finish"), run).await;
     if result.is_ok() {
         histogram!("intake_upload_durable_seconds", "backend" => backend).record(took);
     }
     result
 }
 
+fn operation_span(backend: &'static str, operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "storage",
+        backend,
+        operation,
+        // On disk, `finish` and `pause` say how the writer's time was spent.
+        hashing_ms = tracing::field::Empty,
+        writing_ms = tracing::field::Empty,
+        syncing_ms = tracing::field::Empty,
+    )
+}
+
 async fn observe<T, E>(
     backend: &'static str,
     operation: &'static str,
+    span: tracing::Span,
     run: impl Future<Output = Result<T, E>>,
 ) -> (Result<T, E>, Duration) {
     let started = Instant::now();
-    let result = run
-        .instrument(tracing::info_span!(
-            "storage",
-            backend,
-            operation,
-            // On disk, `finish` and `pause` say how the writer's time was spent.
-            hashing_ms = tracing::field::Empty,
-            writing_ms = tracing::field::Empty,
-            syncing_ms = tracing::field::Empty,
-        ))
-        .await;
+    let result = run.instrument(span).await;
     let took = started.elapsed();
     let outcome = if result.is_ok() { "ok" } else { "error" };
     histogram!(

@@ -96,16 +96,7 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     assert_eq!(seen["cspViolations"], serde_json::json!([]));
 
     // What the server holds agrees: one file, the right bytes; nothing of the refused one.
-    let page: Value = app
-        .client
-        .get(app.url("/files"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_as(&token, "/files").await.json().await.unwrap();
     let stored = page["files"].as_array().unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["sha256"], sha256_hex(&one));

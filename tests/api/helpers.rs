@@ -200,6 +200,16 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `GET path` with a bearer token.
+    pub async fn get_as(&self, token: &str, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// A new user and a valid token for it, made as `intake users create` / `tokens create` do.
     pub async fn user_with_token(&self, name: &str) -> String {
         store::create_user(&self.pool, name, None)

@@ -91,13 +91,7 @@ async fn me_shows_what_the_caller_stores_and_their_quota() {
     let app = spawn_with_quota(MIB).await;
     let token = app.user_with_token("alice").await;
     let me = || async {
-        let response = app
-            .client
-            .get(app.url("/me"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let response = app.get_as(&token, "/me").await;
         assert_eq!(response.status(), 200);
         response.json::<serde_json::Value>().await.unwrap()
     };

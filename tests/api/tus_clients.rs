@@ -98,12 +98,8 @@ async fn interrupted_then_resumed_on_another_instance(client: Client, chunk: usi
     assert_eq!(resumed, elsewhere);
     let id = path.trim_start_matches("/tus/");
     let file: serde_json::Value = first
-        .client
-        .get(first.url(&format!("/files/{id}")))
-        .bearer_auth(&token)
-        .send()
+        .get_as(&token, &format!("/files/{id}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
