@@ -1,27 +1,23 @@
 """The FastAPI service of the tutorial intake was born from, kept as the benchmark's peer.
 
 It is run by scripts/bench.sh with uvicorn, on loopback only. Like the tutorial it reads each
-upload whole into memory (`await file.read()`) and does not store it.
+upload whole into memory (`await file.read()`) and does not store it. `durable.py` is the same
+service storing what it receives.
 """
 import asyncio
 
-from fastapi import FastAPI, File, UploadFile
+from fastapi import APIRouter, FastAPI, File, UploadFile
 
-app = FastAPI()
-
-
-@app.post("/upload")
-async def upload(file: UploadFile = File(...)):
-    contents = await file.read()
-    return {"filename": file.filename, "content_type": file.content_type, "size": len(contents)}
+# What both peers serve besides the upload.
+lessons = APIRouter()
 
 
-@app.get("/ping")
+@lessons.get("/ping")
 async def ping():
     return {"message": "pong"}
 
 
-@app.get("/slow")
+@lessons.get("/slow")
 async def slow(ms: int = 1000):
     await asyncio.sleep(ms / 1000)
     return {"status": "done", "waited_ms": ms}
@@ -37,7 +33,17 @@ async def send_confirmation():
     return {"status": "sent"}
 
 
-@app.post("/checkout")
+@lessons.post("/checkout")
 async def checkout(order: dict):
     payment, email = await asyncio.gather(charge(), send_confirmation())
     return {"status": "paid", "payment": payment, "email": email}
+
+
+app = FastAPI()
+app.include_router(lessons)
+
+
+@app.post("/upload")
+async def upload(file: UploadFile = File(...)):
+    contents = await file.read()
+    return {"filename": file.filename, "content_type": file.content_type, "size": len(contents)}

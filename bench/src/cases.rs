@@ -1,6 +1,10 @@
 //! The benchmark's cases and how each is run and measured.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
@@ -10,11 +14,27 @@ use sha2::{Digest, Sha256};
 use crate::{
     load::{self, Check, Shot},
     rss::{self, Sampler},
+    wire::{Http, path_of},
 };
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 const BOUNDARY: &str = "intakeBenchBoundary4f1c";
+
+/// How a server takes an upload and tells what it stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// `POST /upload`, multipart/form-data with the file in part `file`, answered with JSON
+    /// carrying `size` (and `sha256` where the server computes one): intake, the FastAPI peers.
+    #[default]
+    Intake,
+    /// `POST /`, the same multipart body, answered with the stored file's URL (rustypaste).
+    /// After the case every URL is read back and its bytes' SHA-256 compared.
+    Url,
+    /// `POST /upload` with the file's bytes as the whole body, answered like intake: the bare
+    /// sink, which has no multipart parser.
+    Raw,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -107,6 +127,9 @@ pub struct CaseResult {
     /// Measured with `Case::quick`: a smoke test, not a figure to quote.
     #[serde(default)]
     pub quick: bool,
+    /// What the server had done with an upload when it answered, as the run states it.
+    #[serde(default)]
+    pub durability: String,
 }
 
 /// What a run measured, before it is summed up.
@@ -140,6 +163,7 @@ impl Figures {
             rss_start_mib: self.rss_kib.0 as f64 / 1024.0,
             rss_peak_mib: self.rss_kib.1 as f64 / 1024.0,
             quick: false,
+            durability: String::new(),
         }
     }
 }
@@ -187,8 +211,10 @@ impl Case {
         address: SocketAddr,
         pid: u32,
         token: Option<&str>,
+        api: Api,
     ) -> CaseResult {
-        let (mut shot, check, payload) = self.request();
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let (mut shot, check, payload) = self.request(api, &stored);
         shot.authorization = token.map(|token| format!("Bearer {token}"));
         let rss_start = rss::tree_rss_kib(pid);
         let sampler = Sampler::start(pid);
@@ -201,9 +227,18 @@ impl Case {
             check,
         );
         let rss_peak = sampler.finish();
+        let mut latencies = outcome.latencies;
+        let mut errors = outcome.errors;
+        if let Kind::Upload { size } = self.kind
+            && api == Api::Url
+        {
+            let wrong = read_back(address, &stored.lock().unwrap(), size);
+            latencies.truncate(latencies.len().saturating_sub(wrong));
+            errors += wrong;
+        }
         let figures = Figures {
-            latencies: outcome.latencies,
-            errors: outcome.errors,
+            latencies,
+            errors,
             wall: outcome.wall,
             payload,
             rss_kib: (rss_start, rss_peak),
@@ -211,8 +246,9 @@ impl Case {
         figures.result(target, self.name)
     }
 
-    /// The request, how to check its answer, and the payload bytes it carries.
-    fn request(&self) -> (Shot, Arc<Check>, usize) {
+    /// The request, how to check its answer, and the payload bytes it carries. `stored`
+    /// receives the paths a `Url` server answers with.
+    fn request(&self, api: Api, stored: &Arc<Mutex<Vec<String>>>) -> (Shot, Arc<Check>, usize) {
         let get = |path: &str| Shot {
             method: Method::GET,
             path: path.to_owned(),
@@ -238,14 +274,26 @@ impl Case {
             Kind::Upload { size } => {
                 let payload = random_bytes(size);
                 let sha256 = hex::encode(Sha256::digest(&payload));
+                let (path, content_type, body) = match api {
+                    Api::Raw => ("/upload", "application/octet-stream".into(), payload.into()),
+                    Api::Intake | Api::Url => (
+                        if api == Api::Url { "/" } else { "/upload" },
+                        format!("multipart/form-data; boundary={BOUNDARY}"),
+                        multipart(&payload),
+                    ),
+                };
                 let shot = Shot {
                     method: Method::POST,
-                    path: "/upload".into(),
-                    content_type: Some(format!("multipart/form-data; boundary={BOUNDARY}")),
+                    path: path.into(),
+                    content_type: Some(content_type),
                     authorization: None,
-                    body: multipart(&payload),
+                    body,
                 };
-                (shot, Arc::new(verified(size, sha256)), size)
+                let check: Arc<Check> = match api {
+                    Api::Url => Arc::new(located(stored.clone())),
+                    Api::Intake | Api::Raw => Arc::new(verified(size, sha256)),
+                };
+                (shot, check, size)
             }
         }
     }
@@ -262,6 +310,36 @@ fn verified(size: usize, sha256: String) -> impl Fn(StatusCode, &[u8]) -> bool +
             && answer["size"].as_u64() == Some(size as u64)
             && answer["sha256"].as_str().is_none_or(|hash| hash == sha256)
     }
+}
+
+/// A `Url` server's answer: the stored file's URL, whose path is kept to be read back.
+fn located(stored: Arc<Mutex<Vec<String>>>) -> impl Fn(StatusCode, &[u8]) -> bool + Send + Sync {
+    move |status, body| {
+        let Ok(url) = std::str::from_utf8(body) else {
+            return false;
+        };
+        let url = url.trim();
+        let ok = status.is_success() && url.starts_with("http://");
+        if ok {
+            stored.lock().unwrap().push(path_of(url).to_owned());
+        }
+        ok
+    }
+}
+
+/// Reads back every stored file and returns how many are not the payload that was sent.
+fn read_back(address: SocketAddr, paths: &[String], size: usize) -> usize {
+    let expected = Sha256::digest(random_bytes(size));
+    let Ok(mut http) = Http::connect(address, Vec::new()) else {
+        return paths.len();
+    };
+    paths
+        .iter()
+        .filter(|path| match http.exchange("GET", path, &[], &[]) {
+            Ok(answer) => answer.status != 200 || Sha256::digest(&answer.body) != expected,
+            Err(_) => true,
+        })
+        .count()
 }
 
 fn multipart(payload: &[u8]) -> Bytes {

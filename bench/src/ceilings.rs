@@ -23,15 +23,22 @@ pub struct Ceilings {
     pub disk_write_range_mib_s: [f64; 2],
     pub sha256_mib_s: f64,
     pub loopback_mib_s: f64,
-    /// The S3 server's, when the run has one.
+    /// The S3 server's, when the run has one: through object_store, the client intake uses …
     #[serde(default)]
     pub s3: Option<crate::s3::S3Ceilings>,
+    /// … and through boto3 (`bench/peer/s3_put.py`), as a user's own script would send them.
+    #[serde(default)]
+    pub s3_boto3: Option<crate::s3::S3Ceilings>,
 }
 
 /// Odd, so that the median is one of the runs.
 pub const DD_RUNS: usize = 5;
 
-pub fn measure(dir: &Path, s3: Option<crate::s3::S3Ceilings>) -> Ceilings {
+pub fn measure(
+    dir: &Path,
+    s3: Option<crate::s3::S3Ceilings>,
+    s3_boto3: Option<crate::s3::S3Ceilings>,
+) -> Ceilings {
     let disk = disk_write(dir);
     Ceilings {
         disk_write_mib_s: disk[DD_RUNS / 2],
@@ -39,6 +46,7 @@ pub fn measure(dir: &Path, s3: Option<crate::s3::S3Ceilings>) -> Ceilings {
         sha256_mib_s: sha256(),
         loopback_mib_s: loopback(),
         s3,
+        s3_boto3,
     }
 }
 

@@ -7,12 +7,13 @@ mod report;
 mod rss;
 mod s3;
 mod tus;
+mod wire;
 
 use std::{
     fs::{self, OpenOptions},
     io::Write,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,9 @@ struct Server {
     /// The name the report shows for this server.
     #[arg(long)]
     target: String,
+    /// What the server has done with an upload when it answers, for the report.
+    #[arg(long, default_value = "")]
+    durability: String,
     #[arg(long)]
     out: PathBuf,
     /// One small round: a smoke test, not a measurement.
@@ -62,12 +66,15 @@ enum Command {
     Suite {
         #[command(flatten)]
         server: Server,
-        /// Only the cases whose name contains this text.
-        #[arg(long, default_value = "")]
-        only: String,
+        /// Only the cases whose name contains one of these texts (all when none is given).
+        #[arg(long)]
+        only: Vec<String>,
         /// A bearer token sent with every request, for a server with auth on.
         #[arg(long)]
         token: Option<String>,
+        /// How the server takes an upload.
+        #[arg(long, value_enum, default_value_t)]
+        api: cases::Api,
     },
     /// Uploads 1 GiB with tus (resumable) in 10 MiB chunks and appends one JSON line.
     Tus {
@@ -87,6 +94,15 @@ enum Command {
         /// As the suite's `--quick`: fewer 1 MiB objects.
         #[arg(long)]
         quick: bool,
+        /// The same S3 server's figures as boto3 reached them (`bench/peer/s3_put.py`'s JSON).
+        #[arg(long)]
+        s3_boto3: Option<PathBuf>,
+    },
+    /// Fails unless every case in a results file completed with every answer verified: the
+    /// smoke test's verdict (`QUICK=1 scripts/bench.sh`), which judges no speed.
+    Check {
+        #[arg(long)]
+        results: PathBuf,
     },
     /// Writes the Markdown report and the SVG chart from a run's files.
     Report {
@@ -109,13 +125,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             server,
             only,
             token,
+            api,
         } => {
             let mut file = server.results()?;
-            for case in cases::SUITE.into_iter().filter(|c| c.name.contains(&only)) {
+            let chosen = |case: &cases::Case| {
+                only.is_empty() || only.iter().any(|text| case.name.contains(text.as_str()))
+            };
+            for case in cases::SUITE.into_iter().filter(chosen) {
                 let case = if server.quick { case.quick() } else { case };
-                let mut result =
-                    case.run(&server.target, server.address, server.pid, token.as_deref());
+                let mut result = case.run(
+                    &server.target,
+                    server.address,
+                    server.pid,
+                    token.as_deref(),
+                    api,
+                );
                 result.quick = server.quick;
+                result.durability.clone_from(&server.durability);
                 record(&mut file, &result)?;
             }
         }
@@ -128,6 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let mut result = case.run(&server.target, server.address, server.pid);
             result.quick = server.quick;
+            result.durability.clone_from(&server.durability);
             record(&mut file, &result)?;
         }
         Command::Ceilings {
@@ -135,6 +162,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             out,
             s3,
             quick,
+            s3_boto3,
         } => {
             let s3 = match s3 {
                 Some(url) if !url.contains("@127.0.0.1:") => {
@@ -143,9 +171,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(url) => Some(s3::measure(&url, if quick { 64 } else { 2_000 })?),
                 None => None,
             };
-            let ceilings = ceilings::measure(&dir, s3);
+            let s3_boto3 = match s3_boto3 {
+                Some(path) => Some(serde_json::from_str(&fs::read_to_string(path)?)?),
+                None => None,
+            };
+            let ceilings = ceilings::measure(&dir, s3, s3_boto3);
             eprintln!("{ceilings:?}");
             fs::write(out, serde_json::to_string_pretty(&ceilings)?)?;
+        }
+        Command::Check { results } => {
+            let results = read_results(&results)?;
+            let failed: Vec<String> = results
+                .iter()
+                .filter(|r| r.errors > 0 || r.ok == 0)
+                .map(|r| {
+                    format!(
+                        "{} / {}: {} ok, {} errors",
+                        r.target, r.case, r.ok, r.errors
+                    )
+                })
+                .collect();
+            if results.is_empty() || !failed.is_empty() {
+                return Err(format!("cases that did not complete: {failed:?}").into());
+            }
+            eprintln!(
+                "all {} cases completed, every answer verified",
+                results.len()
+            );
         }
         Command::Report {
             results,
@@ -154,10 +206,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             markdown,
             svg,
         } => {
-            let results: Vec<cases::CaseResult> = fs::read_to_string(results)?
-                .lines()
-                .map(serde_json::from_str)
-                .collect::<Result<_, _>>()?;
+            let results = read_results(&results)?;
             let ceilings: ceilings::Ceilings =
                 serde_json::from_str(&fs::read_to_string(ceilings)?)?;
             fs::write(markdown, report::markdown(&results, &ceilings, &header))?;
@@ -165,6 +214,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+fn read_results(path: &Path) -> Result<Vec<cases::CaseResult>, Box<dyn std::error::Error>> {
+    Ok(fs::read_to_string(path)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
 }
 
 /// Prints a case's figures and appends them to the results file.

@@ -2,17 +2,14 @@
 //! connection, as tus clients send it (a POST, then a PATCH per chunk). It counts only if the
 //! file the server made has the file's SHA-256.
 
-use std::{
-    io::{self, BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
-    time::{Duration, Instant},
-};
+use std::{io, net::SocketAddr, time::Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::{
     cases::{CaseResult, Figures, random_bytes},
     rss::{self, Sampler},
+    wire::{Http, path_of},
 };
 
 const KIB: usize = 1024;
@@ -81,16 +78,11 @@ impl TusCase {
     }
 }
 
-/// Sends `payload` and returns the SHA-256 of the file the server made of it.
+/// Sends `payload` and returns the SHA-256 of what the server stored: the one it reports for the
+/// file it made (intake: `Content-Location`), or else of the bytes it gives back for the upload
+/// (tusd, `@tus/server`).
 fn upload(address: SocketAddr, payload: &[u8], chunk: usize) -> io::Result<String> {
-    let stream = TcpStream::connect(address)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut http = Http {
-        reader: BufReader::new(stream.try_clone()?),
-        writer: stream,
-        address,
-    };
+    let mut http = Http::connect(address, vec![("Tus-Resumable", "1.0.0".into())])?;
     let created = http.exchange(
         "POST",
         "/tus/",
@@ -99,8 +91,8 @@ fn upload(address: SocketAddr, payload: &[u8], chunk: usize) -> io::Result<Strin
     )?;
     let path = created
         .header("location")
-        .ok_or_else(|| io::Error::other(format!("no Location: {}", created.status)))?
-        .to_owned();
+        .map(|location| path_of(location).to_owned())
+        .ok_or_else(|| io::Error::other(format!("no Location: {}", created.status)))?;
     let mut offset = 0;
     let mut file = None;
     for piece in payload.chunks(chunk) {
@@ -122,84 +114,16 @@ fn upload(address: SocketAddr, payload: &[u8], chunk: usize) -> io::Result<Strin
         offset += piece.len();
         file = patched.header("content-location").map(str::to_owned);
     }
-    let file = file.ok_or_else(|| io::Error::other("the last PATCH made no file"))?;
-    let stored = http.exchange("GET", &file, &[], &[])?;
-    let object: serde_json::Value =
-        serde_json::from_slice(&stored.body).map_err(io::Error::other)?;
-    Ok(object["sha256"].as_str().unwrap_or_default().to_owned())
-}
-
-struct Http {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    address: SocketAddr,
-}
-
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl Http {
-    fn exchange(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, String)],
-        body: &[u8],
-    ) -> io::Result<Answer> {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nTus-Resumable: 1.0.0\r\nContent-Length: {}\r\n",
-            self.address,
-            body.len()
-        );
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
+    match file {
+        Some(file) => {
+            let stored = http.exchange("GET", &file, &[], &[])?;
+            let object: serde_json::Value =
+                serde_json::from_slice(&stored.body).map_err(io::Error::other)?;
+            Ok(object["sha256"].as_str().unwrap_or_default().to_owned())
         }
-        head.push_str("\r\n");
-        self.writer.write_all(head.as_bytes())?;
-        self.writer.write_all(body)?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("not an HTTP answer: {line:?}")))?;
-        let mut answer = Answer {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            let trimmed = line.trim_end();
-            if trimmed.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = trimmed.split_once(':') {
-                answer
-                    .headers
-                    .push((name.to_owned(), value.trim().to_owned()));
-            }
+        None => {
+            let stored = http.exchange("GET", &path, &[], &[])?;
+            Ok(hex::encode(Sha256::digest(&stored.body)))
         }
-        let length = answer
-            .header("content-length")
-            .and_then(|length| length.parse().ok())
-            .unwrap_or(0);
-        answer.body = vec![0; length];
-        self.reader.read_exact(&mut answer.body)?;
-        Ok(answer)
     }
 }

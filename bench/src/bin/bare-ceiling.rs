@@ -1,0 +1,75 @@
+//! The machine's ceilings for a server, built by the benchmark: actix-web with nothing but a
+//! `GET /ping` that answers like intake's (the ceiling for a request on this framework), and a
+//! `POST /upload` sink that takes the raw body (no multipart), hashes it with SHA-256 and writes
+//! it to a file that it `fdatasync`s before answering (no database): the ceiling for a durable,
+//! hashed upload. Usage: `bare-ceiling ADDRESS DIR`.
+
+use std::{
+    fs::File,
+    io::{self, Write},
+    path::PathBuf,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "message": "pong" }))
+}
+
+/// The body's chunks go to one blocking thread that hashes and writes them in turn, so that no
+/// CPU or disk work runs on the event loop; a few chunks in flight let receiving overlap it.
+async fn upload(
+    dir: web::Data<PathBuf>,
+    mut body: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let path = dir.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<(u64, String)> {
+        let mut file = File::create(path)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0;
+        while let Some(chunk) = received.blocking_recv() {
+            hasher.update(&chunk);
+            file.write_all(&chunk)?;
+            size += chunk.len() as u64;
+        }
+        file.sync_data()?;
+        Ok((size, hex::encode(hasher.finalize())))
+    });
+    while let Some(chunk) = body.next().await {
+        if chunks.send(chunk?).await.is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    let (size, sha256) = writer
+        .await
+        .map_err(actix_web::error::ErrorInternalServerError)??;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "size": size, "sha256": sha256 })))
+}
+
+#[actix_web::main]
+async fn main() -> io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(address), Some(dir)) = (args.next(), args.next()) else {
+        return Err(io::Error::other("usage: bare-ceiling ADDRESS DIR"));
+    };
+    std::fs::create_dir_all(&dir)?;
+    let dir = web::Data::new(PathBuf::from(dir));
+    HttpServer::new(move || {
+        App::new()
+            .app_data(dir.clone())
+            .app_data(web::PayloadConfig::new(usize::MAX))
+            .route("/ping", web::get().to(ping))
+            .route("/upload", web::post().to(upload))
+    })
+    .bind(address)?
+    .run()
+    .await
+}
