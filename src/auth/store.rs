@@ -130,6 +130,13 @@ pub async fn delete_user(pool: &PgPool, name: &str) -> Result<(), StoreError> {
     if name == ANONYMOUS {
         return Err(StoreError::AnonymousDelete);
     }
+    let mut tx = pool.begin().await?;
+    // `files.owner_id` has no foreign key (files::record::insert_all says why). This lock waits
+    // for the uploads committing now, whose files the check below then sees, and holds back the
+    // next ones until the user is gone, when they find no owner and store nothing.
+    sqlx::query!("LOCK TABLE files IN SHARE MODE")
+        .execute(&mut *tx)
+        .await?;
     let deleted = sqlx::query_scalar!(
         "DELETE FROM users WHERE name = $1
          AND NOT EXISTS (SELECT 1 FROM files WHERE files.owner_id = users.id)
@@ -137,8 +144,9 @@ pub async fn delete_user(pool: &PgPool, name: &str) -> Result<(), StoreError> {
          RETURNING id",
         name
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     if deleted.is_some() {
         return Ok(());
     }

@@ -73,7 +73,13 @@ impl FileRecord {
 
 /// Inserts all rows of one upload for `owner` and turns its quota `reservation` into a usage
 /// change, in one statement: all of it is committed or none. `claims`: the storage intents the
-/// rows settle (objects in a bucket), which must all still be there. Returns the rows as stored.
+/// rows settle (objects in a bucket), which must all still be there. Returns the rows as stored,
+/// or `None` (and changes nothing) when the owner no longer exists.
+///
+/// The owner is looked up here rather than checked by a foreign key: a foreign key check locks
+/// the owner's row, and concurrent uploads of one user turned those locks into multixacts that
+/// cost Postgres more than the inserts (migrations/20261126000001). `auth::store::delete_user`
+/// keeps a user with files from going.
 #[tracing::instrument(name = "db.insert_files", skip_all, fields(owner, files = files.len()))]
 pub async fn insert_all(
     conn: &mut PgConnection,
@@ -81,7 +87,7 @@ pub async fn insert_all(
     reservation: Uuid,
     files: &[NewFile],
     claims: &[Uuid],
-) -> Result<Vec<FileRecord>, sqlx::Error> {
+) -> Result<Option<Vec<FileRecord>>, sqlx::Error> {
     let ids: Vec<Uuid> = files.iter().map(|f| f.id).collect();
     let names: Vec<String> = files.iter().map(|f| f.filename.clone()).collect();
     let types: Vec<String> = files.iter().map(|f| f.content_type.clone()).collect();
@@ -89,18 +95,24 @@ pub async fn insert_all(
     let hashes: Vec<Vec<u8>> = files.iter().map(|f| f.sha256.to_vec()).collect();
     let created_at = sqlx::query_scalar!(
         r#"
-        WITH claimed AS (
+        WITH owner AS (
+            SELECT id FROM users WHERE id = $1
+        ), claimed AS (
             SELECT CASE WHEN cardinality($8::uuid[]) > 0 THEN claim_intents($8) ELSE 0 END
+            FROM owner
         ), inserted AS (
             INSERT INTO files (owner_id, id, filename, content_type, size, sha256)
-            SELECT $1, u.* FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
-                AS u, claimed
+            SELECT owner.id, u.* FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
+                AS u, claimed, owner
             RETURNING size, created_at
         ), released AS (
-            DELETE FROM quota_reservations WHERE upload_id = $2 RETURNING bytes
+            DELETE FROM quota_reservations
+            WHERE upload_id = $2 AND EXISTS (SELECT FROM owner)
+            RETURNING bytes
         ), changed AS (
             INSERT INTO usage_changes (user_id, used_delta, released)
-            SELECT $1, (SELECT sum(size) FROM inserted), coalesce((SELECT bytes FROM released), 0)
+            SELECT owner.id, (SELECT sum(size) FROM inserted), coalesce((SELECT bytes FROM released), 0)
+            FROM owner
         )
         SELECT created_at AS "created_at!" FROM inserted
         "#,
@@ -116,21 +128,22 @@ pub async fn insert_all(
     .fetch_all(conn)
     .await?;
     // One statement, one transaction: every row has the same `now()`.
-    let created_at = created_at
-        .first()
-        .copied()
-        .unwrap_or_else(OffsetDateTime::now_utc);
-    Ok(files
-        .iter()
-        .map(|f| FileRecord {
-            id: f.id,
-            filename: f.filename.clone(),
-            content_type: f.content_type.clone(),
-            size: f.size,
-            sha256: f.sha256.to_vec(),
-            created_at,
-        })
-        .collect())
+    let Some(&created_at) = created_at.first() else {
+        return Ok(None);
+    };
+    Ok(Some(
+        files
+            .iter()
+            .map(|f| FileRecord {
+                id: f.id,
+                filename: f.filename.clone(),
+                content_type: f.content_type.clone(),
+                size: f.size,
+                sha256: f.sha256.to_vec(),
+                created_at,
+            })
+            .collect(),
+    ))
 }
 
 /// `owner`'s file `id`; another user's file is as absent as a file that never was.

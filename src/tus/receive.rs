@@ -397,7 +397,12 @@ pub async fn finish(
             if !record::delete(&mut tx, id, lease).await? {
                 return Ok(None);
             }
-            let stored = crate::files::record::insert_all(&mut tx, owner, id, &[file], &[]).await?;
+            // The upload's row keeps its owner (a foreign key): the owner is there.
+            let Some(stored) =
+                crate::files::record::insert_all(&mut tx, owner, id, &[file], &[]).await?
+            else {
+                return Ok(None);
+            };
             tx.commit().await?;
             Ok::<_, sqlx::Error>(stored.into_iter().next())
         }

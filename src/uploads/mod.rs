@@ -211,13 +211,21 @@ async fn commit(
         // Until the connection is ours nothing was sent: a failure here is a clean "no".
         let mut conn = pool.acquire().await?;
         match record::insert_all(&mut conn, owner.user_id, reservation.id(), &rows, &claims).await {
-            Ok(stored) => {
+            Ok(Some(stored)) => {
                 metrics::files_stored("multipart", stored.len());
                 reservation.settled();
                 files
                     .into_iter()
                     .for_each(|f| f.entry.commit_in_background());
                 Ok(stored)
+            }
+            // The owner was deleted while the files streamed in; their token went with them.
+            Ok(None) => {
+                for file in files {
+                    file.entry.abandon().await;
+                }
+                reservation.release().await;
+                Err(ApiError::InvalidToken)
             }
             Err(error) => {
                 let unknown = db::outcome_unknown(&error);

@@ -478,3 +478,40 @@ async fn tokens_never_appear_in_the_logs() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_upload_whose_owner_is_deleted_before_it_commits_is_refused_and_stores_nothing() {
+    let app = spawn_with_auth().await;
+    let token = app.user_with_token("leaving").await;
+    let (more, body) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    more.send(random_bytes(300_000, 7)).unwrap();
+    let body = futures_util::stream::unfold(body, |mut body| async move {
+        let chunk = body.recv().await?;
+        Some((Ok::<_, std::io::Error>(chunk), body))
+    });
+    let part =
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body)).file_name("late.bin");
+    let upload = tokio::spawn({
+        let (client, url, token) = (app.client.clone(), app.url("/upload"), token.clone());
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .multipart(reqwest::multipart::Form::new().part("file", part))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    // Authenticated and streaming: the user owns no file yet, so it may be deleted.
+    let mut in_flight = app.uploads_in_flight.clone();
+    in_flight.wait_for(|n| *n == 1).await.unwrap();
+    store::delete_user(&app.pool, "leaving").await.unwrap();
+
+    more.send(random_bytes(1000, 8)).unwrap();
+    drop(more);
+
+    assert_problem(upload.await.unwrap(), 401, "unauthorized").await;
+    app.uploads_settled().await;
+    assert!(app.assert_consistent().await.is_empty());
+}
