@@ -155,7 +155,8 @@ RUST_LOG=warn CONFIG=$WORK/rustypaste.toml rustypaste &
 SERVER_PID=$!
 wait_for "http://127.0.0.1:$PEER_PORT/"
 suite "$PEER_PORT" "rustypaste $(cargo install --list | awk '/^rustypaste /{print $2}' | tr -d 'v:')" \
-  "whole file in memory, then written (no fsync, no database)" --api url --only upload
+  "whole file in memory, then written (no fsync, no database)" --api url --only upload \
+  --stored-in "$WORK/rustypaste"
 stop_server
 rm -rf "$WORK/rustypaste"
 

@@ -53,6 +53,8 @@ pub struct StorageSettings {
     /// Where `fs` keeps objects and its journal.
     pub root: PathBuf,
     pub sweep_interval_secs: u64,
+    /// Files up to this size are stored in Postgres with their row; 0 turns that off.
+    pub inline_max_bytes: u64,
     pub s3: S3Settings,
 }
 

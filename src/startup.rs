@@ -106,7 +106,10 @@ impl Application {
             bookkeeping,
             idempotency: checkout::KeysInUse::new(storage.instance()),
             storage,
-            limits: uploads::Limits::new(settings.upload.clone()),
+            limits: uploads::Limits::new(
+                settings.upload.clone(),
+                settings.storage.inline_max_bytes,
+            ),
             tus: settings.tus.clone(),
             tus_writers,
             uploads: uploads.clone(),

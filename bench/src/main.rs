@@ -75,6 +75,9 @@ enum Command {
         /// How the server takes an upload.
         #[arg(long, value_enum, default_value_t)]
         api: cases::Api,
+        /// Where a `url` server keeps the files it names (read back after each case).
+        #[arg(long)]
+        stored_in: Option<PathBuf>,
     },
     /// Uploads 1 GiB with tus (resumable) in 10 MiB chunks and appends one JSON line.
     Tus {
@@ -126,6 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             only,
             token,
             api,
+            stored_in,
         } => {
             let mut file = server.results()?;
             let chosen = |case: &cases::Case| {
@@ -139,6 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     server.pid,
                     token.as_deref(),
                     api,
+                    stored_in.as_deref(),
                 );
                 result.quick = server.quick;
                 result.durability.clone_from(&server.durability);

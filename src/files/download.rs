@@ -91,6 +91,12 @@ pub async fn content(
     // HEAD sends no body: the row says all there is to say, and a bucket is not asked for bytes.
     let bytes = if req.method() == Method::HEAD {
         futures_util::stream::empty().boxed()
+    } else if record.inline {
+        let Some(bytes) = super::record::read_inline(&state.pool, record.id, start, length).await?
+        else {
+            return Err(ApiError::NotFound("file"));
+        };
+        futures_util::stream::once(async { Ok(bytes::Bytes::from(bytes)) }).boxed()
     } else {
         // A delete may have taken the object away since the row was read: gone, not broken.
         match state.storage.read(record.id, start, length).await {

@@ -165,27 +165,33 @@ async fn delete(
 #[tracing::instrument(name = "db.delete_file", skip_all, fields(file_id = %id))]
 async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), ApiError> {
     let mut tx = state.pool.begin().await?;
-    let deleted = sqlx::query_scalar!(
+    // An inline file's bytes go with its row (`file_contents` cascades).
+    let inline = sqlx::query_scalar!(
         r#"
         WITH deleted AS (
-            DELETE FROM files WHERE id = $1 AND owner_id = $2 RETURNING size
+            DELETE FROM files WHERE id = $1 AND owner_id = $2 RETURNING size, inline
+        ), changed AS (
+            INSERT INTO usage_changes (user_id, used_delta)
+            SELECT $2, -size FROM deleted
         )
-        INSERT INTO usage_changes (user_id, used_delta)
-        SELECT $2, -size FROM deleted
-        RETURNING user_id
+        SELECT inline FROM deleted
         "#,
         id,
         owner.user_id
     )
     .fetch_optional(&mut *tx)
     .await?;
-    if deleted.is_none() {
-        return Err(ApiError::NotFound("file"));
-    }
-    let entry = state.storage.begin_delete(id, &mut tx).await?;
-    if entry.is_none() {
-        tracing::warn!(%id, "deleting a row whose object was already missing");
-    }
+    let entry = match inline {
+        None => return Err(ApiError::NotFound("file")),
+        Some(true) => None,
+        Some(false) => {
+            let entry = state.storage.begin_delete(id, &mut tx).await?;
+            if entry.is_none() {
+                tracing::warn!(%id, "deleting a row whose object was already missing");
+            }
+            entry
+        }
+    };
     let committed = tx.commit().await;
     if let Some(entry) = entry {
         match &committed {

@@ -13,16 +13,20 @@ pub struct FileRecord {
     pub size: i64,
     pub sha256: Vec<u8>,
     pub created_at: OffsetDateTime,
+    /// Kept in `file_contents`, not in the storage backend.
+    pub inline: bool,
 }
 
-/// A file whose bytes are stored and whose row is about to be written.
-#[derive(Debug, Clone)]
+/// A file whose bytes are stored, or are to be stored with its row (`inline`), and whose row is
+/// about to be written.
+#[derive(Debug)]
 pub struct NewFile {
     pub id: Uuid,
     pub filename: String,
     pub content_type: String,
     pub size: i64,
     pub sha256: [u8; 32],
+    pub inline: Option<Vec<u8>>,
 }
 
 /// A file as the API shows it (DESIGN.md → Uploads).
@@ -93,6 +97,10 @@ pub async fn insert_all(
     let types: Vec<String> = files.iter().map(|f| f.content_type.clone()).collect();
     let sizes: Vec<i64> = files.iter().map(|f| f.size).collect();
     let hashes: Vec<Vec<u8>> = files.iter().map(|f| f.sha256.to_vec()).collect();
+    let (inline_ids, contents): (Vec<Uuid>, Vec<&[u8]>) = files
+        .iter()
+        .filter_map(|f| Some((f.id, f.inline.as_deref()?)))
+        .unzip();
     let created_at = sqlx::query_scalar!(
         r#"
         WITH owner AS (
@@ -101,10 +109,14 @@ pub async fn insert_all(
             SELECT CASE WHEN cardinality($8::uuid[]) > 0 THEN claim_intents($8) ELSE 0 END
             FROM owner
         ), inserted AS (
-            INSERT INTO files (owner_id, id, filename, content_type, size, sha256)
-            SELECT owner.id, u.* FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
-                AS u, claimed, owner
-            RETURNING size, created_at
+            INSERT INTO files (owner_id, id, filename, content_type, size, sha256, inline)
+            SELECT owner.id, u.*, u.id = ANY($9) FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
+                AS u (id, filename, content_type, size, sha256), claimed, owner
+            RETURNING id, size, created_at
+        ), contents AS (
+            INSERT INTO file_contents (file_id, bytes)
+            SELECT c.id, c.bytes FROM UNNEST($9::uuid[], $10::bytea[]) AS c (id, bytes)
+            WHERE c.id IN (SELECT id FROM inserted)
         ), released AS (
             DELETE FROM quota_reservations
             WHERE upload_id = $2 AND EXISTS (SELECT FROM owner)
@@ -124,6 +136,8 @@ pub async fn insert_all(
         &sizes,
         &hashes,
         claims,
+        &inline_ids,
+        &contents as &[&[u8]],
     )
     .fetch_all(conn)
     .await?;
@@ -141,6 +155,7 @@ pub async fn insert_all(
                 size: f.size,
                 sha256: f.sha256.to_vec(),
                 created_at,
+                inline: f.inline.is_some(),
             })
             .collect(),
     ))
@@ -152,11 +167,30 @@ pub async fn find(pool: &PgPool, owner: i64, id: Uuid) -> Result<Option<FileReco
     sqlx::query_as!(
         FileRecord,
         r#"
-        SELECT id, filename, content_type, size, sha256, created_at FROM files
+        SELECT id, filename, content_type, size, sha256, created_at, inline FROM files
         WHERE id = $1 AND owner_id = $2
         "#,
         id,
         owner
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// `length` bytes from `start` of inline file `id`; `None` when its row is gone.
+#[tracing::instrument(name = "db.read_inline", skip_all, fields(file_id = %id))]
+pub async fn read_inline(
+    pool: &PgPool,
+    id: Uuid,
+    start: u64,
+    length: u64,
+) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    // substring() counts from 1; both bounds fit: the file is at most `storage.inline_max_bytes`.
+    sqlx::query_scalar!(
+        "SELECT substring(bytes FROM $2::int4 FOR $3::int4) AS \"bytes!\" FROM file_contents WHERE file_id = $1",
+        id,
+        start as i32 + 1,
+        length as i32,
     )
     .fetch_optional(pool)
     .await
@@ -182,7 +216,7 @@ pub async fn list(
     sqlx::query_as!(
         FileRecord,
         r#"
-        SELECT id, filename, content_type, size, sha256, created_at FROM files
+        SELECT id, filename, content_type, size, sha256, created_at, inline FROM files
         WHERE owner_id = $1
           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
         ORDER BY created_at DESC, id DESC

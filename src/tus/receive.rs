@@ -382,6 +382,7 @@ pub async fn finish(
         content_type,
         size: partial.size as i64,
         sha256: partial.hasher.clone().finalize().into(),
+        inline: None,
     };
     let pending = state
         .storage

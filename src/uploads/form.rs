@@ -1,11 +1,12 @@
 //! Reads a multipart form part by part with every limit applied as the bytes arrive.
 
-use std::{cell::Cell, mem, rc::Rc};
+use std::{cell::Cell, mem, rc::Rc, sync::Arc};
 
 use actix_multipart::{Field, Multipart, MultipartError};
 use actix_web::{HttpRequest, error::PayloadError, http::header, web};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
@@ -30,12 +31,20 @@ const BATCH_BYTES: usize = 256 * 1024;
 pub struct Limits {
     pub settings: UploadSettings,
     pub allow: AllowList,
+    /// `storage.inline_max_bytes`: the largest file kept in Postgres with its row.
+    pub inline_max: u64,
 }
 
 impl Limits {
-    pub fn new(settings: UploadSettings) -> Self {
+    pub fn new(settings: UploadSettings, inline_max: u64) -> Self {
         let allow = AllowList::new(&settings.allowed_content_types);
-        Self { settings, allow }
+        Self {
+            settings,
+            allow,
+            // Never beyond one batch: a file that needed a write to the backend is not inline.
+            // A file that filled a batch has been written to the backend: it cannot be inline.
+            inline_max: inline_max.min(BATCH_BYTES as u64 - 1),
+        }
     }
 }
 
@@ -50,10 +59,11 @@ pub struct Form<'a> {
     clock: Clock<'a>,
 }
 
-/// A file part on disk at its final path, waiting for its row.
+/// A file part waiting for its row: durable in the backend at its final place (`entry` guards
+/// it), or held in memory to be written with the row (`file.inline`).
 pub struct ReceivedFile {
     pub file: NewFile,
-    pub entry: Pending,
+    pub entry: Option<Pending>,
 }
 
 impl<'a> Form<'a> {
@@ -151,7 +161,8 @@ impl<'a> Form<'a> {
         let id = Uuid::now_v7();
         let span = tracing::Span::current();
         span.record("file_id", tracing::field::display(id));
-        let mut writer = storage.create(id, std::sync::Arc::clone(in_flight));
+        // Created with the first full batch, or at the end for a file too large to be inline.
+        let mut writer = None;
         tracing::debug!(%id, %filename, "receiving file");
         let mut size = 0u64;
         let mut checked = detector.is_ready();
@@ -170,22 +181,35 @@ impl<'a> Form<'a> {
             }
             batch.push(chunk);
             if batch.bytes >= BATCH_BYTES {
-                batch.store(&mut writer, reservation).await?;
+                let writer =
+                    writer.get_or_insert_with(|| storage.create(id, Arc::clone(in_flight)));
+                batch.store(writer, reservation).await?;
             }
         }
         span.record("size", size);
         reservation.add(batch.bytes as u64).await?;
         let content_type = detector.content_type();
         self.limits.allow.check(&content_type)?;
-        let (written, entry) = writer.finish(batch.chunks).await?;
-        if written.size != size {
-            return Err(ApiError::internal(format!(
-                "received {size} bytes but stored {}",
-                written.size
-            )));
-        }
-        // Dropping `entry` removes the object again.
-        if declared.is_some_and(|declared| declared != written.sha256) {
+        let (sha256, inline, entry) = match writer {
+            None if size <= self.limits.inline_max => {
+                // At most `inline_max` bytes: hashing them costs less than a trip to a thread.
+                let bytes = batch.chunks.concat();
+                (Sha256::digest(&bytes).into(), Some(bytes), None)
+            }
+            writer => {
+                let writer = writer.unwrap_or_else(|| storage.create(id, Arc::clone(in_flight)));
+                let (written, entry) = writer.finish(batch.chunks).await?;
+                if written.size != size {
+                    return Err(ApiError::internal(format!(
+                        "received {size} bytes but stored {}",
+                        written.size
+                    )));
+                }
+                // Dropping `entry` removes the object again.
+                (written.sha256, None, Some(entry))
+            }
+        };
+        if declared.is_some_and(|declared| declared != sha256) {
             return Err(ApiError::ChecksumMismatch(filename));
         }
         Ok(ReceivedFile {
@@ -194,7 +218,8 @@ impl<'a> Form<'a> {
                 filename,
                 content_type,
                 size: size as i64,
-                sha256: written.sha256,
+                sha256,
+                inline,
             },
             entry,
         })

@@ -25,6 +25,7 @@ use crate::{
     },
     quota::Reservation,
     state::AppState,
+    storage::Pending,
     telemetry::{self, metrics},
 };
 
@@ -206,34 +207,34 @@ async fn commit(
     let pool = state.pool.clone();
     telemetry::spawn(async move {
         let Received { files, reservation } = received;
-        let rows: Vec<_> = files.iter().map(|f| f.file.clone()).collect();
-        let claims: Vec<_> = files.iter().filter_map(|f| f.entry.claim()).collect();
+        let (rows, entries): (Vec<_>, Vec<_>) =
+            files.into_iter().map(|f| (f.file, f.entry)).unzip();
+        let entries: Vec<_> = entries.into_iter().flatten().collect();
+        let claims: Vec<_> = entries.iter().filter_map(Pending::claim).collect();
         // Until the connection is ours nothing was sent: a failure here is a clean "no".
         let mut conn = pool.acquire().await?;
         match record::insert_all(&mut conn, owner.user_id, reservation.id(), &rows, &claims).await {
             Ok(Some(stored)) => {
                 metrics::files_stored("multipart", stored.len());
                 reservation.settled();
-                files
-                    .into_iter()
-                    .for_each(|f| f.entry.commit_in_background());
+                entries.into_iter().for_each(Pending::commit_in_background);
                 Ok(stored)
             }
             // The owner was deleted while the files streamed in; their token went with them.
             Ok(None) => {
-                for file in files {
-                    file.entry.abandon().await;
+                for entry in entries {
+                    entry.abandon().await;
                 }
                 reservation.release().await;
                 Err(ApiError::InvalidToken)
             }
             Err(error) => {
                 let unknown = db::outcome_unknown(&error);
-                for file in files {
+                for entry in entries {
                     if unknown {
-                        file.entry.defer_to_sweep().await;
+                        entry.defer_to_sweep().await;
                     } else {
-                        file.entry.abandon().await;
+                        entry.abandon().await;
                     }
                 }
                 reservation.release().await;

@@ -1,4 +1,5 @@
-use crate::helpers::{TestApp, assert_problem, random_bytes, sha256_hex, spawn_app};
+use crate::helpers::{NOT_INLINE, TestApp, assert_problem, random_bytes, sha256_hex, spawn_app};
+use uuid::Uuid;
 
 async fn uploaded(app: &TestApp, name: &str, bytes: &[u8], content_type: Option<&str>) -> String {
     let response = app.upload_file(name, bytes.to_vec(), content_type).await;
@@ -205,7 +206,7 @@ async fn an_if_range_that_cannot_be_parsed_gets_the_whole_file() {
 #[tokio::test]
 async fn a_download_whose_object_was_just_taken_by_a_delete_is_404() {
     let app = spawn_app().await;
-    let url = uploaded(&app, "gone.bin", &random_bytes(1000, 14), None).await;
+    let url = uploaded(&app, "gone.bin", &random_bytes(NOT_INLINE, 14), None).await;
     // What a delete does first: the object leaves its place before the row goes.
     for object in app.object_ids().await {
         app.remove_object(object).await;
@@ -237,4 +238,47 @@ async fn downloads_racing_deletes_get_the_whole_file_or_404() {
         }
     }
     assert!(app.assert_consistent().await.is_empty());
+}
+
+#[tokio::test]
+async fn small_files_live_in_postgres_with_their_row_and_are_served_whole_or_by_range() {
+    let app = spawn_app().await;
+    // `storage.inline_max_bytes` is 65536 by default: the first fits, the second does not.
+    let small = random_bytes(65536, 21);
+    let small_url = uploaded(&app, "small.bin", &small, None).await;
+    let large_url = uploaded(&app, "large.bin", &random_bytes(65537, 22), None).await;
+    let id_of = |url: &str| Uuid::parse_str(url.split('/').nth(2).unwrap()).unwrap();
+
+    assert_eq!(app.assert_consistent().await.len(), 2);
+    assert_eq!(
+        app.object_ids().await.into_iter().collect::<Vec<_>>(),
+        [id_of(&large_url)],
+        "only the larger file is in the storage backend"
+    );
+    let whole = app.get(&small_url).await;
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.bytes().await.unwrap(), small);
+    let range = app
+        .client
+        .get(app.url(&small_url))
+        .header("Range", "bytes=65000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(range.status(), 206);
+    assert_eq!(range.bytes().await.unwrap(), small[65000..]);
+
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/files/{}", id_of(&small_url))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_problem(app.get(&small_url).await, 404, "not_found").await;
+    assert_eq!(
+        app.assert_consistent().await.len(),
+        1,
+        "its bytes went with its row"
+    );
 }

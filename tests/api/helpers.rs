@@ -121,6 +121,10 @@ impl Drop for TestApp {
     }
 }
 
+/// A size beyond the default `storage.inline_max_bytes`: such a file goes to the storage backend
+/// (smaller ones are kept in Postgres with their row).
+pub const NOT_INLINE: usize = 100_000;
+
 /// A file part as browsers and curl send it.
 pub fn file_part(name: &str, bytes: Vec<u8>, content_type: Option<&str>) -> multipart::Part {
     let part = multipart::Part::bytes(bytes).file_name(name.to_owned());
@@ -310,15 +314,20 @@ impl TestApp {
         }
     }
 
-    /// The promise: every row has its object, every object its row, nothing half-done remains
+    /// The promise: every row has its object (or, inline, its bytes in Postgres), every object its
+    /// row, nothing half-done remains
     /// once the server has finished with every upload (a committed upload's journal entry is
     /// removed after its answer).
     pub async fn assert_consistent(&self) -> BTreeSet<Uuid> {
         self.uploads_settled().await;
-        let rows = self.row_ids().await;
-        assert_eq!(rows, self.object_ids().await, "rows and objects differ");
+        assert_eq!(
+            stored_ids(&self.pool).await,
+            self.object_ids().await,
+            "rows and objects differ"
+        );
+        assert_inline_intact(&self.pool).await;
         assert_eq!(self.leftovers().await, Vec::<String>::new(), "leftovers");
-        rows
+        self.row_ids().await
     }
 
     /// Another instance of the same service: the same database and storage (root, or prefix in
@@ -356,12 +365,42 @@ impl TestApp {
 }
 
 pub async fn row_ids(pool: &PgPool) -> BTreeSet<Uuid> {
-    sqlx::query_scalar::<_, Uuid>("SELECT id FROM files")
+    ids(pool, "SELECT id FROM files").await
+}
+
+/// The rows whose bytes are in the storage backend (not inline in Postgres).
+pub async fn stored_ids(pool: &PgPool) -> BTreeSet<Uuid> {
+    ids(pool, "SELECT id FROM files WHERE NOT inline").await
+}
+
+async fn ids(pool: &PgPool, query: &'static str) -> BTreeSet<Uuid> {
+    sqlx::query_scalar::<_, Uuid>(query)
         .fetch_all(pool)
         .await
         .expect("rows")
         .into_iter()
         .collect()
+}
+
+/// Every inline row has its bytes, of its size, and no bytes are kept for any other.
+pub async fn assert_inline_intact(pool: &PgPool) {
+    let broken = ids(
+        pool,
+        "SELECT coalesce(f.id, c.file_id) FROM files f
+         FULL JOIN file_contents c ON c.file_id = f.id
+         WHERE f.inline IS DISTINCT FROM true OR c.file_id IS NULL
+            OR length(c.bytes) <> f.size",
+    )
+    .await;
+    let broken: BTreeSet<Uuid> = broken
+        .difference(&stored_ids(pool).await)
+        .copied()
+        .collect();
+    assert_eq!(
+        broken,
+        BTreeSet::new(),
+        "inline rows without their bytes, or bytes without a row"
+    );
 }
 
 /// Where the server keeps object `id` under `root` (see `storage`).
@@ -392,8 +431,13 @@ pub fn journal_files(root: &Path) -> Vec<PathBuf> {
 }
 
 pub async fn assert_consistent(pool: &PgPool, root: &Path) -> BTreeSet<Uuid> {
+    assert_eq!(
+        stored_ids(pool).await,
+        object_ids(root),
+        "rows and objects differ"
+    );
+    assert_inline_intact(pool).await;
     let rows = row_ids(pool).await;
-    assert_eq!(rows, object_ids(root), "rows and objects differ");
     assert_eq!(
         journal_files(root),
         Vec::<PathBuf>::new(),

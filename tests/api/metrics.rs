@@ -59,6 +59,8 @@ async fn metrics_count_requests_uploads_refusals_checkouts_and_auth() {
             ("APP__TELEMETRY__METRICS_TOKEN", SCRAPER),
             ("APP__AUTH__ENABLED", "true"),
             ("APP__UPLOAD__MAX_FILE_BYTES", "1000"),
+            // Every file through the storage backend, whose metrics this test reads.
+            ("APP__STORAGE__INLINE_MAX_BYTES", "0"),
             ("APP__DATABASE__MAX_CONNECTIONS", "8"),
             ("APP__RATE_LIMIT__BURST", "20"),
             ("APP__RATE_LIMIT__PER_MINUTE", "1"),
