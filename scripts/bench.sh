@@ -10,7 +10,8 @@
 # then measures the machine's ceilings (disk, SHA-256, loopback, the S3 server's own PUTs by
 # object_store and by boto3) and writes docs/benchmarks.md and docs/benchmarks.svg.
 #
-#   scripts/bench.sh            the full run (about 20 minutes on 2 cores, ~12 GB of disk for a while)
+#   scripts/bench.sh            the full run (about 30 minutes on 2 cores, a 10-minute soak
+#                               included; ~15 GB of disk for a while)
 #   QUICK=1 scripts/bench.sh    one small round per case, judged only on every case completing
 #                               with every upload verified (.ci/run runs it)
 #
@@ -41,6 +42,13 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+free() { # PORT: nothing may answer there yet, or the run would measure whatever it is
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/")" != 000 ]; then
+    echo "bench: something already listens on 127.0.0.1:$1; stop it or set BENCH_*PORT" >&2
+    exit 1
+  fi
+}
 
 wait_for() { # URL: wait up to 60 s for any HTTP answer (a 404 will do: the server listens)
   for _ in $(seq 1 600); do
@@ -92,9 +100,10 @@ fi
 cp bench/peer/tus-server.mjs "$node_peers/"
 command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --locked --features binary
 
-INTAKE_STORES="fsync of file and directory, then a Postgres commit of its row"
+INTAKE_STORES="a file of up to 64 KiB: written with its row in one Postgres commit; larger: fsync of file and directory, then a Postgres commit of its row"
 
 start_intake() { # extra VAR=value settings
+  free "$PORT"
   psql "$ROLE_URL/intake" -q -c "DROP DATABASE IF EXISTS intake_bench WITH (FORCE)" -c "CREATE DATABASE intake_bench"
   env APP__SERVER__PORT=$PORT APP__DATABASE__URL=$DB_URL APP__STORAGE__ROOT=$WORK/storage \
     APP__LOG__LEVEL=warn APP_ENVIRONMENT=local "$@" target/release/intake &
@@ -113,20 +122,29 @@ suite "$PORT" intake "$INTAKE_STORES"
 tus "$PORT" intake "$INTAKE_STORES"
 stop_intake
 
+echo "== soak (intake alone, a mixed load at a fixed rate)"
+start_intake
+if [ -n "${QUICK:-}" ]; then soak_rate=20 soak_minutes=1; else soak_rate=100 soak_minutes=10; fi
+"$BENCH" soak --address "127.0.0.1:$PORT" --pid "$SERVER_PID" --rate "$soak_rate" \
+  --minutes "$soak_minutes" --out "$WORK/soak.json"
+stop_intake
+
 echo "== intake on S3 (s3s-fs)"
 mkdir -p "$WORK/s3/bench"
+free "$S3_PORT"
 s3s-fs --host 127.0.0.1 --port "$S3_PORT" --access-key bench --secret-key bench-secret "$WORK/s3" &
 S3_PID=$!
 wait_for "http://127.0.0.1:$S3_PORT/"
 start_intake APP__STORAGE__KIND=s3 APP__STORAGE__S3__BUCKET=bench \
   APP__STORAGE__S3__ENDPOINT="http://127.0.0.1:$S3_PORT" APP__STORAGE__S3__ACCESS_KEY_ID=bench \
   APP__STORAGE__S3__SECRET_ACCESS_KEY=bench-secret APP__STORAGE__S3__PATH_STYLE=true
-S3_STORES="object completed in the S3 server, then a Postgres commit of its row"
+S3_STORES="object completed in the S3 server, then a Postgres commit of its row (up to 64 KiB: with its row, as on disk)"
 suite "$PORT" "intake (S3)" "$S3_STORES" --only "upload 1 MiB c=16" --only "upload 1 GiB c=1"
 tus "$PORT" "intake (S3)" "$S3_STORES"
 stop_intake
 
 echo "== the bare ceiling"
+free "$PEER_PORT"
 target/release/bare-ceiling "127.0.0.1:$PEER_PORT" "$WORK/bare" &
 SERVER_PID=$!
 wait_for "http://127.0.0.1:$PEER_PORT/ping"
@@ -151,6 +169,7 @@ mime_blacklist = []
 # The benchmark sends the same bytes every time; each upload must be stored, not matched.
 duplicate_files = true
 TOML
+free "$PEER_PORT"
 RUST_LOG=warn CONFIG=$WORK/rustypaste.toml rustypaste &
 SERVER_PID=$!
 wait_for "http://127.0.0.1:$PEER_PORT/"
@@ -161,6 +180,7 @@ stop_server
 rm -rf "$WORK/rustypaste"
 
 run_fastapi() { # MODULE LABEL DURABILITY
+  free "$PEER_PORT"
   (cd bench/peer && exec env PEER_STORAGE="$WORK/peer" PEER_DATABASE="$ROLE_URL/peer_bench?sslmode=disable" \
     "../../$venv/bin/uvicorn" "$1:app" --host 127.0.0.1 --port "$PEER_PORT" \
     --workers 2 --log-level warning --no-access-log) &
@@ -178,6 +198,7 @@ rm -rf "$WORK/peer"
 run_fastapi app "FastAPI, in memory" "nothing stored: read whole into memory and dropped"
 
 echo "== @tus/server (file store)"
+free "$PEER_PORT"
 node "$node_peers/tus-server.mjs" "$PEER_PORT" "$WORK/tus-peer" &
 SERVER_PID=$!
 wait_for "http://127.0.0.1:$PEER_PORT/tus/"
@@ -198,15 +219,16 @@ print("Python " + platform.python_version() + ", " + ", ".join(f"{p} {m.version(
 PY
 )
 header="Made by \`scripts/bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') at commit $(git rev-parse --short HEAD).
-Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB,
+Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/{printf "%.0f", $2 / 1048576}' /proc/meminfo) GiB,
 kernel $(uname -r); $(rustc --version); ${versions}; Node.js $(node --version); Postgres $(psql "$ROLE_URL/intake" -Atc 'SHOW server_version').
 Client and server share the machine: the load generator (\`bench/\`, one thread; two for \`/slow\` and
 \`/ping\`, where one thread cannot keep the server busy) opens every connection and completes one \`GET /ping\` on it before the clock starts. intake runs with its local defaults (durable: fsync and commit before \`201\`;
 no auth, quota or rate limit: docs/access-control.md says what each adds) and \`log.level=warn\`. An upload counts only if the server's answer reports the right size and SHA-256 (intake, the durable peer, the bare sink), the right size (the in-memory peer), or if the file it names, read back after the case, has the right SHA-256 (rustypaste, @tus/server). Every FastAPI peer runs uvicorn[standard] with 2 workers (one per core)."
 
-"$BENCH" report --results "$RESULTS" --ceilings "$WORK/ceilings.json" \
+"$BENCH" report --results "$RESULTS" --ceilings "$WORK/ceilings.json" --soak "$WORK/soak.json" \
   --header "$header" --markdown "$DOCS/benchmarks.md" --svg "$DOCS/benchmarks.svg"
 cp "$RESULTS" "$DOCS/benchmarks.jsonl"
 cp "$WORK/ceilings.json" "$DOCS/benchmarks-ceilings.json"
+cp "$WORK/soak.json" "$DOCS/benchmarks-soak.json"
 echo "== wrote $DOCS/benchmarks.md and $DOCS/benchmarks.svg"
-"$BENCH" check --results "$RESULTS"
+"$BENCH" check --results "$RESULTS" --soak "$WORK/soak.json"

@@ -19,7 +19,9 @@ use crate::{
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
-const BOUNDARY: &str = "intakeBenchBoundary4f1c";
+pub const BOUNDARY: &str = "intakeBenchBoundary4f1c";
+/// The order every checkout sends.
+pub const ORDER: &str = r#"{"customer_email":"bench@example.com","amount_cents":1299,"currency":"EUR","items":[{"sku":"BENCH-1","quantity":1}]}"#;
 
 /// How a server takes an upload and tells what it stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -265,13 +267,12 @@ impl Case {
             Kind::Ping => (get("/ping"), success, 0),
             Kind::Slow => (get("/slow?ms=1000"), success, 0),
             Kind::Checkout => {
-                let order = r#"{"customer_email":"bench@example.com","amount_cents":1299,"currency":"EUR","items":[{"sku":"BENCH-1","quantity":1}]}"#;
                 let shot = Shot {
                     method: Method::POST,
                     path: "/checkout".into(),
                     content_type: Some("application/json".into()),
                     authorization: None,
-                    body: Bytes::from_static(order.as_bytes()),
+                    body: Bytes::from_static(ORDER.as_bytes()),
                 };
                 (shot, success, 0)
             }
@@ -305,7 +306,7 @@ impl Case {
 
 /// An upload counts only if the server reports the right size, and the right sha256 when it
 /// reports one (the FastAPI peer does not).
-fn verified(size: usize, sha256: String) -> impl Fn(StatusCode, &[u8]) -> bool + Send + Sync {
+pub fn verified(size: usize, sha256: String) -> impl Fn(StatusCode, &[u8]) -> bool + Send + Sync {
     move |status, body| {
         let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
             return false;
@@ -348,7 +349,7 @@ fn read_back(dir: Option<&Path>, names: &[String], size: usize) -> usize {
         .count()
 }
 
-fn multipart(payload: &[u8]) -> Bytes {
+pub fn multipart(payload: &[u8]) -> Bytes {
     let mut body = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     )

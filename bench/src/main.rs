@@ -6,6 +6,7 @@ mod load;
 mod report;
 mod rss;
 mod s3;
+mod soak;
 mod tus;
 mod wire;
 
@@ -101,11 +102,30 @@ enum Command {
         #[arg(long)]
         s3_boto3: Option<PathBuf>,
     },
+    /// A mixed load at a fixed rate for some minutes; writes the minute-by-minute figures as
+    /// JSON.
+    Soak {
+        /// The server, on loopback only.
+        #[arg(long)]
+        address: SocketAddr,
+        #[arg(long)]
+        pid: u32,
+        /// Requests per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        minutes: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Fails unless every case in a results file completed with every answer verified: the
     /// smoke test's verdict (`QUICK=1 scripts/bench.sh`), which judges no speed.
     Check {
         #[arg(long)]
         results: PathBuf,
+        /// The soak's figures: it must have had no error either.
+        #[arg(long)]
+        soak: Option<PathBuf>,
     },
     /// Writes the Markdown report and the SVG chart from a run's files.
     Report {
@@ -119,6 +139,9 @@ enum Command {
         markdown: PathBuf,
         #[arg(long)]
         svg: PathBuf,
+        /// The soak's figures, when the run had one.
+        #[arg(long)]
+        soak: Option<PathBuf>,
     },
 }
 
@@ -184,8 +207,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("{ceilings:?}");
             fs::write(out, serde_json::to_string_pretty(&ceilings)?)?;
         }
-        Command::Check { results } => {
+        Command::Soak {
+            address,
+            pid,
+            rate,
+            minutes,
+            out,
+        } => {
+            if !address.ip().is_loopback() {
+                return Err("the benchmark only sends load to loopback addresses".into());
+            }
+            let soak = soak::run(address, pid, rate, minutes);
+            for minute in &soak.minutes {
+                eprintln!("{minute:?}");
+            }
+            fs::write(out, serde_json::to_string_pretty(&soak)?)?;
+        }
+        Command::Check { results, soak } => {
             let results = read_results(&results)?;
+            if let Some(path) = soak {
+                let soak: soak::Soak = serde_json::from_str(&fs::read_to_string(path)?)?;
+                let errors: usize = soak.minutes.iter().map(|m| m.errors).sum();
+                if soak.minutes.is_empty() || errors > 0 {
+                    return Err(format!("the soak had {errors} errors").into());
+                }
+            }
             let failed: Vec<String> = results
                 .iter()
                 .filter(|r| r.errors > 0 || r.ok == 0)
@@ -210,11 +256,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             header,
             markdown,
             svg,
+            soak,
         } => {
             let results = read_results(&results)?;
             let ceilings: ceilings::Ceilings =
                 serde_json::from_str(&fs::read_to_string(ceilings)?)?;
-            fs::write(markdown, report::markdown(&results, &ceilings, &header))?;
+            let soak: Option<soak::Soak> = match soak {
+                Some(path) => Some(serde_json::from_str(&fs::read_to_string(path)?)?),
+                None => None,
+            };
+            fs::write(
+                markdown,
+                report::markdown(&results, &ceilings, soak.as_ref(), &header),
+            )?;
             report::chart(&results, &svg)?;
         }
     }

@@ -8,6 +8,7 @@ use crate::{
     cases::{Case, CaseResult, SUITE},
     ceilings::{Ceilings, DD_RUNS},
     s3::S3Ceilings,
+    soak::Soak,
     tus,
 };
 
@@ -115,7 +116,12 @@ fn servers(results: &[CaseResult]) -> Vec<(&str, &str)> {
     seen
 }
 
-pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> String {
+pub fn markdown(
+    results: &[CaseResult],
+    ceilings: &Ceilings,
+    soak: Option<&Soak>,
+    header: &str,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks\n\n{header}\n");
     if results.iter().any(|r| r.quick) {
@@ -197,6 +203,9 @@ pub fn markdown(results: &[CaseResult], ceilings: &Ceilings, header: &str) -> St
         on_s3(&mut out, results, s3, ceilings.s3_boto3.as_ref());
     }
     resumable(&mut out, results);
+    if let Some(soak) = soak {
+        soaked(&mut out, soak);
+    }
 
     let _ = writeln!(out, "\n## Every figure\n");
     let _ = writeln!(
@@ -348,6 +357,50 @@ fn resumable(out: &mut String, results: &[CaseResult]) {
             tus.mib_s,
             tus.rss_peak_mib,
             tus.rss_peak_mib - tus.rss_start_mib,
+        );
+    }
+}
+
+/// The soak, minute by minute, and whether it held steady.
+fn soaked(out: &mut String, soak: &Soak) {
+    let _ = writeln!(
+        out,
+        "\n## Soak: {} minutes at {} requests/s\n\nintake alone, each tenth of the requests: {}. Requests go out on the clock, whatever the answers; latency counts from when a request was due.\n",
+        soak.minutes.len(),
+        soak.rate,
+        soak.mix
+    );
+    let _ = writeln!(
+        out,
+        "| minute | answered | errors | p50 ms | p99 ms | p99 without checkouts, ms | max ms | RSS at its end (MiB) |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for m in &soak.minutes {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            m.minute,
+            m.ok,
+            m.errors,
+            m.p50_ms,
+            m.p99_ms,
+            m.p99_without_checkout_ms,
+            m.max_ms,
+            m.rss_mib
+        );
+    }
+    if let (Some(first), Some(last)) = (soak.minutes.first(), soak.minutes.last()) {
+        let errors: usize = soak.minutes.iter().map(|m| m.errors).sum();
+        let growth = 100.0 * (last.rss_mib - first.rss_mib) / first.rss_mib;
+        let _ = writeln!(
+            out,
+            "\nRSS after the last minute is {growth:+.1}% of RSS after the first (target: within ±10%: {}); {errors} errors (target: none: {}).",
+            if growth.abs() <= 10.0 {
+                "met"
+            } else {
+                "**not met**"
+            },
+            if errors == 0 { "met" } else { "**not met**" },
         );
     }
 }
