@@ -223,7 +223,8 @@ Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | x
 kernel $(uname -r); $(rustc --version); ${versions}; Node.js $(node --version); Postgres $(psql "$ROLE_URL/intake" -Atc 'SHOW server_version').
 Client and server share the machine: the load generator (\`bench/\`, one thread; two for \`/slow\` and
 \`/ping\`, where one thread cannot keep the server busy) opens every connection and completes one \`GET /ping\` on it before the clock starts. intake runs with its local defaults (durable: fsync and commit before \`201\`;
-no auth, quota or rate limit: docs/access-control.md says what each adds) and \`log.level=warn\`. An upload counts only if the server's answer reports the right size and SHA-256 (intake, the durable peer, the bare sink), the right size (the in-memory peer), or if the file it names, read back after the case, has the right SHA-256 (rustypaste, @tus/server). Every FastAPI peer runs uvicorn[standard] with 2 workers (one per core)."
+no auth, quota or rate limit: docs/access-control.md says what each adds) and \`log.level=warn\`. An upload counts only if the server's answer reports the right size and SHA-256 (intake, the durable peer, the bare sink), the right size (the in-memory peer), or if the file it names, read back after the case, has the right SHA-256 (rustypaste, @tus/server). Every FastAPI peer runs uvicorn[standard] with 2 workers (one per core).
+Where the time goes, with the profiles behind it: [profiles.md](profiles.md)."
 
 "$BENCH" report --results "$RESULTS" --ceilings "$WORK/ceilings.json" --soak "$WORK/soak.json" \
   --header "$header" --markdown "$DOCS/benchmarks.md" --svg "$DOCS/benchmarks.svg"
