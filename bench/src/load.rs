@@ -132,11 +132,12 @@ async fn drive(
     outcome
 }
 
-type Sender = http1::SendRequest<Full<Bytes>>;
+pub type Sender = http1::SendRequest<Full<Bytes>>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn connect(address: SocketAddr) -> Result<Sender, BoxError> {
+/// A keep-alive HTTP/1.1 connection, its requests sent as soon as they are written.
+pub async fn connect(address: SocketAddr) -> Result<Sender, BoxError> {
     let stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;

@@ -12,14 +12,14 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode, client::conn::http1, header};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::{net::TcpStream, sync::mpsc};
+use tokio::sync::mpsc;
 
 use crate::{
     cases::{BOUNDARY, ORDER, multipart, random_bytes, verified},
+    load::{Sender, connect},
     rss,
 };
 
@@ -237,8 +237,6 @@ async fn next(queue: &tokio::sync::Mutex<mpsc::UnboundedReceiver<Due>>) -> Optio
     queue.lock().await.recv().await
 }
 
-type Sender = http1::SendRequest<Full<Bytes>>;
-
 /// Sends one request (reconnecting if need be) and checks its answer.
 async fn exchange(
     sender: &mut Option<Sender>,
@@ -249,7 +247,7 @@ async fn exchange(
 ) -> bool {
     let step = step(n);
     if sender.is_none() {
-        *sender = connect(address).await;
+        *sender = connect(address).await.ok();
     }
     let Some(connection) = sender.as_mut() else {
         return false;
@@ -347,12 +345,4 @@ async fn exchange(
         },
         _ => status.is_success(),
     }
-}
-
-async fn connect(address: SocketAddr) -> Option<Sender> {
-    let stream = TcpStream::connect(address).await.ok()?;
-    stream.set_nodelay(true).ok()?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.ok()?;
-    tokio::spawn(connection);
-    Some(sender)
 }
