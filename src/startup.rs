@@ -110,6 +110,7 @@ impl Application {
                 settings.upload.clone(),
                 settings.storage.inline_max_bytes,
             ),
+            committer: crate::files::committer::Committer::start(pool.clone()),
             tus: settings.tus.clone(),
             tus_writers,
             uploads: uploads.clone(),

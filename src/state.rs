@@ -25,6 +25,8 @@ pub struct AppState {
     pub quota: Option<u64>,
     pub storage: Arc<Storage>,
     pub limits: uploads::Limits,
+    /// Commits the rows of uploads that finish together in one statement.
+    pub committer: crate::files::committer::Committer,
     pub tus: TusSettings,
     /// The resumable uploads being written here.
     pub tus_writers: Arc<crate::tus::writers::Writers>,

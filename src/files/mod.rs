@@ -1,5 +1,6 @@
 //! Listing, reading and deleting stored files.
 
+pub mod committer;
 mod download;
 pub mod record;
 

@@ -145,20 +145,89 @@ pub async fn insert_all(
     let Some(&created_at) = created_at.first() else {
         return Ok(None);
     };
-    Ok(Some(
-        files
-            .iter()
-            .map(|f| FileRecord {
-                id: f.id,
-                filename: f.filename.clone(),
-                content_type: f.content_type.clone(),
-                size: f.size,
-                sha256: f.sha256.to_vec(),
-                created_at,
-                inline: f.inline.is_some(),
-            })
-            .collect(),
-    ))
+    Ok(Some(files.iter().map(|f| f.record(created_at)).collect()))
+}
+
+impl NewFile {
+    /// The row as it was stored at `created_at`.
+    pub fn record(&self, created_at: OffsetDateTime) -> FileRecord {
+        FileRecord {
+            id: self.id,
+            filename: self.filename.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size,
+            sha256: self.sha256.to_vec(),
+            created_at,
+            inline: self.inline.is_some(),
+        }
+    }
+}
+
+/// One file of a group commit, with the upload it belongs to.
+pub struct BatchRow<'a> {
+    pub owner: i64,
+    pub reservation: Uuid,
+    pub file: &'a NewFile,
+}
+
+/// `insert_all` for the files of several uploads (none with storage intents), in one statement:
+/// each upload's rows, usage change and settled reservation, skipping the uploads whose owner
+/// is gone. Returns the ids stored and their (common) creation time.
+#[tracing::instrument(name = "db.insert_files_together", skip_all, fields(files = rows.len()))]
+pub async fn insert_batch(
+    pool: &PgPool,
+    rows: &[BatchRow<'_>],
+) -> Result<Vec<(Uuid, OffsetDateTime)>, sqlx::Error> {
+    let owners: Vec<i64> = rows.iter().map(|r| r.owner).collect();
+    let reservations: Vec<Uuid> = rows.iter().map(|r| r.reservation).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.file.id).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.file.filename.as_str()).collect();
+    let types: Vec<&str> = rows.iter().map(|r| r.file.content_type.as_str()).collect();
+    let sizes: Vec<i64> = rows.iter().map(|r| r.file.size).collect();
+    let hashes: Vec<&[u8]> = rows.iter().map(|r| &r.file.sha256[..]).collect();
+    let (inline_ids, contents): (Vec<Uuid>, Vec<&[u8]>) = rows
+        .iter()
+        .filter_map(|r| Some((r.file.id, r.file.inline.as_deref()?)))
+        .unzip();
+    let stored = sqlx::query!(
+        r#"
+        WITH kept AS (
+            SELECT r.* FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
+                AS r (owner_id, reservation, id, filename, content_type, size, sha256)
+            WHERE EXISTS (SELECT FROM users WHERE users.id = r.owner_id)
+        ), inserted AS (
+            INSERT INTO files (owner_id, id, filename, content_type, size, sha256, inline)
+            SELECT owner_id, id, filename, content_type, size, sha256, id = ANY($8) FROM kept
+            RETURNING id, created_at
+        ), contents AS (
+            INSERT INTO file_contents (file_id, bytes)
+            SELECT c.id, c.bytes FROM UNNEST($8::uuid[], $9::bytea[]) AS c (id, bytes)
+            WHERE c.id IN (SELECT id FROM inserted)
+        ), released AS (
+            DELETE FROM quota_reservations
+            WHERE upload_id IN (SELECT reservation FROM kept)
+            RETURNING upload_id, bytes
+        ), changed AS (
+            INSERT INTO usage_changes (user_id, used_delta, released)
+            SELECT k.owner_id, sum(k.size),
+                   coalesce((SELECT bytes FROM released WHERE upload_id = k.reservation), 0)
+            FROM kept k GROUP BY k.owner_id, k.reservation
+        )
+        SELECT id AS "id!", created_at AS "created_at!" FROM inserted
+        "#,
+        &owners,
+        &reservations,
+        &ids,
+        &names as &[&str],
+        &types as &[&str],
+        &sizes,
+        &hashes as &[&[u8]],
+        &inline_ids,
+        &contents as &[&[u8]],
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(stored.into_iter().map(|r| (r.id, r.created_at)).collect())
 }
 
 /// `owner`'s file `id`; another user's file is as absent as a file that never was.

@@ -17,7 +17,7 @@ use crate::{
     auth::{self, Owner},
     db,
     error::ApiError,
-    files::{FileObject, FileRecord, record},
+    files::{FileObject, FileRecord},
     in_flight,
     openapi::{
         Documented,
@@ -204,16 +204,17 @@ async fn commit(
     owner: Owner,
     received: Received,
 ) -> Result<Vec<FileRecord>, ApiError> {
-    let pool = state.pool.clone();
+    let (pool, committer) = (state.pool.clone(), state.committer.clone());
     telemetry::spawn(async move {
         let Received { files, reservation } = received;
         let (rows, entries): (Vec<_>, Vec<_>) =
             files.into_iter().map(|f| (f.file, f.entry)).unzip();
         let entries: Vec<_> = entries.into_iter().flatten().collect();
         let claims: Vec<_> = entries.iter().filter_map(Pending::claim).collect();
-        // Until the connection is ours nothing was sent: a failure here is a clean "no".
-        let mut conn = pool.acquire().await?;
-        match record::insert_all(&mut conn, owner.user_id, reservation.id(), &rows, &claims).await {
+        let committed = committer
+            .insert_all(&pool, owner.user_id, reservation.id(), rows, &claims)
+            .await;
+        match committed {
             Ok(Some(stored)) => {
                 metrics::files_stored("multipart", stored.len());
                 reservation.settled();

@@ -239,3 +239,36 @@ async fn an_empty_body_with_a_quota_is_a_400_not_a_500() {
     assert_eq!(app.usage("alice").await, (0, 0, 0));
     assert!(app.assert_consistent().await.is_empty());
 }
+
+#[tokio::test]
+async fn small_uploads_of_two_users_committed_together_each_count_for_their_owner() {
+    let app = spawn_with_quota(MIB).await;
+    let tokens = [
+        app.user_with_token("ada").await,
+        app.user_with_token("bob").await,
+    ];
+    // At once: their rows are committed in groups (files::committer), each with its owner,
+    // its usage and its settled reservation.
+    let sizes: Vec<usize> = (0..24).map(|i| 1000 + 37 * i).collect();
+    let uploads = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| app.upload_as(&tokens[i % 2], sized(random_bytes(*size, i as u64))));
+    for answer in join_all(uploads).await {
+        assert_eq!(answer.status(), 201);
+    }
+
+    for (user, token) in tokens.iter().enumerate() {
+        let expected: usize = sizes.iter().skip(user).step_by(2).sum();
+        let me: serde_json::Value = app.get_as(token, "/me").await.json().await.unwrap();
+        assert_eq!(me["used_bytes"], expected, "user {user}");
+        let page: serde_json::Value = app.get_as(token, "/files").await.json().await.unwrap();
+        assert_eq!(page["files"].as_array().unwrap().len(), 12, "user {user}");
+    }
+    assert_eq!(app.assert_consistent().await.len(), 24);
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM quota_reservations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(held, 0, "every reservation settled by its commit");
+}
