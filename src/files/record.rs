@@ -92,15 +92,7 @@ pub async fn insert_all(
     files: &[NewFile],
     claims: &[Uuid],
 ) -> Result<Option<Vec<FileRecord>>, sqlx::Error> {
-    let ids: Vec<Uuid> = files.iter().map(|f| f.id).collect();
-    let names: Vec<String> = files.iter().map(|f| f.filename.clone()).collect();
-    let types: Vec<String> = files.iter().map(|f| f.content_type.clone()).collect();
-    let sizes: Vec<i64> = files.iter().map(|f| f.size).collect();
-    let hashes: Vec<Vec<u8>> = files.iter().map(|f| f.sha256.to_vec()).collect();
-    let (inline_ids, contents): (Vec<Uuid>, Vec<&[u8]>) = files
-        .iter()
-        .filter_map(|f| Some((f.id, f.inline.as_deref()?)))
-        .unzip();
+    let c = Columns::of(files.iter());
     let created_at = sqlx::query_scalar!(
         r#"
         WITH owner AS (
@@ -130,14 +122,14 @@ pub async fn insert_all(
         "#,
         owner,
         reservation,
-        &ids,
-        &names,
-        &types,
-        &sizes,
-        &hashes,
+        &c.ids,
+        &c.names as &[&str],
+        &c.types as &[&str],
+        &c.sizes,
+        &c.hashes as &[&[u8]],
         claims,
-        &inline_ids,
-        &contents as &[&[u8]],
+        &c.inline_ids,
+        &c.contents as &[&[u8]],
     )
     .fetch_all(conn)
     .await?;
@@ -163,6 +155,44 @@ impl NewFile {
     }
 }
 
+/// New files as the column arrays the inserts unnest: one per file, and the inline ones' bytes.
+struct Columns<'a> {
+    ids: Vec<Uuid>,
+    names: Vec<&'a str>,
+    types: Vec<&'a str>,
+    sizes: Vec<i64>,
+    hashes: Vec<&'a [u8]>,
+    inline_ids: Vec<Uuid>,
+    contents: Vec<&'a [u8]>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(files: impl ExactSizeIterator<Item = &'a NewFile>) -> Self {
+        let n = files.len();
+        let mut c = Columns {
+            ids: Vec::with_capacity(n),
+            names: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            sizes: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+            inline_ids: Vec::new(),
+            contents: Vec::new(),
+        };
+        for file in files {
+            c.ids.push(file.id);
+            c.names.push(&file.filename);
+            c.types.push(&file.content_type);
+            c.sizes.push(file.size);
+            c.hashes.push(&file.sha256);
+            if let Some(bytes) = &file.inline {
+                c.inline_ids.push(file.id);
+                c.contents.push(bytes);
+            }
+        }
+        c
+    }
+}
+
 /// One file of a group commit, with the upload it belongs to.
 pub struct BatchRow<'a> {
     pub owner: i64,
@@ -180,15 +210,7 @@ pub async fn insert_batch(
 ) -> Result<Vec<(Uuid, OffsetDateTime)>, sqlx::Error> {
     let owners: Vec<i64> = rows.iter().map(|r| r.owner).collect();
     let reservations: Vec<Uuid> = rows.iter().map(|r| r.reservation).collect();
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.file.id).collect();
-    let names: Vec<&str> = rows.iter().map(|r| r.file.filename.as_str()).collect();
-    let types: Vec<&str> = rows.iter().map(|r| r.file.content_type.as_str()).collect();
-    let sizes: Vec<i64> = rows.iter().map(|r| r.file.size).collect();
-    let hashes: Vec<&[u8]> = rows.iter().map(|r| &r.file.sha256[..]).collect();
-    let (inline_ids, contents): (Vec<Uuid>, Vec<&[u8]>) = rows
-        .iter()
-        .filter_map(|r| Some((r.file.id, r.file.inline.as_deref()?)))
-        .unzip();
+    let c = Columns::of(rows.iter().map(|r| r.file));
     let stored = sqlx::query!(
         r#"
         WITH kept AS (
@@ -217,13 +239,13 @@ pub async fn insert_batch(
         "#,
         &owners,
         &reservations,
-        &ids,
-        &names as &[&str],
-        &types as &[&str],
-        &sizes,
-        &hashes as &[&[u8]],
-        &inline_ids,
-        &contents as &[&[u8]],
+        &c.ids,
+        &c.names as &[&str],
+        &c.types as &[&str],
+        &c.sizes,
+        &c.hashes as &[&[u8]],
+        &c.inline_ids,
+        &c.contents as &[&[u8]],
     )
     .fetch_all(pool)
     .await?;
