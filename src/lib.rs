@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod allocator;
 pub mod auth;
 pub mod checkout;
 pub mod client;

@@ -13,6 +13,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing_actix_web::TracingLogger;
 
 use crate::{
+    allocator,
     auth::Auth,
     checkout::{self, Checkout},
     configuration::{Settings, SettingsError},
@@ -34,6 +35,8 @@ use crate::{
 const USAGE_APPLYING: Duration = Duration::from_secs(1);
 /// How often buckets that have refilled are forgotten.
 const RATE_LIMIT_PRUNING: Duration = Duration::from_secs(60);
+/// How often freed heap memory is handed back to the system.
+const HEAP_TRIMMING: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -89,6 +92,7 @@ impl Application {
         background.extend(rate_limit.spawn_pruning(RATE_LIMIT_PRUNING));
 
         background.push(telemetry::metrics::spawn_upkeep(metrics.clone()));
+        background.push(allocator::spawn_trimming(HEAP_TRIMMING));
         let uploads = InFlight::default();
         let tus_writers = Arc::new(tus::writers::Writers::default());
         background.push(tus::writers::spawn_listening(
