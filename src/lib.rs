@@ -1,28 +1,23 @@
-//! intake: a streaming file upload service. See DESIGN.md for the contract.
+//! intake: a streaming file upload service. docs/architecture.md describes the layout: the
+//! layers, top first, and which way imports go.
 
-pub mod account;
-pub mod admin;
-pub mod allocator;
-pub mod auth;
-pub mod checkout;
-pub mod client;
-pub mod configuration;
-pub mod db;
-pub mod error;
-pub mod files;
-pub mod health;
-mod http;
-pub mod in_flight;
-pub mod instances;
-pub mod lessons;
-pub mod openapi;
-pub mod problem;
-pub mod quota;
-pub mod rate_limit;
+// Wiring: start-up, the route table, the HTTP server, the command line.
+pub mod cli;
+pub mod routes;
+mod server;
 pub mod startup;
 pub mod state;
+
+// The HTTP areas, each with the routes and state it owns, and what they share.
+pub mod api;
+
+// Shared services: what the areas do alike.
+pub mod access;
+pub mod catalog;
+pub mod ingest;
+
+// Where the bytes live.
 pub mod storage;
-pub mod telemetry;
-pub mod tus;
-pub mod uploads;
-pub mod web;
+
+// The base: errors, configuration, database, telemetry.
+pub mod base;

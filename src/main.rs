@@ -2,13 +2,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use intake::{
-    admin::{self, TokensCommand, UsersCommand},
-    client,
-    configuration::Settings,
-    db, health, openapi,
-    problem::cause_chain,
+    api::ops::health,
+    base::{configuration::Settings, db, problem::cause_chain, telemetry},
+    cli::{
+        admin::{self, TokensCommand, UsersCommand},
+        client,
+    },
+    routes,
     startup::{Application, StartupError},
-    telemetry,
 };
 
 /// intake: a streaming file upload service with metadata in Postgres.
@@ -68,7 +69,7 @@ async fn main() -> ExitCode {
         }
         Command::Upload(args) => exit(client::upload(args).await),
         Command::Openapi => {
-            print!("{}", openapi::render(&settings));
+            print!("{}", routes::render(&settings));
             ExitCode::SUCCESS
         }
         Command::Tokens { command } => {

@@ -13,22 +13,25 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing_actix_web::TracingLogger;
 
 use crate::{
-    allocator,
-    auth::Auth,
-    checkout::{self, Checkout},
-    configuration::{Settings, SettingsError},
-    db,
-    error::ApiError,
-    http,
-    in_flight::InFlight,
-    openapi, problem, quota,
-    rate_limit::RateLimit,
+    access::{auth::Auth, quota, rate_limit::RateLimit},
+    api::{
+        checkout::{self, Checkout},
+        tus, uploads,
+    },
+    base::{
+        configuration::{Settings, SettingsError},
+        db,
+        error::ApiError,
+        heap,
+        in_flight::InFlight,
+        problem, telemetry,
+    },
+    routes, server,
     state::AppState,
     storage::{
         self, Storage,
         sweep::{self, SweepError},
     },
-    telemetry, tus, uploads,
 };
 
 /// How often committed uploads are counted in their users' usage.
@@ -92,7 +95,7 @@ impl Application {
         background.extend(rate_limit.spawn_pruning(RATE_LIMIT_PRUNING));
 
         background.push(telemetry::metrics::spawn_upkeep(metrics.clone()));
-        background.push(allocator::spawn_trimming(HEAP_TRIMMING));
+        background.push(heap::spawn_trimming(HEAP_TRIMMING));
         let uploads = InFlight::default();
         let tus_writers = Arc::new(tus::writers::Writers::default());
         background.push(tus::writers::spawn_listening(
@@ -114,7 +117,7 @@ impl Application {
                 settings.upload.clone(),
                 settings.storage.inline_max_bytes,
             ),
-            committer: crate::files::committer::Committer::start(pool.clone()),
+            committer: crate::catalog::committer::Committer::start(pool.clone()),
             tus: settings.tus.clone(),
             tus_writers,
             uploads: uploads.clone(),
@@ -126,8 +129,10 @@ impl Application {
             metrics_token: settings.telemetry.metrics_token.clone(),
         });
 
-        let document = web::Data::new(openapi::Rendered::new(&settings));
-        let server = http::serve(listener, &settings, move || {
+        let document = web::Data::new(crate::api::ops::docs::Rendered::new(routes::render(
+            &settings,
+        )));
+        let server = server::serve(listener, &settings, move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(
@@ -138,7 +143,7 @@ impl Application {
                     ApiError::InvalidRequest(format!("invalid query: {error}")).into()
                 }))
                 .app_data(document.clone())
-                .configure(openapi::register)
+                .configure(routes::register)
                 .wrap(ErrorHandlers::new().default_handler(problem::render_framework_errors))
                 .wrap(from_fn(telemetry::metrics::record_request))
                 .wrap(from_fn(telemetry::echo_request_id))

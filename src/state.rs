@@ -5,13 +5,13 @@ use std::{sync::Arc, time::Duration};
 use sqlx::PgPool;
 
 use crate::{
-    auth::Auth,
-    checkout,
-    configuration::{LessonSettings, TusSettings},
-    in_flight::InFlight,
-    rate_limit::RateLimit,
+    access::{auth::Auth, rate_limit::RateLimit},
+    api::{checkout, uploads},
+    base::{
+        configuration::{LessonSettings, TusSettings},
+        in_flight::InFlight,
+    },
     storage::Storage,
-    uploads,
 };
 
 /// What every handler shares.
@@ -26,10 +26,10 @@ pub struct AppState {
     pub storage: Arc<Storage>,
     pub limits: uploads::Limits,
     /// Commits the rows of uploads that finish together in one statement.
-    pub committer: crate::files::committer::Committer,
+    pub committer: crate::catalog::committer::Committer,
     pub tus: TusSettings,
     /// The resumable uploads being written here.
-    pub tus_writers: Arc<crate::tus::writers::Writers>,
+    pub tus_writers: Arc<crate::api::tus::writers::Writers>,
     pub uploads: InFlight,
     pub checkout: checkout::Checkout,
     /// The idempotency keys of the checkouts running here.

@@ -19,10 +19,10 @@ use futures_util::stream::BoxStream;
 use sqlx::{PgConnection, PgPool, postgres::PgConnectOptions};
 use uuid::Uuid;
 
-use crate::{
+use crate::base::{
     configuration::{StorageKind, StorageSettings},
     in_flight,
-    instances::Lease,
+    liveness::Lease,
     telemetry::metrics::{batch_written, durable, observed},
 };
 

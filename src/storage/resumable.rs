@@ -9,7 +9,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::{Pending, Storage, s3};
-use crate::{
+use crate::base::{
     in_flight,
     telemetry::metrics::{batch_written, durable, observed},
 };

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use tracing::Instrument;
 
 use super::Storage;
-use crate::{quota, telemetry::metrics};
+use crate::{access::quota, base::telemetry::metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
@@ -43,7 +43,7 @@ async fn settle(storage: &Storage, pool: &PgPool) -> Result<SweepReport, SweepEr
         Storage::Fs(store) => super::fs::sweep::settle(store, pool).await?,
         Storage::S3(store) => store.sweep().await?,
     };
-    let expired = crate::tus::sweep::sweep(storage, pool).await?;
+    let expired = crate::api::tus::sweep::sweep(storage, pool).await?;
     metrics::sweep_actions("kept", report.kept);
     metrics::sweep_actions("removed", report.removed);
     metrics::sweep_actions("expired", expired);
@@ -76,7 +76,7 @@ pub fn spawn_periodic(
         loop {
             ticks.tick().await;
             if let Err(error) = sweep(&storage, &pool).await {
-                tracing::warn!(error = %crate::problem::cause_chain(&error), "storage sweep failed; will retry");
+                tracing::warn!(error = %crate::base::problem::cause_chain(&error), "storage sweep failed; will retry");
             }
         }
     })

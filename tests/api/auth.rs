@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use intake::auth::{store, token};
+use intake::access::auth::{store, token};
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use time::{Duration, OffsetDateTime};

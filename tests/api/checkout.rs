@@ -1,4 +1,4 @@
-use intake::configuration::{ProviderKind, Settings, SimulatedOutcome};
+use intake::base::configuration::{ProviderKind, Settings, SimulatedOutcome};
 use serde_json::{Value, json};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,

@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Stdio};
 
-use intake::configuration::StorageKind;
+use intake::base::configuration::StorageKind;
 use serde_json::Value;
 use tokio::process::Command;
 

@@ -4,8 +4,8 @@
 use std::{collections::HashMap, path::Path};
 
 use intake::{
-    configuration::{LogFormat, ServerSettings, Settings, StorageKind},
-    health,
+    api::ops::health,
+    base::configuration::{LogFormat, ServerSettings, Settings, StorageKind},
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;

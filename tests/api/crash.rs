@@ -58,7 +58,9 @@ async fn kill_9_mid_upload_leaves_nothing_after_restart_and_keeps_acknowledged_f
 
     assert_consistent(&db.pool, root.path()).await;
     assert_eq!(reservations(&db).await, 0);
-    intake::quota::apply_changes(&db.pool, None).await.unwrap();
+    intake::access::quota::apply_changes(&db.pool, None)
+        .await
+        .unwrap();
     let (used, reserved): (i64, i64) =
         sqlx::query_as("SELECT used_bytes, reserved_bytes FROM users WHERE name = 'anonymous'")
             .fetch_one(&db.pool)

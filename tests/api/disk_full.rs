@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use intake::configuration::StorageKind;
+use intake::base::configuration::StorageKind;
 
 use crate::helpers::{assert_problem, random_bytes, spawn_app_with};
 

@@ -1,4 +1,4 @@
-use intake::configuration::StorageKind;
+use intake::base::configuration::StorageKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 

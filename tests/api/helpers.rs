@@ -8,10 +8,12 @@ use std::{
 
 use futures_util::TryStreamExt;
 use intake::{
-    auth::store,
-    configuration::{S3Settings, Settings, StorageKind},
+    access::auth::store,
+    base::{
+        configuration::{S3Settings, Settings, StorageKind},
+        telemetry,
+    },
     startup::Application,
-    telemetry,
 };
 use object_store::{ObjectStore, ObjectStoreExt, path::Path as Key};
 use reqwest::{Response, multipart};

@@ -1,7 +1,7 @@
 //! Quotas: checked while the bytes stream, reserved before they are written, settled on commit.
 
 use futures_util::{StreamExt, future::join_all, stream};
-use intake::quota;
+use intake::access::quota;
 use reqwest::multipart::Part;
 
 use crate::helpers::{TestApp, assert_problem, chunked_part, random_bytes, spawn_app_with};

@@ -10,8 +10,10 @@ use std::{
 };
 
 use intake::{
-    configuration::{Settings, StorageKind},
-    problem::cause_chain,
+    base::{
+        configuration::{Settings, StorageKind},
+        problem::cause_chain,
+    },
     startup::Application,
 };
 use tokio::{

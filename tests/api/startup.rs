@@ -1,7 +1,10 @@
 //! Start-up failures name the thing to fix: the database's address and role, the listen
 //! address, the storage path; and each cause is told once.
 
-use intake::{configuration::Settings, problem::cause_chain, startup::Application};
+use intake::{
+    base::{configuration::Settings, problem::cause_chain},
+    startup::Application,
+};
 use secrecy::SecretString;
 
 use crate::helpers::spawn_app;

@@ -3,7 +3,7 @@
 //! `tus_clients`.
 
 use bytes::Bytes;
-use intake::configuration::StorageKind;
+use intake::base::configuration::StorageKind;
 use reqwest::{Response, header::HeaderMap};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -709,7 +709,7 @@ async fn cut_patch_kept_open(
 }
 
 /// Waits until Postgres has seen the death of the instance that holds the upload's lease:
-/// taking that instance's lock (see `intake::instances`) waits for its connection to end.
+/// taking that instance's lock (see `intake::base::liveness`) waits for its connection to end.
 pub async fn wait_until_gone(app: &TestApp, path: &str) {
     let holder: Uuid =
         sqlx::query_scalar("SELECT lease_holder FROM resumable_uploads WHERE id = $1")
@@ -772,7 +772,7 @@ async fn a_long_patch_records_its_progress_so_that_a_crash_loses_little() {
 
 #[tokio::test]
 async fn a_user_with_an_unfinished_upload_is_not_deleted_until_it_is_terminated() {
-    use intake::auth::store::{StoreError, delete_user};
+    use intake::access::auth::store::{StoreError, delete_user};
     let app = spawn_app_with(|s| s.auth.enabled = true).await;
     let token = app.user_with_token("ada").await;
     let tus = Tus::of(&app).with_token(&token);

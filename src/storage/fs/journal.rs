@@ -6,7 +6,7 @@ use std::{
 };
 
 use super::{FsStore, link_durably, remove_if_present};
-use crate::in_flight;
+use crate::base::in_flight;
 
 /// What an entry undoes when it is dropped without `commit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

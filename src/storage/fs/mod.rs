@@ -27,7 +27,10 @@ use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::{in_flight, instances::Lease, storage::ByteStream};
+use crate::{
+    base::{in_flight, liveness::Lease},
+    storage::ByteStream,
+};
 
 /// Reads of 64 KiB: fewer trips through the file and the socket than the 4 KiB default.
 const READ_CHUNK: usize = 64 * 1024;

@@ -33,10 +33,10 @@ use super::{
     ByteStream,
     sweep::{SweepError, SweepReport},
 };
-use crate::{
+use crate::base::{
     configuration::S3Settings,
     in_flight,
-    instances::{self, Lease},
+    liveness::{self, Lease},
 };
 
 /// S3's smallest part but the last.
@@ -352,7 +352,7 @@ impl S3Store {
                 return Err(error.into());
             }
         };
-        let mut alive = instances::running(&self.pool, &others).await?;
+        let mut alive = liveness::running(&self.pool, &others).await?;
         let dead: Vec<Uuid> = others
             .into_iter()
             .filter(|other| !alive.contains(other))

@@ -13,9 +13,8 @@ use uuid::Uuid;
 
 use super::{MIN_PART_SIZE, S3Store};
 use crate::{
-    in_flight,
+    base::{in_flight, telemetry},
     storage::{Written, resumable::Partial},
-    telemetry,
 };
 
 enum Hashing {

@@ -1,0 +1,158 @@
+//! Who a request acts for: bearer tokens, the `anonymous` user when auth is off, and the rate
+//! limit keyed by the result.
+
+pub mod store;
+pub mod token;
+
+use std::future::{Ready, ready};
+
+use actix_web::{
+    Error, FromRequest, HttpMessage, HttpRequest,
+    body::MessageBody,
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::header::{self, HeaderMap},
+    middleware::Next,
+    web,
+};
+use sqlx::PgPool;
+
+use self::store::Caller;
+use crate::{
+    access::rate_limit::{self, RateKey},
+    base::error::ApiError,
+    state::AppState,
+};
+
+/// The user every request acts for when auth is off.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The user whose files a request sees. Extracting it refuses requests without a valid token
+/// (when auth is on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub user_id: i64,
+}
+
+pub struct Auth {
+    enabled: bool,
+    anonymous: Owner,
+}
+
+/// What the `Authorization` header turned out to be, left for the `Owner` extractor.
+struct Identity(Result<Owner, ApiError>);
+
+impl Auth {
+    pub async fn new(enabled: bool, pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let anonymous = Owner {
+            user_id: store::anonymous_id(pool).await?,
+        };
+        if !enabled {
+            tracing::warn!("auth is off: every request acts as the `{ANONYMOUS}` user");
+        }
+        Ok(Self { enabled, anonymous })
+    }
+
+    /// Whether `owner` may read the account `user_id`: only their own while auth is on, since
+    /// accounts hold names and emails.
+    pub fn may_see(&self, owner: Owner, user_id: i64) -> bool {
+        !self.enabled || owner.user_id == user_id
+    }
+
+    async fn identify(&self, headers: &HeaderMap, pool: &PgPool) -> Result<Caller, ApiError> {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::MissingToken)?;
+        let hash = token::from_header(value.as_bytes()).ok_or(ApiError::InvalidToken)?;
+        store::authenticate(pool, hash)
+            .await?
+            .ok_or(ApiError::InvalidToken)
+    }
+}
+
+/// Middleware for every route whose handlers take an `Owner`: identifies the caller by their
+/// bearer token (or as `anonymous` with auth off) and draws the request from the caller's
+/// bucket. Wrapped around each owned resource, so that identity is part of the route and an
+/// `Owner` outside one fails loudly instead of acting as anyone.
+pub async fn identify(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    identify_then(req, next, TokenRequired::Yes).await
+}
+
+/// As `identify`, but a request without an `Authorization` header acts as `anonymous` (checkout).
+pub async fn identify_or_anonymous(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    identify_then(req, next, TokenRequired::No).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TokenRequired {
+    Yes,
+    No,
+}
+
+/// A request with a valid token draws from the token's bucket; any other from its client
+/// address's, so that failed attempts are limited too. An address whose bucket is empty is
+/// refused before its token is looked up, so that a flood of guessed tokens never reaches
+/// Postgres.
+async fn identify_then(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    required: TokenRequired,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("the app state is registered");
+    let found = identity(state, &req, required).await;
+    let checked = found.map(|identity| {
+        req.extensions_mut().insert(identity);
+    });
+    rate_limit::continue_unless_refused(req, next, checked).await
+}
+
+/// Who the request acts for, once its bucket has a request left for it.
+async fn identity(
+    state: &AppState,
+    req: &ServiceRequest,
+    required: TokenRequired,
+) -> Result<Identity, ApiError> {
+    let limit = &state.rate_limit;
+    let client = limit.client_key(req);
+    let anonymous = !state.auth.enabled
+        || (required == TokenRequired::No && !req.headers().contains_key(header::AUTHORIZATION));
+    if anonymous {
+        limit.check(client)?;
+        return Ok(Identity(Ok(state.auth.anonymous)));
+    }
+    limit.check_blocked(client)?;
+    match state.auth.identify(req.headers(), &state.pool).await {
+        Ok(caller) => {
+            limit.check(RateKey::Token(caller.token_id))?;
+            Ok(Identity(Ok(Owner {
+                user_id: caller.user_id,
+            })))
+        }
+        Err(error) => {
+            limit.check(client)?;
+            Ok(Identity(Err(error)))
+        }
+    }
+}
+
+impl FromRequest for Owner {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let identity = req.extensions_mut().remove::<Identity>();
+        ready(match identity {
+            Some(Identity(result)) => result,
+            None => Err(ApiError::internal(
+                "a handler takes an Owner on a route not wrapped in auth::identify",
+            )),
+        })
+    }
+}

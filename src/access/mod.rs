@@ -1,0 +1,5 @@
+//! Who may do what: bearer tokens, rate limits, quotas.
+
+pub mod auth;
+pub mod quota;
+pub mod rate_limit;

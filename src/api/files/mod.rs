@@ -1,0 +1,206 @@
+//! Listing, reading and deleting stored files.
+
+mod download;
+
+use actix_web::{HttpResponse, middleware::from_fn, web};
+use serde::{Deserialize, Serialize};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use crate::{
+    access::{
+        auth::{self, Owner},
+        quota,
+    },
+    api::openapi::{
+        Documented,
+        responses::{Authenticated, NotFound},
+    },
+    base::{db, error::ApiError, problem::Problem, telemetry},
+    catalog::record::{self, Cursor, FileObject, FileRecord},
+    state::AppState,
+};
+
+/// `POST /files` is the uploads module's.
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(
+        Documented::new(
+            "/files",
+            web::resource("/files")
+                .route(web::get().to(list))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(__path_list),
+    )
+    .service(
+        Documented::new(
+            "/files/{id}",
+            web::resource("/files/{id}")
+                .route(web::get().to(metadata))
+                .route(web::delete().to(delete))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(__path_metadata)
+        .with(__path_delete),
+    )
+    .service(
+        Documented::new(
+            "/files/{id}/content",
+            web::resource("/files/{id}/content")
+                .route(web::get().to(download::content))
+                .route(web::head().to(download::content))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(download::__path_content),
+    );
+}
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 1000;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Files per page.
+    #[param(minimum = 1, maximum = 1000, default = 50)]
+    limit: Option<i64>,
+    /// The previous page's `next_cursor`.
+    #[param(pattern = "^[0-9]{1,17}_[0-9a-f]{32}$")]
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page {
+    files: Vec<FileObject>,
+    /// Where the next page starts; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// The caller's files, newest first, a page at a time (keyset pagination: pages do not shift
+/// when files are added).
+#[utoipa::path(get, path = "/files", tag = "files", security(("token" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, body = Page),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "`invalid_request`: a limit out of range or a cursor not valid"),
+        Authenticated,
+    ))]
+async fn list(
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let after = match &query.cursor {
+        Some(text) => Some(
+            Cursor::decode(text)
+                .ok_or_else(|| ApiError::InvalidRequest("cursor is not valid".into()))?,
+        ),
+        None => None,
+    };
+    let mut rows = record::list(&state.pool, owner.user_id, limit, after).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| {
+            Cursor {
+                created_at: last.created_at,
+                id: last.id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(Page {
+        files: rows.iter().map(FileRecord::to_object).collect(),
+        next_cursor,
+    }))
+}
+
+/// One file's metadata.
+#[utoipa::path(get, path = "/files/{id}", tag = "files", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "the file's id")),
+    responses((status = 200, body = FileObject), NotFound, Authenticated))]
+async fn metadata(
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(find(&state, owner, *id).await?.to_object()))
+}
+
+async fn find(state: &AppState, owner: Owner, id: Uuid) -> Result<FileRecord, ApiError> {
+    record::find(&state.pool, owner.user_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("file"))
+}
+
+/// Delete a file: its bytes and its row go together, and its size leaves the caller's usage.
+#[utoipa::path(delete, path = "/files/{id}", tag = "files", security(("token" = [])),
+    params(("id" = Uuid, Path, description = "the file's id")),
+    responses((status = 204, description = "deleted"), NotFound, Authenticated))]
+async fn delete(
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let state = state.into_inner();
+    // Spawned so that a client hanging up cannot stop it between the unlink and the commit.
+    telemetry::spawn(async move { delete_file(&state, owner, id).await })
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[tracing::instrument(name = "db.delete_file", skip_all, fields(file_id = %id))]
+async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    // An inline file's bytes go with its row (`file_contents` cascades).
+    let inline = sqlx::query_scalar!(
+        r#"
+        WITH deleted AS (
+            DELETE FROM files WHERE id = $1 AND owner_id = $2 RETURNING size, inline
+        ), changed AS (
+            INSERT INTO usage_changes (user_id, used_delta)
+            SELECT $2, -size FROM deleted
+        )
+        SELECT inline FROM deleted
+        "#,
+        id,
+        owner.user_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let entry = match inline {
+        None => return Err(ApiError::NotFound("file")),
+        Some(true) => None,
+        Some(false) => {
+            let entry = state.storage.begin_delete(id, &mut tx).await?;
+            if entry.is_none() {
+                tracing::warn!(%id, "deleting a row whose object was already missing");
+            }
+            entry
+        }
+    };
+    let committed = tx.commit().await;
+    if let Some(entry) = entry {
+        match &committed {
+            Ok(()) => entry.commit().await,
+            Err(error) if db::outcome_unknown(error) => entry.defer_to_sweep().await,
+            // The row is still there: the object comes back.
+            Err(_) => entry.abandon().await,
+        }
+    }
+    committed?;
+    if let Err(error) = quota::apply_changes(&state.bookkeeping, Some(owner.user_id)).await {
+        tracing::warn!(%error, "could not apply usage changes; will retry");
+    }
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! The tutorials' async lessons, each a small production-shaped endpoint.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, Route, middleware::from_fn, web};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tracing::Instrument;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::{
+    access::{
+        auth::{self, Owner},
+        rate_limit,
+    },
+    api::openapi::{
+        Documented,
+        responses::{Authenticated, Limited, NotFound},
+    },
+    base::{
+        error::{ApiError, FieldError},
+        problem::Problem,
+    },
+    state::AppState,
+};
+
+/// The most of an upstream body `/external` will read.
+const MAX_EXTERNAL_BYTES: usize = 1024 * 1024;
+const DEFAULT_WAIT_MS: u64 = 1000;
+
+pub fn routes(cfg: &mut ServiceConfig) {
+    let open = |path: &'static str, route: Route| {
+        Documented::new(
+            path,
+            web::resource(path)
+                .route(route)
+                .wrap(from_fn(rate_limit::by_address)),
+        )
+    };
+    cfg.service(open("/ping", web::get().to(ping)).with(__path_ping))
+        .service(open("/slow", web::get().to(slow)).with(__path_slow))
+        .service(open("/blocking", web::get().to(blocking)).with(__path_blocking))
+        .service(open("/external", web::get().to(external)).with(__path_external))
+        // Accounts hold names and emails: the caller is identified.
+        .service(
+            Documented::new(
+                "/users/{id}",
+                web::resource("/users/{id}")
+                    .route(web::get().to(user))
+                    .wrap(from_fn(auth::identify)),
+            )
+            .with(__path_user),
+        );
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Pong {
+    #[schema(example = "pong")]
+    message: &'static str,
+}
+
+/// The cheapest answer: the framework's and the network's own cost.
+#[utoipa::path(get, path = "/ping", tag = "lessons", responses((status = 200, body = Pong), Limited))]
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().json(Pong { message: "pong" })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct Wait {
+    /// How long to wait, up to `lessons.slow_max_ms` (`/slow`) or `lessons.blocking_max_ms`
+    /// (`/blocking`); 1000 when absent.
+    #[param(minimum = 0)]
+    ms: Option<u64>,
+}
+
+/// What `/slow` and `/blocking` did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Waited {
+    #[schema(example = "done")]
+    status: &'static str,
+    waited_ms: u64,
+    /// `/blocking` only: the worker that answered, and the pool thread that slept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_loop_thread: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocking_thread: Option<String>,
+}
+
+/// What a wait beyond the configured maximum gets.
+#[derive(utoipa::IntoResponses)]
+pub enum WaitRefused {
+    #[response(
+        status = 422,
+        description = "`validation_failed`: `ms` beyond the configured maximum",
+        content_type = "application/problem+json"
+    )]
+    TooLong(Problem),
+    #[response(
+        status = 400,
+        description = "`invalid_request`: `ms` is not a whole number",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+}
+
+/// A wait without `ms`: a second, or the most allowed if that is less.
+pub fn default_wait_ms(max: u64) -> u64 {
+    DEFAULT_WAIT_MS.min(max)
+}
+
+impl Wait {
+    fn within(&self, max: u64) -> Result<u64, ApiError> {
+        let ms = self.ms.unwrap_or(default_wait_ms(max));
+        if ms > max {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "ms",
+                format!("must be between 0 and {max}"),
+            )]));
+        }
+        Ok(ms)
+    }
+}
+
+/// `await`s a timer: the worker serves other requests meanwhile (`asyncio.sleep`).
+#[utoipa::path(get, path = "/slow", tag = "lessons", params(Wait),
+    responses((status = 200, body = Waited), WaitRefused, Limited))]
+async fn slow(
+    query: web::Query<Wait>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ms = wait(&query, state.lessons.slow_max_ms).await?;
+    Ok(HttpResponse::Ok().json(Waited {
+        status: "done",
+        waited_ms: ms,
+        event_loop_thread: None,
+        blocking_thread: None,
+    }))
+}
+
+async fn wait(query: &Wait, max_ms: u64) -> Result<u64, ApiError> {
+    let ms = query.within(max_ms)?;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(ms)
+}
+
+/// Blocking work (here `thread::sleep`, standing for a blocking library call or heavy CPU
+/// work) goes to the blocking thread pool, never onto the event loop.
+#[utoipa::path(get, path = "/blocking", tag = "lessons", params(Wait),
+    responses((status = 200, body = Waited), WaitRefused, Limited))]
+async fn blocking(
+    query: web::Query<Wait>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ms = query.within(state.lessons.blocking_max_ms)?;
+    let blocking_thread = web::block(move || {
+        std::thread::sleep(Duration::from_millis(ms));
+        thread_name()
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(Waited {
+        status: "done",
+        waited_ms: ms,
+        event_loop_thread: Some(thread_name()),
+        blocking_thread: Some(blocking_thread),
+    }))
+}
+
+fn thread_name() -> String {
+    let thread = std::thread::current();
+    thread
+        .name()
+        .map_or_else(|| format!("{:?}", thread.id()), str::to_owned)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct User {
+    id: i64,
+    name: String,
+    email: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+}
+
+/// An awaited database read: the worker is free while Postgres answers. A caller sees only
+/// their own account.
+#[utoipa::path(get, path = "/users/{id}", tag = "lessons", security(("token" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = User), NotFound, Authenticated))]
+async fn user(
+    id: web::Path<i64>,
+    state: web::Data<AppState>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
+    if !state.auth.may_see(owner, *id) {
+        return Err(ApiError::NotFound("user"));
+    }
+    let user = sqlx::query_as!(
+        User,
+        "SELECT id, name, email, created_at FROM users WHERE id = $1",
+        *id
+    )
+    .fetch_optional(&state.pool)
+    .instrument(tracing::info_span!("db.find_user"))
+    .await?
+    .ok_or(ApiError::NotFound("user"))?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+/// What `/external` fetched.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Fetched<'a> {
+    url: &'a str,
+    status: u16,
+    elapsed_ms: u64,
+    /// The upstream's JSON, or its text.
+    body: Value,
+}
+
+/// An awaited outbound HTTP call under a timeout: `502` when it fails, `504` when it is late.
+#[utoipa::path(get, path = "/external", tag = "lessons",
+    responses(
+        (status = 200, body = Fetched),
+        (status = 502, body = Problem, content_type = "application/problem+json",
+            description = "`provider_unavailable`: the call failed"),
+        (status = 504, body = Problem, content_type = "application/problem+json",
+            description = "`provider_unavailable`: no answer in `lessons.external_timeout_ms`"),
+        Limited,
+    ))]
+async fn external(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let url = &state.lessons.external_url;
+    let started = Instant::now();
+    let limit = Duration::from_millis(state.lessons.external_timeout_ms);
+    let (status, body) = tokio::time::timeout(limit, fetch(&state.http, url))
+        .await
+        .map_err(|_| ApiError::UpstreamTimeout)??;
+    Ok(HttpResponse::Ok().json(Fetched {
+        url,
+        status,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        body,
+    }))
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<(u16, Value), ApiError> {
+    let upstream = |e: reqwest::Error| ApiError::Upstream(e.into());
+    let mut response = client.get(url).send().await.map_err(upstream)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ApiError::Upstream(
+            format!("{url} answered {status}").into(),
+        ));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(upstream)? {
+        if bytes.len() + chunk.len() > MAX_EXTERNAL_BYTES {
+            return Err(ApiError::Upstream(
+                format!("{url} sent more than {MAX_EXTERNAL_BYTES} bytes").into(),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status.as_u16(), body))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::join_all;
+
+    use super::*;
+
+    /// A thousand waits of one second each finish together after one second of virtual time:
+    /// none of them holds the thread. (A blocking sleep would stall the paused clock's runtime.)
+    #[tokio::test(start_paused = true)]
+    async fn a_thousand_slow_waits_overlap() {
+        let started = Instant::now();
+        let query = Wait { ms: Some(1000) };
+        let waited = join_all((0..1000).map(|_| wait(&query, 10_000))).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(1000));
+        assert!(waited.iter().all(|w| matches!(w, Ok(1000))));
+    }
+
+    #[test]
+    fn waits_are_bounded() {
+        assert_eq!(Wait { ms: None }.within(5000).unwrap(), DEFAULT_WAIT_MS);
+        assert!(matches!(
+            Wait { ms: Some(5001) }.within(5000),
+            Err(ApiError::Validation(_))
+        ));
+    }
+}

@@ -1,0 +1,4 @@
+//! Operations: health, metrics, the API document.
+
+pub mod docs;
+pub mod health;

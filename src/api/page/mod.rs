@@ -1,0 +1,81 @@
+//! The page at `/`: upload with progress (tus, resumable), and the caller's files. Plain
+//! HTML, CSS and JS compiled into the binary, with tus-js-client vendored from npm
+//! (`src/web/assets/vendor`, see its README): nothing is loaded from elsewhere.
+
+use actix_web::{
+    HttpResponse,
+    http::header::{self, CacheControl, CacheDirective},
+    web,
+};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::api::openapi::Documented;
+
+/// Only our own files, no inline script or style, no form posts, never framed.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+const TUS_CLIENT: &str = "/vendor/tus-js-client-4.3.1.min.js";
+
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(
+        Documented::new(
+            "/",
+            web::resource("/")
+                .route(web::get().to(page))
+                .route(web::head().to(page)),
+        )
+        .with(__path_page),
+    )
+    .map(|cfg| {
+        cfg.route(
+            "/app.js",
+            web::get().to(|| asset(JAVASCRIPT, include_str!("assets/app.js"), false)),
+        )
+        .route(
+            "/app.css",
+            web::get().to(|| asset(CSS, include_str!("assets/app.css"), false)),
+        )
+        .route(
+            TUS_CLIENT,
+            web::get().to(|| {
+                asset(
+                    JAVASCRIPT,
+                    include_str!("assets/vendor/tus-js-client-4.3.1.min.js"),
+                    true,
+                )
+            }),
+        )
+    });
+}
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The upload page.
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, description = "an HTML page", content_type = "text/html")))]
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(mime::TEXT_HTML_UTF_8)
+        .insert_header((header::CONTENT_SECURITY_POLICY, POLICY))
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .body(include_str!("assets/index.html"))
+}
+
+/// A versioned file never changes; ours may with every release, so they are revalidated.
+async fn asset(content_type: &'static str, body: &'static str, versioned: bool) -> HttpResponse {
+    let caching = if versioned {
+        vec![
+            CacheDirective::Public,
+            CacheDirective::MaxAge(31_536_000),
+            CacheDirective::Extension("immutable".into(), None),
+        ]
+    } else {
+        vec![CacheDirective::NoCache]
+    };
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(CacheControl(caching))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(body)
+}

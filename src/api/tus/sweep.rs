@@ -1,0 +1,100 @@
+//! Removing resumable uploads: terminated by their client, or expired (by the sweep), and the
+//! files of uploads that have no row any more.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::record;
+use crate::{
+    access::quota,
+    base::liveness,
+    storage::{Storage, sweep::SweepError},
+};
+
+/// Removes an upload whose lease is held (`lease`): its row and its quota first, in one
+/// transaction, then its bytes. A failure after the commit leaves bytes without a row, which
+/// the sweep (files on disk) or the bucket's lifecycle rule (multipart uploads) removes; the
+/// other order could leave a row whose bytes are gone.
+pub async fn remove(
+    pool: &PgPool,
+    storage: &Storage,
+    id: Uuid,
+    lease: Uuid,
+    multipart: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if !record::delete(&mut tx, id, lease).await? {
+        return Ok(false);
+    }
+    quota::release(&mut *tx, id).await?;
+    tx.commit().await?;
+    if let Err(error) = storage.discard_resumable(id, multipart).await {
+        tracing::warn!(%id, %error, "could not remove a resumable upload's bytes");
+    }
+    Ok(true)
+}
+
+/// Removes the uploads that expired (unless a running instance still writes to one), and on
+/// disk the files of uploads that have no row. Returns how many uploads it removed.
+#[tracing::instrument(name = "sweep.expired_uploads", skip_all)]
+pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<usize, SweepError> {
+    let expired = sqlx::query!(
+        r#"
+        SELECT id, multipart_id, lease, lease_holder FROM resumable_uploads
+        WHERE expires_at <= now() ORDER BY expires_at LIMIT 1000
+        "#
+    )
+    .fetch_all(pool)
+    .await?;
+    let holders: Vec<Uuid> = expired.iter().filter_map(|u| u.lease_holder).collect();
+    let running = liveness::running(pool, &holders).await?;
+    let mut removed = 0;
+    for upload in expired {
+        if upload
+            .lease_holder
+            .is_some_and(|holder| running.contains(&holder))
+        {
+            continue;
+        }
+        // The lease as it was read: a PATCH that took it since keeps the upload.
+        let taken = sqlx::query_scalar!(
+            r#"
+            UPDATE resumable_uploads SET lease = gen_random_uuid(), lease_holder = $3
+            WHERE id = $1 AND lease IS NOT DISTINCT FROM $2 RETURNING lease AS "lease!"
+            "#,
+            upload.id,
+            upload.lease,
+            storage.instance()
+        )
+        .fetch_optional(pool)
+        .await?;
+        let Some(lease) = taken else { continue };
+        if remove(
+            pool,
+            storage,
+            upload.id,
+            lease,
+            upload.multipart_id.as_deref(),
+        )
+        .await?
+        {
+            removed += 1;
+        }
+    }
+    if let Storage::Fs(store) = storage {
+        let on_disk = store.partials().await?;
+        let kept = sqlx::query_scalar!(
+            "SELECT id FROM resumable_uploads WHERE id = ANY($1)",
+            &on_disk
+        )
+        .fetch_all(pool)
+        .await?;
+        for id in on_disk.into_iter().filter(|id| !kept.contains(id)) {
+            store.remove_partial(id).await?;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed expired resumable uploads");
+    }
+    Ok(removed)
+}

@@ -1,0 +1,268 @@
+//! Reads a multipart form part by part with every limit applied as the bytes arrive.
+
+use std::{cell::Cell, mem, rc::Rc, sync::Arc};
+
+use actix_multipart::{Field, Multipart, MultipartError};
+use actix_web::{HttpRequest, error::PayloadError, http::header, web};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    access::quota::Reservation,
+    base::{configuration::UploadSettings, error::ApiError, in_flight, telemetry::metrics},
+    catalog::record::NewFile,
+    ingest::{
+        clock::Clock,
+        content_type::{AllowList, Detector},
+    },
+    storage::{ObjectWriter, Pending, Storage},
+};
+
+/// Bytes gathered before they are reserved against the quota and handed to the writer: large
+/// enough that a fast upload costs few thread hops and round trips, small enough that a
+/// thousand slow ones fit in memory.
+const BATCH_BYTES: usize = 256 * 1024;
+
+pub struct Limits {
+    pub settings: UploadSettings,
+    pub allow: AllowList,
+    /// `storage.inline_max_bytes`: the largest file kept in Postgres with its row.
+    pub inline_max: u64,
+}
+
+impl Limits {
+    pub fn new(settings: UploadSettings, inline_max: u64) -> Self {
+        let allow = AllowList::new(&settings.allowed_content_types);
+        Self {
+            settings,
+            allow,
+            // Never beyond one batch: a file that needed a write to the backend is not inline.
+            // A file that filled a batch has been written to the backend: it cannot be inline.
+            inline_max: inline_max.min(BATCH_BYTES as u64 - 1),
+        }
+    }
+}
+
+pub struct Form<'a> {
+    multipart: Multipart,
+    limits: &'a Limits,
+    files: usize,
+    /// Set when the body crossed `max_request_bytes`; the multipart parser reports the same
+    /// `Overflow` when a part's headers outgrow its buffer.
+    over_limit: Rc<Cell<bool>>,
+    declared: Option<u64>,
+    clock: Clock<'a>,
+}
+
+/// A file part waiting for its row: durable in the backend at its final place (`entry` guards
+/// it), or held in memory to be written with the row (`file.inline`).
+pub struct ReceivedFile {
+    pub file: NewFile,
+    pub entry: Option<Pending>,
+}
+
+impl<'a> Form<'a> {
+    pub fn new(
+        req: &HttpRequest,
+        payload: web::Payload,
+        limits: &'a Limits,
+    ) -> Result<Self, ApiError> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| m.essence_str() == mime::MULTIPART_FORM_DATA.essence_str());
+        if !is_form {
+            return Err(ApiError::NotMultipart(
+                "the Content-Type must be multipart/form-data with a boundary".into(),
+            ));
+        }
+        let max = limits.settings.max_request_bytes;
+        let declared = crate::server::declared_length(req.headers());
+        if declared.is_some_and(|length| length > max) {
+            return Err(ApiError::RequestTooLarge(max));
+        }
+        let over_limit = Rc::new(Cell::new(false));
+        let received = Rc::new(Cell::new(0u64));
+        let (flag, seen) = (Rc::clone(&over_limit), Rc::clone(&received));
+        let counted = payload.map(move |chunk| {
+            let chunk = chunk?;
+            seen.set(seen.get() + chunk.len() as u64);
+            if seen.get() > max {
+                flag.set(true);
+                Err(PayloadError::Overflow)
+            } else {
+                Ok(chunk)
+            }
+        });
+        Ok(Self {
+            multipart: Multipart::new(req.headers(), counted),
+            limits,
+            files: 0,
+            over_limit,
+            declared,
+            clock: Clock::new(&limits.settings, received),
+        })
+    }
+
+    /// The body's Content-Length, when the client sent one.
+    pub fn declared_length(&self) -> Option<u64> {
+        self.declared
+    }
+
+    /// The next part, or `None` after the closing boundary.
+    pub async fn next_part(&mut self) -> Result<Option<Field>, ApiError> {
+        let part = self.clock.bounded(self.multipart.next()).await?;
+        let Some(part) = part else { return Ok(None) };
+        Ok(Some(part.map_err(|e| self.error(e))?))
+    }
+
+    async fn next_chunk(&self, field: &mut Field) -> Result<Option<Bytes>, ApiError> {
+        match self.clock.bounded(field.next()).await? {
+            Some(chunk) => chunk.map(Some).map_err(|e| self.error(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads and discards a part that is not a file (a plain form field).
+    pub async fn skip(&self, field: &mut Field) -> Result<(), ApiError> {
+        while self.next_chunk(field).await?.is_some() {}
+        Ok(())
+    }
+
+    /// Streams a file part to storage, hashing and counting it, and checking its size and type
+    /// on the way. `in_flight` counts the upload until whatever it leaves behind is removed.
+    #[tracing::instrument(name = "upload.receive", skip_all, fields(file_id, size))]
+    pub async fn receive(
+        &mut self,
+        field: &mut Field,
+        storage: &Storage,
+        reservation: &mut Reservation,
+        in_flight: &in_flight::Shared,
+    ) -> Result<ReceivedFile, ApiError> {
+        // Files count toward `upload.max_files`; other fields are only read past.
+        self.files += 1;
+        if self.files > self.limits.settings.max_files {
+            return Err(ApiError::TooManyFiles(format!(
+                "a request may carry at most {} files",
+                self.limits.settings.max_files
+            )));
+        }
+        let filename = crate::ingest::filename::from_disposition(field.content_disposition());
+        let declared = super::digest::declared_sha256(field.headers())?;
+        let mut detector = Detector::new(field.content_type(), &self.limits.allow)?;
+        let max = self.limits.settings.max_file_bytes;
+        let id = Uuid::now_v7();
+        let span = tracing::Span::current();
+        span.record("file_id", tracing::field::display(id));
+        // Created with the first full batch, or at the end for a file too large to be inline.
+        let mut writer = None;
+        tracing::debug!(%id, %filename, "receiving file");
+        let mut size = 0u64;
+        let mut checked = detector.is_ready();
+        let mut batch = Batch::default();
+        let received = metrics::bytes_received();
+        while let Some(chunk) = self.next_chunk(field).await? {
+            received.increment(chunk.len() as u64);
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(ApiError::FileTooLarge(max));
+            }
+            detector.observe(&chunk);
+            if !checked && detector.is_ready() {
+                self.limits.allow.check(&detector.content_type())?;
+                checked = true;
+            }
+            batch.push(chunk);
+            if batch.bytes >= BATCH_BYTES {
+                let writer =
+                    writer.get_or_insert_with(|| storage.create(id, Arc::clone(in_flight)));
+                batch.store(writer, reservation).await?;
+            }
+        }
+        span.record("size", size);
+        reservation.add(batch.bytes as u64).await?;
+        let content_type = detector.content_type();
+        self.limits.allow.check(&content_type)?;
+        let (sha256, inline, entry) = match writer {
+            None if size <= self.limits.inline_max => {
+                // At most `inline_max` bytes: hashing them costs less than a trip to a thread.
+                let bytes = batch.chunks.concat();
+                (Sha256::digest(&bytes).into(), Some(bytes), None)
+            }
+            writer => {
+                let writer = writer.unwrap_or_else(|| storage.create(id, Arc::clone(in_flight)));
+                let (written, entry) = writer.finish(batch.chunks).await?;
+                if written.size != size {
+                    return Err(ApiError::internal(format!(
+                        "received {size} bytes but stored {}",
+                        written.size
+                    )));
+                }
+                // Dropping `entry` removes the object again.
+                (written.sha256, None, Some(entry))
+            }
+        };
+        if declared.is_some_and(|declared| declared != sha256) {
+            return Err(ApiError::ChecksumMismatch(filename));
+        }
+        Ok(ReceivedFile {
+            file: NewFile {
+                id,
+                filename,
+                content_type,
+                size: size as i64,
+                sha256,
+                inline,
+            },
+            entry,
+        })
+    }
+
+    fn error(&self, error: MultipartError) -> ApiError {
+        match error {
+            MultipartError::ContentTypeMissing
+            | MultipartError::ContentTypeParse
+            | MultipartError::ContentTypeIncompatible => ApiError::NotMultipart(error.to_string()),
+            MultipartError::Payload(PayloadError::Overflow) if self.over_limit.get() => {
+                ApiError::RequestTooLarge(self.limits.settings.max_request_bytes)
+            }
+            other => ApiError::MalformedMultipart(other.to_string()),
+        }
+    }
+}
+
+/// Chunks received but not yet stored.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, chunk: Bytes) {
+        self.bytes += chunk.len();
+        self.chunks.push(chunk);
+    }
+
+    /// Reserves the batch's bytes against the quota, then hands them to the writer.
+    async fn store(
+        &mut self,
+        writer: &mut ObjectWriter,
+        reservation: &mut Reservation,
+    ) -> Result<(), ApiError> {
+        reservation.add(mem::take(&mut self.bytes) as u64).await?;
+        writer.write(mem::take(&mut self.chunks)).await?;
+        Ok(())
+    }
+}
+
+/// A part is a file when its Content-Disposition names a file.
+pub fn is_file(field: &Field) -> bool {
+    field
+        .content_disposition()
+        .is_some_and(|cd| cd.get_filename().is_some() || cd.get_filename_ext().is_some())
+}

@@ -1,0 +1,248 @@
+//! `POST /upload` (one part named `file`) and `POST /files` (a batch, all or nothing).
+
+mod digest;
+mod form;
+
+use actix_web::{HttpRequest, HttpResponse, guard, http::header, middleware::from_fn, web};
+use serde::Serialize;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub use self::form::Limits;
+use self::form::{Form, ReceivedFile, is_file};
+use crate::{
+    access::{
+        auth::{self, Owner},
+        quota::Reservation,
+    },
+    api::openapi::{
+        Documented,
+        responses::{Authenticated, UploadRefused},
+    },
+    base::{
+        db,
+        error::ApiError,
+        in_flight,
+        telemetry::{self, metrics},
+    },
+    catalog::record::{FileObject, FileRecord},
+    state::AppState,
+    storage::Pending,
+};
+
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(
+        Documented::new(
+            "/upload",
+            web::resource("/upload")
+                .route(web::post().to(upload))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(__path_upload),
+    )
+    // Only POST: the other methods of `/files` fall through to the files module's resource.
+    .service(
+        Documented::new(
+            "/files",
+            web::resource("/files")
+                .guard(guard::Post())
+                .route(web::post().to(upload_batch))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(__path_upload_batch),
+    );
+}
+
+/// `POST /upload`'s form, as the document describes it.
+#[derive(utoipa::ToSchema)]
+pub struct UploadForm {
+    /// The file; its part's `filename` becomes the file's name (cleaned). A `Content-SHA256`
+    /// or `Digest` part header is checked against the bytes.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// `POST /files`' form: every part with a filename is a file.
+#[derive(utoipa::ToSchema)]
+pub struct BatchForm {
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
+    pub files: Vec<Vec<u8>>,
+}
+
+/// Upload one file.
+///
+/// The tutorial's endpoint: exactly one file part, named `file`; other fields are ignored. The
+/// file is streamed to storage; `201` means it is durable and recorded.
+#[utoipa::path(post, path = "/upload", tag = "files", security(("token" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, body = FileObject, description = "stored",
+            headers(("Location" = String, description = "the file's metadata"))),
+        UploadRefused, Authenticated,
+    ))]
+async fn upload(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
+    let received = receive(&req, payload, &state, owner, Expect::One).await?;
+    let stored = commit(&state, owner, received).await?;
+    let record = &stored[0];
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, record.location()))
+        .json(record.to_object()))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Batch {
+    files: Vec<FileObject>,
+}
+
+/// Upload several files, all or none.
+///
+/// Every part that names a file (has a `filename`) is stored; either all of them are, or none.
+#[utoipa::path(post, path = "/files", tag = "files", security(("token" = [])),
+    request_body(content = BatchForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, body = Batch, description = "all stored"),
+        UploadRefused, Authenticated,
+    ))]
+async fn upload_batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
+    let received = receive(&req, payload, &state, owner, Expect::Many).await?;
+    let stored = commit(&state, owner, received).await?;
+    Ok(HttpResponse::Created().json(Batch {
+        files: stored.iter().map(FileRecord::to_object).collect(),
+    }))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// One part named `file`.
+    One,
+    /// Any number of parts that name a file.
+    Many,
+}
+
+/// The files of one request, on disk, and the quota they hold.
+struct Received {
+    files: Vec<ReceivedFile>,
+    reservation: Reservation,
+}
+
+/// Reads the whole form, streaming the expected file parts to storage and skipping the rest.
+async fn receive(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    owner: Owner,
+    expect: Expect,
+) -> Result<Received, ApiError> {
+    let in_flight = std::sync::Arc::new(state.uploads.enter());
+    let mut form = Form::new(req, payload, &state.limits)?;
+    let mut reservation = Reservation::begin(
+        &state.bookkeeping,
+        owner.user_id,
+        state.storage.instance(),
+        state.quota,
+        form.declared_length(),
+    )
+    .await?;
+    match receive_files(&mut form, state, &mut reservation, expect, &in_flight).await {
+        Ok(files) => Ok(Received { files, reservation }),
+        Err(error) => {
+            reservation.release().await;
+            Err(error)
+        }
+    }
+}
+
+async fn receive_files(
+    form: &mut Form<'_>,
+    state: &AppState,
+    reservation: &mut Reservation,
+    expect: Expect,
+    in_flight: &in_flight::Shared,
+) -> Result<Vec<ReceivedFile>, ApiError> {
+    let mut files = Vec::new();
+    while let Some(mut field) = form.next_part().await? {
+        let wanted = match expect {
+            Expect::One => field.name() == Some("file"),
+            Expect::Many => is_file(&field),
+        };
+        if !wanted {
+            form.skip(&mut field).await?;
+            continue;
+        }
+        if expect == Expect::One && !files.is_empty() {
+            return Err(ApiError::TooManyFiles(
+                "only one part named `file` is accepted; use POST /files for several".into(),
+            ));
+        }
+        files.push(
+            form.receive(&mut field, &state.storage, reservation, in_flight)
+                .await?,
+        );
+    }
+    if files.is_empty() {
+        return Err(ApiError::MissingFile(match expect {
+            Expect::One => "the form has no file part named `file`",
+            Expect::Many => "the form has no file part",
+        }));
+    }
+    Ok(files)
+}
+
+/// Writes the rows for files already durable on disk. Spawned so that it runs to its end even
+/// if the client goes away: a row committed while its object is being removed would be lost.
+async fn commit(
+    state: &AppState,
+    owner: Owner,
+    received: Received,
+) -> Result<Vec<FileRecord>, ApiError> {
+    let (pool, committer) = (state.pool.clone(), state.committer.clone());
+    telemetry::spawn(async move {
+        let Received { files, reservation } = received;
+        let (rows, entries): (Vec<_>, Vec<_>) =
+            files.into_iter().map(|f| (f.file, f.entry)).unzip();
+        let entries: Vec<_> = entries.into_iter().flatten().collect();
+        let claims: Vec<_> = entries.iter().filter_map(Pending::claim).collect();
+        let committed = committer
+            .insert_all(&pool, owner.user_id, reservation.id(), rows, &claims)
+            .await;
+        match committed {
+            Ok(Some(stored)) => {
+                metrics::files_stored("multipart", stored.len());
+                reservation.settled();
+                entries.into_iter().for_each(Pending::commit_in_background);
+                Ok(stored)
+            }
+            // The owner was deleted while the files streamed in; their token went with them.
+            Ok(None) => {
+                for entry in entries {
+                    entry.abandon().await;
+                }
+                reservation.release().await;
+                Err(ApiError::InvalidToken)
+            }
+            Err(error) => {
+                let unknown = db::outcome_unknown(&error);
+                for entry in entries {
+                    if unknown {
+                        entry.defer_to_sweep().await;
+                    } else {
+                        entry.abandon().await;
+                    }
+                }
+                reservation.release().await;
+                Err(error.into())
+            }
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+}

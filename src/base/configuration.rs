@@ -1,0 +1,361 @@
+//! Settings: `config/base.toml`, then `config/{APP_ENVIRONMENT}.toml` (both built into the
+//! binary), then an optional file of the operator's (`intake --config FILE`), then
+//! `APP__SECTION__KEY` environment variables. This is the only place that reads configuration.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sqlx::postgres::PgConnectOptions;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub storage: StorageSettings,
+    pub upload: UploadSettings,
+    pub tus: TusSettings,
+    pub checkout: CheckoutSettings,
+    pub lessons: LessonSettings,
+    pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    /// Threads each worker may run blocking work on (disk writes, hashing); 0 = actix-web's
+    /// default (512 shared by the workers).
+    pub max_blocking_threads: usize,
+    pub shutdown_timeout_secs: u64,
+    /// How long a request body that is not an upload (checkout JSON) may take to arrive.
+    pub request_body_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    pub kind: StorageKind,
+    /// Where `fs` keeps objects and its journal.
+    pub root: PathBuf,
+    pub sweep_interval_secs: u64,
+    /// Files up to this size are stored in Postgres with their row; 0 turns that off.
+    pub inline_max_bytes: u64,
+    pub s3: S3Settings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Fs,
+    S3,
+}
+
+/// An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, Garage, R2).
+#[derive(Debug, Clone, Deserialize)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Empty: AWS S3 in `region`. Otherwise the server's URL, e.g. `http://minio:9000`.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    /// `bucket` in the path (`endpoint/bucket/key`) rather than in the host name: what MinIO
+    /// and most self-hosted servers need.
+    pub path_style: bool,
+    /// Put before every object key, e.g. `intake/`.
+    pub prefix: String,
+    /// Bytes per multipart part (S3's minimum is 5 MiB); an object smaller than one part is
+    /// stored with a single PUT.
+    pub part_size_bytes: usize,
+    /// Parts of one upload being sent at once; memory per upload is about
+    /// `part_size_bytes` × (this + 1).
+    pub parts_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UploadSettings {
+    pub max_file_bytes: u64,
+    pub max_files: usize,
+    pub max_request_bytes: u64,
+    pub idle_timeout_secs: u64,
+    /// The slowest body kept: averaged over each window, after the grace period; 0 = no minimum.
+    pub min_bytes_per_sec: u64,
+    pub min_rate_window_secs: u64,
+    pub min_rate_grace_secs: u64,
+    pub allowed_content_types: Vec<String>,
+}
+
+/// Resumable uploads (`/tus/`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TusSettings {
+    /// How long an unfinished upload is kept after its last PATCH (its creation at first).
+    pub expiry_secs: u64,
+    /// A PATCH records its progress every this many bytes, so that a crash loses at most this
+    /// much of it (clients such as tus-js-client send a whole file in one PATCH by default).
+    pub checkpoint_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckoutSettings {
+    pub payment: ProviderSettings,
+    pub email: ProviderSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderSettings {
+    pub kind: ProviderKind,
+    pub url: String,
+    /// Sent as `Authorization: Bearer …` by the `http` kind when not empty.
+    pub api_key: SecretString,
+    pub timeout_ms: u64,
+    pub simulated_latency_ms: u64,
+    pub simulated_outcome: SimulatedOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Simulated,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimulatedOutcome {
+    Succeed,
+    Decline,
+    Fail,
+}
+
+impl ProviderSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn simulated_latency(&self) -> Duration {
+        Duration::from_millis(self.simulated_latency_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LessonSettings {
+    pub slow_max_ms: u64,
+    pub blocking_max_ms: u64,
+    pub external_url: String,
+    pub external_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// Off: every request acts as the `anonymous` user and `Authorization` is ignored.
+    pub enabled: bool,
+    /// Bytes each user may keep stored; 0 = no quota.
+    pub default_quota_bytes: u64,
+}
+
+impl TusSettings {
+    pub fn expiry(&self) -> Duration {
+        Duration::from_secs(self.expiry_secs)
+    }
+}
+
+impl AuthSettings {
+    pub fn quota(&self) -> Option<u64> {
+        (self.default_quota_bytes > 0).then_some(self.default_quota_bytes)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    /// Sustained requests per minute per token (or per client address without a valid token);
+    /// 0 = no limit.
+    pub per_minute: u32,
+    /// Requests allowed at once before the sustained rate applies.
+    pub burst: u32,
+    /// Take the client address from `Forwarded`/`X-Forwarded-For`: only behind a proxy that
+    /// sets them, since clients can forge them.
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// When not empty, `GET /metrics` wants `Authorization: Bearer <this>`.
+    pub metrics_token: SecretString,
+    /// An OTLP/HTTP collector (`http://collector:4318`); empty = no trace export.
+    pub otlp_endpoint: String,
+    /// The `service.name` the exported spans carry.
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("APP_ENVIRONMENT must be `local` or `production`, not `{0}`")]
+    UnknownEnvironment(String),
+    #[error("invalid configuration")]
+    Invalid(#[from] config::ConfigError),
+    #[error("could not read the configuration file {}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("invalid database.url")]
+    DatabaseUrl(#[source] sqlx::Error),
+}
+
+/// The defaults, built in so that the binary runs from any directory.
+const BASE: &str = include_str!("../../config/base.toml");
+const LOCAL: &str = include_str!("../../config/local.toml");
+const PRODUCTION: &str = include_str!("../../config/production.toml");
+
+impl Settings {
+    /// The built-in defaults for `APP_ENVIRONMENT` (`local` unless set), then `extra` (the
+    /// operator's own file, when given), then the process environment.
+    pub fn load(extra: Option<&Path>) -> Result<Self, SettingsError> {
+        let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".into());
+        let defaults = match environment.as_str() {
+            "local" => LOCAL,
+            "production" => PRODUCTION,
+            _ => return Err(SettingsError::UnknownEnvironment(environment)),
+        };
+        let extra = extra
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|e| SettingsError::Read(path.into(), e))
+            })
+            .transpose()?;
+        Self::assemble(
+            &[BASE, defaults, extra.as_deref().unwrap_or("")],
+            std::env::vars().collect(),
+        )
+    }
+
+    /// Reads the settings from an explicit config directory, environment name and variables, so
+    /// that tests can check what a deployment (e.g. `docker-compose.yml`) would produce.
+    pub fn load_from(
+        dir: &Path,
+        environment: &str,
+        vars: HashMap<String, String>,
+    ) -> Result<Self, SettingsError> {
+        if !matches!(environment, "local" | "production") {
+            return Err(SettingsError::UnknownEnvironment(environment.into()));
+        }
+        let read = |name: String| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|e| SettingsError::Read(path, e))
+        };
+        let base = read("base.toml".into())?;
+        let defaults = read(format!("{environment}.toml"))?;
+        Self::assemble(&[&base, &defaults], vars)
+    }
+
+    /// TOML texts, each over the one before, then `APP__…` variables over them all.
+    fn assemble(texts: &[&str], vars: HashMap<String, String>) -> Result<Self, SettingsError> {
+        let builder = texts
+            .iter()
+            .fold(config::Config::builder(), |builder, text| {
+                builder.add_source(config::File::from_str(text, config::FileFormat::Toml))
+            });
+        let settings = builder
+            .add_source(
+                config::Environment::with_prefix("APP")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    // An empty variable (e.g. from an unset compose default) means "not set".
+                    .ignore_empty(true)
+                    .list_separator(",")
+                    .with_list_parse_key("upload.allowed_content_types")
+                    .source(Some(vars)),
+            )
+            .build()?
+            .try_deserialize::<Settings>()?;
+        settings.database.connect_options()?;
+        Ok(settings)
+    }
+}
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> Result<PgConnectOptions, SettingsError> {
+        self.url
+            .expose_secret()
+            .parse()
+            .map_err(SettingsError::DatabaseUrl)
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_secs)
+    }
+}
+
+impl ServerSettings {
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_body_timeout_secs)
+    }
+}
+
+impl UploadSettings {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn config_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    #[test]
+    fn the_built_in_defaults_are_the_config_folder() {
+        for (environment, text) in [("local", LOCAL), ("production", PRODUCTION)] {
+            let built_in = Settings::assemble(&[BASE, text], HashMap::new()).unwrap();
+            let read = Settings::load_from(&config_dir(), environment, HashMap::new()).unwrap();
+            assert_eq!(
+                format!("{built_in:?}"),
+                format!("{read:?}"),
+                "{environment}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_extra_file_goes_over_the_defaults_and_variables_over_it() {
+        let mut extra = tempfile::NamedTempFile::new().unwrap();
+        writeln!(extra, "[server]\nport = 9001\nworkers = 3").unwrap();
+        let text = std::fs::read_to_string(extra.path()).unwrap();
+        let vars = HashMap::from([("APP__SERVER__PORT".to_owned(), "9002".to_owned())]);
+
+        let settings = Settings::assemble(&[BASE, LOCAL, &text], vars).unwrap();
+
+        assert_eq!(settings.server.port, 9002);
+        assert_eq!(settings.server.workers, 3);
+    }
+}
