@@ -6,7 +6,6 @@ pub mod cli;
 pub mod routes;
 mod server;
 pub mod startup;
-pub mod state;
 
 // The HTTP areas, each with the routes and state it owns, and what they share.
 pub mod api;
@@ -15,6 +14,8 @@ pub mod api;
 pub mod access;
 pub mod catalog;
 pub mod ingest;
+pub mod resumable;
+pub mod sweep;
 
 // Where the bytes live.
 pub mod storage;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use intake::{
     api::ops::health,
-    base::{configuration::Settings, db, problem::cause_chain, telemetry},
+    base::{configuration::Settings, db, telemetry, telemetry::cause_chain},
     cli::{
         admin::{self, TokensCommand, UsersCommand},
         client,

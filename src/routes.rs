@@ -17,7 +17,7 @@ use utoipa_actix_web::{AppExt, service_config::ServiceConfig};
 
 use crate::{
     api::{account, checkout, files, lessons, ops, page, tus, uploads},
-    base::{configuration::Settings, error, problem, telemetry},
+    base::{configuration::Settings, error_code, problem, telemetry::metrics::UploadRoutes},
 };
 
 #[derive(OpenApi)]
@@ -30,7 +30,7 @@ use crate::{
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     modifiers(&BearerTokens),
-    components(schemas(problem::Problem, error::ErrorCode, error::FieldError)),
+    components(schemas(problem::Problem, error_code::ErrorCode, error_code::FieldError)),
     tags(
         (name = "files", description = "Upload, list, download and delete files"),
         (name = "resumable", description = "Resumable uploads: tus 1.0 (core, creation, \
@@ -61,7 +61,7 @@ impl Modify for BearerTokens {
 /// Every route.
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.configure(ops::docs::routes)
-        .configure(telemetry::metrics::routes)
+        .configure(ops::metrics::routes)
         .configure(ops::health::routes)
         .configure(uploads::routes)
         .configure(files::routes)
@@ -70,6 +70,14 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .configure(lessons::routes)
         .configure(page::routes)
         .configure(account::routes);
+}
+
+/// The routes that bring a file's bytes, for the request metrics.
+pub fn upload_routes() -> UploadRoutes {
+    let mut routes: Vec<_> = uploads::PATHS.iter().map(|path| ("POST", *path)).collect();
+    routes.extend(tus::CREATION.iter().map(|path| ("POST", *path)));
+    routes.push(("PATCH", tus::UPLOAD));
+    UploadRoutes(routes)
 }
 
 /// Registers the routes in the application (their descriptions are collected by `document`).

@@ -15,7 +15,10 @@ use actix_web::{
 };
 use uuid::Uuid;
 
-use crate::base::{configuration::Settings, error::ApiError};
+use crate::{
+    api::uploads,
+    base::{configuration::Settings, error::ApiError},
+};
 
 const BACKLOG: u32 = 1024;
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,19 +72,13 @@ where
         .run())
 }
 
-/// The body's length as the client announced it (`Content-Length`), when it did.
-pub fn declared_length(headers: &header::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Lets a request announcing `Expect: 100-continue` go on, unless it is an upload whose
 /// `Content-Length` is already over the limit: that one is refused before its body is sent.
 fn expect_continue(req: Request, max_request_bytes: u64) -> Result<Request, actix_web::Error> {
-    let is_upload = req.method() == Method::POST && matches!(req.path(), "/upload" | "/files");
-    if !is_upload || declared_length(req.headers()).is_none_or(|length| length <= max_request_bytes)
+    let is_upload = req.method() == Method::POST && uploads::PATHS.contains(&req.path());
+    if !is_upload
+        || crate::api::declared_length(req.headers())
+            .is_none_or(|length| length <= max_request_bytes)
     {
         return Ok(req);
     }

@@ -13,25 +13,31 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing_actix_web::TracingLogger;
 
 use crate::{
-    access::{auth::Auth, quota, rate_limit::RateLimit},
+    access::{
+        auth::Auth,
+        quota::{self, Quota},
+        rate_limit::RateLimit,
+    },
     api::{
-        checkout::{self, Checkout},
-        tus, uploads,
+        checkout::{Checkout, Checkouts, KeysInUse},
+        lessons::Lessons,
+        ops::{docs::Rendered, metrics::Metrics},
+        tus::Tus,
     },
     base::{
         configuration::{Settings, SettingsError},
         db,
-        error::ApiError,
+        error::{ApiError, render_framework_errors},
         heap,
         in_flight::InFlight,
-        problem, telemetry,
+        telemetry,
     },
+    catalog::committer::Committer,
+    ingest::{Ingest, Limits},
+    resumable::{self, writers::Writers},
     routes, server,
-    state::AppState,
-    storage::{
-        self, Storage,
-        sweep::{self, SweepError},
-    },
+    storage::{self, RepairError, Storage},
+    sweep,
 };
 
 /// How often committed uploads are counted in their users' usage.
@@ -52,7 +58,7 @@ pub enum StartupError {
     #[error(transparent)]
     Storage(#[from] storage::OpenError),
     #[error("could not repair the storage at start-up")]
-    Sweep(#[from] SweepError),
+    Sweep(#[from] RepairError),
     #[error("could not listen on {0} (server.host, server.port)")]
     Bind(String, #[source] io::Error),
     #[error("could not build the outbound HTTP client")]
@@ -66,7 +72,7 @@ pub struct Application {
     server: Server,
     /// The storage sweep, usage applying and the rate limiter's pruning, stopped with the server.
     background: Vec<JoinHandle<()>>,
-    uploads: InFlight,
+    in_flight: InFlight,
     pool: PgPool,
 }
 
@@ -75,8 +81,8 @@ impl Application {
         // Before the start-up sweep, whose work is counted too.
         let metrics = telemetry::metrics::recorder();
         let pool = db::connect(&settings.database).await?;
-        let lease = settings.database.connect_options()?;
-        let storage = Arc::new(Storage::open(&settings.storage, &pool, lease).await?);
+        let liveness = settings.database.connect_options()?;
+        let storage = Arc::new(Storage::open(&settings.storage, &pool, liveness).await?);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let bind = |e| StartupError::Bind(address.clone(), e);
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -93,48 +99,71 @@ impl Application {
         background.push(quota::spawn_applying(bookkeeping.clone(), USAGE_APPLYING));
         let rate_limit = RateLimit::new(&settings.rate_limit);
         background.extend(rate_limit.spawn_pruning(RATE_LIMIT_PRUNING));
-
         background.push(telemetry::metrics::spawn_upkeep(metrics.clone()));
         background.push(heap::spawn_trimming(HEAP_TRIMMING));
-        let uploads = InFlight::default();
-        let tus_writers = Arc::new(tus::writers::Writers::default());
-        background.push(tus::writers::spawn_listening(
-            pool.clone(),
-            Arc::clone(&tus_writers),
-        ));
+        let in_flight = InFlight::default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let state = web::Data::new(AppState {
-            auth: Auth::new(settings.auth.enabled, &pool).await?,
-            rate_limit,
-            quota: settings.auth.quota(),
-            pool: pool.clone(),
-            bookkeeping,
-            idempotency: checkout::KeysInUse::new(storage.instance()),
-            storage,
-            limits: uploads::Limits::new(
-                settings.upload.clone(),
-                settings.storage.inline_max_bytes,
-            ),
-            committer: crate::catalog::committer::Committer::start(pool.clone()),
-            tus: settings.tus.clone(),
-            tus_writers,
-            uploads: uploads.clone(),
-            checkout: Checkout::from_settings(&settings.checkout, &http),
-            request_body_timeout: settings.server.request_body_timeout(),
-            lessons: settings.lessons.clone(),
-            http,
-            metrics,
-            metrics_token: settings.telemetry.metrics_token.clone(),
-        });
 
-        let document = web::Data::new(crate::api::ops::docs::Rendered::new(routes::render(
-            &settings,
-        )));
+        // What the areas share: the pool, the storage, the quota.
+        let quota = Quota::new(bookkeeping, settings.auth.quota());
+        let ingest = web::Data::new(Ingest {
+            pool: pool.clone(),
+            storage: Arc::clone(&storage),
+            quota: quota.clone(),
+            limits: Limits::new(settings.upload.clone(), settings.storage.inline_max_bytes),
+            in_flight: in_flight.clone(),
+            committer: Committer::start(pool.clone()),
+        });
+        // Each area's own.
+        let auth = web::Data::new(Auth::new(settings.auth.enabled, pool.clone()).await?);
+        let rate_limit = web::Data::new(rate_limit);
+        let tus = web::Data::new(Tus {
+            ingest: ingest.clone(),
+            settings: settings.tus.clone(),
+            writers: Arc::new(Writers::default()),
+        });
+        background.push(resumable::writers::spawn_listening(
+            pool.clone(),
+            Arc::clone(&tus.writers),
+        ));
+        let checkouts = web::Data::new(Checkouts {
+            providers: Checkout::from_settings(&settings.checkout, &http),
+            keys: KeysInUse::new(storage.instance()),
+            body_timeout: settings.server.request_body_timeout(),
+        });
+        let lessons = web::Data::new(Lessons {
+            settings: settings.lessons.clone(),
+            http,
+        });
+        let metrics = web::Data::new(Metrics {
+            recorder: metrics,
+            token: settings.telemetry.metrics_token.clone(),
+        });
+        let document = web::Data::new(Rendered::new(routes::render(&settings)));
+        let (pool_data, storage, quota) = (
+            web::Data::new(pool.clone()),
+            web::Data::from(storage),
+            web::Data::new(quota),
+        );
+        let in_flight_data = web::Data::new(in_flight.clone());
+        let upload_routes = web::Data::new(routes::upload_routes());
+
         let server = server::serve(listener, &settings, move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(pool_data.clone())
+                .app_data(storage.clone())
+                .app_data(quota.clone())
+                .app_data(in_flight_data.clone())
+                .app_data(ingest.clone())
+                .app_data(auth.clone())
+                .app_data(rate_limit.clone())
+                .app_data(tus.clone())
+                .app_data(checkouts.clone())
+                .app_data(lessons.clone())
+                .app_data(metrics.clone())
+                .app_data(upload_routes.clone())
                 .app_data(
                     web::PathConfig::default()
                         .error_handler(|_, _| ApiError::NotFound("resource").into()),
@@ -144,7 +173,7 @@ impl Application {
                 }))
                 .app_data(document.clone())
                 .configure(routes::register)
-                .wrap(ErrorHandlers::new().default_handler(problem::render_framework_errors))
+                .wrap(ErrorHandlers::new().default_handler(render_framework_errors))
                 .wrap(from_fn(telemetry::metrics::record_request))
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())
@@ -154,7 +183,7 @@ impl Application {
             port,
             server,
             background,
-            uploads,
+            in_flight,
             pool,
         })
     }
@@ -165,7 +194,7 @@ impl Application {
 
     /// The number of uploads being received, as it changes.
     pub fn uploads_in_flight(&self) -> watch::Receiver<usize> {
-        self.uploads.subscribe()
+        self.in_flight.subscribe()
     }
 
     /// Serves until SIGTERM/SIGINT, then lets in-flight requests finish (up to

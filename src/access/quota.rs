@@ -16,6 +16,29 @@ use crate::base::error::ApiError;
 const RELEASE_ATTEMPTS: u32 = 60;
 const RELEASE_RETRY: Duration = Duration::from_secs(10);
 
+/// The bytes each user may keep stored (`auth.default_quota_bytes`; `None`: no limit), and the
+/// pool its bookkeeping goes through (see `db::bookkeeping_pool`).
+#[derive(Debug, Clone)]
+pub struct Quota {
+    pool: PgPool,
+    limit: Option<u64>,
+}
+
+impl Quota {
+    pub fn new(pool: PgPool, limit: Option<u64>) -> Self {
+        Self { pool, limit }
+    }
+
+    pub fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+
+    /// The bookkeeping pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
 /// One request's claim on its user's quota. Dropped unsettled, it gives its bytes back.
 pub struct Reservation {
     pool: PgPool,
@@ -36,23 +59,22 @@ impl Reservation {
     /// its bytes arrive and stops at the quota.
     #[tracing::instrument(name = "db.begin_reservation", skip_all, fields(user_id, expected))]
     pub async fn begin(
-        pool: &PgPool,
+        quota: &Quota,
         user_id: i64,
         instance: Uuid,
-        quota: Option<u64>,
         expected: Option<u64>,
     ) -> Result<Self, ApiError> {
         let mut reservation = Self {
-            pool: pool.clone(),
+            pool: quota.pool.clone(),
             id: Uuid::now_v7(),
             user_id,
             instance: Some(instance),
-            quota,
+            quota: quota.limit,
             received: 0,
             reserved: 0,
             settled: false,
         };
-        if let (Some(quota), Some(expected @ 1..)) = (quota, expected) {
+        if let (Some(quota), Some(expected @ 1..)) = (quota.limit, expected) {
             reservation.try_reserve(expected, quota).await?;
         }
         Ok(reservation)
@@ -61,20 +83,13 @@ impl Reservation {
     /// Continues the reservation of resumable upload `id`, which holds `reserved` bytes and has
     /// received `received`. It lasts as long as the upload: only the commit that makes the
     /// upload a file, or `release`, gives it back.
-    pub fn resume(
-        pool: &PgPool,
-        id: Uuid,
-        user_id: i64,
-        quota: Option<u64>,
-        reserved: u64,
-        received: u64,
-    ) -> Self {
+    pub fn resume(quota: &Quota, id: Uuid, user_id: i64, reserved: u64, received: u64) -> Self {
         Self {
-            pool: pool.clone(),
+            pool: quota.pool.clone(),
             id,
             user_id,
             instance: None,
-            quota,
+            quota: quota.limit,
             received,
             reserved,
             settled: false,
@@ -144,7 +159,7 @@ impl Reservation {
     }
 
     /// The commit that settled this reservation succeeded: nothing to give back.
-    pub fn settled(mut self) {
+    pub fn committed(mut self) {
         self.settled = true;
     }
 

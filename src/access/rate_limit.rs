@@ -18,10 +18,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::{
-    base::{configuration::RateLimitSettings, error::ApiError},
-    state::AppState,
-};
+use crate::base::{configuration::RateLimitSettings, error::ApiError};
 
 /// Whose bucket a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,10 +116,9 @@ pub async fn by_address(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let limit = &req
-        .app_data::<web::Data<AppState>>()
-        .expect("the app state is registered")
-        .rate_limit;
+    let limit = req
+        .app_data::<web::Data<RateLimit>>()
+        .expect("the rate limiter is registered");
     let checked = limit.check(limit.client_key(&req));
     continue_unless_refused(req, next, checked).await
 }

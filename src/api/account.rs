@@ -4,11 +4,13 @@ use actix_web::{HttpResponse, middleware::from_fn, web};
 use serde::Serialize;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use sqlx::PgPool;
+
 use crate::{
     access::auth::{self, Owner},
+    access::quota::Quota,
     api::openapi::{Documented, responses::Authenticated},
     base::error::ApiError,
-    state::AppState,
 };
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -35,7 +37,11 @@ pub struct Account {
 /// The caller's account: name, bytes stored, quota.
 #[utoipa::path(get, path = "/me", tag = "files", security(("token" = [])),
     responses((status = 200, body = Account), Authenticated))]
-async fn me(state: web::Data<AppState>, owner: Owner) -> Result<HttpResponse, ApiError> {
+async fn me(
+    pool: web::Data<PgPool>,
+    quota: web::Data<Quota>,
+    owner: Owner,
+) -> Result<HttpResponse, ApiError> {
     // Usage changes not yet applied to the user's row (a second at most) count too.
     let account = sqlx::query!(
         r#"
@@ -46,11 +52,11 @@ async fn me(state: web::Data<AppState>, owner: Owner) -> Result<HttpResponse, Ap
         "#,
         owner.user_id
     )
-    .fetch_one(&state.pool)
+    .fetch_one(pool.get_ref())
     .await?;
     Ok(HttpResponse::Ok().json(Account {
         name: account.name,
         used_bytes: account.used_bytes,
-        quota_bytes: state.quota,
+        quota_bytes: quota.limit(),
     }))
 }

@@ -10,7 +10,10 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use sqlx::PgPool;
+
 use crate::{
+    access::auth::Auth,
     access::{
         auth::{self, Owner},
         rate_limit,
@@ -19,16 +22,20 @@ use crate::{
         Documented,
         responses::{Authenticated, Limited, NotFound},
     },
-    base::{
-        error::{ApiError, FieldError},
-        problem::Problem,
-    },
-    state::AppState,
+    base::configuration::LessonSettings,
+    base::{error::ApiError, error_code::FieldError, problem::Problem},
 };
 
 /// The most of an upstream body `/external` will read.
 const MAX_EXTERNAL_BYTES: usize = 1024 * 1024;
 const DEFAULT_WAIT_MS: u64 = 1000;
+
+/// The lessons' own state: their limits, and the client the outbound lesson calls with.
+pub struct Lessons {
+    pub settings: LessonSettings,
+    /// One client (one connection pool) for every outbound call.
+    pub http: reqwest::Client,
+}
 
 pub fn routes(cfg: &mut ServiceConfig) {
     let open = |path: &'static str, route: Route| {
@@ -94,7 +101,7 @@ pub struct Waited {
 pub enum WaitRefused {
     #[response(
         status = 422,
-        description = "`validation_failed`: `ms` beyond the configured maximum",
+        description = "`invalid_request` (with `errors`): `ms` beyond the configured maximum",
         content_type = "application/problem+json"
     )]
     TooLong(Problem),
@@ -129,9 +136,9 @@ impl Wait {
     responses((status = 200, body = Waited), WaitRefused, Limited))]
 async fn slow(
     query: web::Query<Wait>,
-    state: web::Data<AppState>,
+    lessons: web::Data<Lessons>,
 ) -> Result<HttpResponse, ApiError> {
-    let ms = wait(&query, state.lessons.slow_max_ms).await?;
+    let ms = wait(&query, lessons.settings.slow_max_ms).await?;
     Ok(HttpResponse::Ok().json(Waited {
         status: "done",
         waited_ms: ms,
@@ -152,9 +159,9 @@ async fn wait(query: &Wait, max_ms: u64) -> Result<u64, ApiError> {
     responses((status = 200, body = Waited), WaitRefused, Limited))]
 async fn blocking(
     query: web::Query<Wait>,
-    state: web::Data<AppState>,
+    lessons: web::Data<Lessons>,
 ) -> Result<HttpResponse, ApiError> {
-    let ms = query.within(state.lessons.blocking_max_ms)?;
+    let ms = query.within(lessons.settings.blocking_max_ms)?;
     let blocking_thread = web::block(move || {
         std::thread::sleep(Duration::from_millis(ms));
         thread_name()
@@ -192,10 +199,11 @@ pub struct User {
     responses((status = 200, body = User), NotFound, Authenticated))]
 async fn user(
     id: web::Path<i64>,
-    state: web::Data<AppState>,
+    pool: web::Data<PgPool>,
+    auth: web::Data<Auth>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    if !state.auth.may_see(owner, *id) {
+    if !auth.may_see(owner, *id) {
         return Err(ApiError::NotFound("user"));
     }
     let user = sqlx::query_as!(
@@ -203,7 +211,7 @@ async fn user(
         "SELECT id, name, email, created_at FROM users WHERE id = $1",
         *id
     )
-    .fetch_optional(&state.pool)
+    .fetch_optional(pool.get_ref())
     .instrument(tracing::info_span!("db.find_user"))
     .await?
     .ok_or(ApiError::NotFound("user"))?;
@@ -230,11 +238,11 @@ pub struct Fetched<'a> {
             description = "`provider_unavailable`: no answer in `lessons.external_timeout_ms`"),
         Limited,
     ))]
-async fn external(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let url = &state.lessons.external_url;
+async fn external(lessons: web::Data<Lessons>) -> Result<HttpResponse, ApiError> {
+    let url = &lessons.settings.external_url;
     let started = Instant::now();
-    let limit = Duration::from_millis(state.lessons.external_timeout_ms);
-    let (status, body) = tokio::time::timeout(limit, fetch(&state.http, url))
+    let limit = Duration::from_millis(lessons.settings.external_timeout_ms);
+    let (status, body) = tokio::time::timeout(limit, fetch(&lessons.http, url))
         .await
         .map_err(|_| ApiError::UpstreamTimeout)??;
     Ok(HttpResponse::Ok().json(Fetched {

@@ -10,3 +10,11 @@ pub mod ops;
 pub mod page;
 pub mod tus;
 pub mod uploads;
+
+/// The body's length as the client announced it (`Content-Length`), when it did.
+pub fn declared_length(headers: &actix_web::http::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}

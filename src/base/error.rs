@@ -4,13 +4,20 @@ use std::io;
 
 use actix_web::{
     HttpResponse, ResponseError,
+    body::{BoxBody, EitherBody, MessageBody},
+    dev::ServiceResponse,
     http::{
         StatusCode,
         header::{self, HeaderValue},
     },
+    middleware::ErrorHandlerResponse,
 };
+use serde_json::{Map, Value};
 
-use crate::base::problem;
+use super::{
+    error_code::{ErrorCode, FieldError},
+    problem, telemetry,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -31,8 +38,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("`{0}` does not match the SHA-256 its Repr-Digest declares")]
     ChecksumMismatch(String),
-    #[error("this server speaks tus 1.0.0: send `Tus-Resumable: 1.0.0`")]
-    TusVersion,
+    /// The version this server speaks, named in `Tus-Version`.
+    #[error("this server speaks tus {0}: send `Tus-Resumable: {0}`")]
+    TusVersion(&'static str),
     #[error("a PATCH body must be `application/offset+octet-stream`")]
     NotOffsetOctetStream,
     #[error(
@@ -60,6 +68,9 @@ pub enum ApiError {
     BodyTimeout(u64),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The file's size.
+    #[error("the requested range is outside the file")]
+    RangeNotSatisfiable(u64),
     #[error("this request needs `Authorization: Bearer <token>`")]
     MissingToken,
     #[error("the bearer token is malformed, unknown, revoked or expired")]
@@ -76,6 +87,12 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
     IdempotencyKeyInUse,
+    #[error("the payment was declined")]
+    PaymentDeclined,
+    #[error("the payment provider failed")]
+    PaymentFailed,
+    #[error("the payment provider did not answer in time")]
+    PaymentTimedOut,
     #[error("the upstream service did not answer in time")]
     UpstreamTimeout,
     #[error("the upstream service failed")]
@@ -88,130 +105,9 @@ pub enum ApiError {
     StorageFull(#[source] io::Error),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// Every `code` a problem+json body can carry: the stable part of an error that clients match on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    NotMultipart,
-    MalformedMultipart,
-    MissingFile,
-    TooManyFiles,
-    FileTooLarge,
-    RequestTooLarge,
-    UnsupportedMediaType,
-    ChecksumMismatch,
-    TusVersionUnsupported,
-    NotOffsetOctetStream,
-    OffsetMismatch,
-    LengthExceeded,
-    UploadLocked,
-    UploadExpired,
-    ChunkChecksumMismatch,
-    UploadTimeout,
-    NotFound,
-    Unauthorized,
-    QuotaExceeded,
-    RateLimited,
-    InvalidRequest,
-    PaymentDeclined,
-    ProviderUnavailable,
-    IdempotencyKeyReused,
-    IdempotencyKeyInUse,
-    DatabaseUnavailable,
-    StorageUnavailable,
-    StorageFull,
-    Internal,
-}
-
-impl ErrorCode {
-    pub const ALL: [Self; 29] = [
-        Self::NotMultipart,
-        Self::MalformedMultipart,
-        Self::MissingFile,
-        Self::TooManyFiles,
-        Self::FileTooLarge,
-        Self::RequestTooLarge,
-        Self::UnsupportedMediaType,
-        Self::ChecksumMismatch,
-        Self::TusVersionUnsupported,
-        Self::NotOffsetOctetStream,
-        Self::OffsetMismatch,
-        Self::LengthExceeded,
-        Self::UploadLocked,
-        Self::UploadExpired,
-        Self::ChunkChecksumMismatch,
-        Self::UploadTimeout,
-        Self::NotFound,
-        Self::Unauthorized,
-        Self::QuotaExceeded,
-        Self::RateLimited,
-        Self::InvalidRequest,
-        Self::PaymentDeclined,
-        Self::ProviderUnavailable,
-        Self::IdempotencyKeyReused,
-        Self::IdempotencyKeyInUse,
-        Self::DatabaseUnavailable,
-        Self::StorageUnavailable,
-        Self::StorageFull,
-        Self::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotMultipart => "not_multipart",
-            Self::MalformedMultipart => "malformed_multipart",
-            Self::MissingFile => "missing_file",
-            Self::TooManyFiles => "too_many_files",
-            Self::FileTooLarge => "file_too_large",
-            Self::RequestTooLarge => "request_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::ChecksumMismatch => "checksum_mismatch",
-            Self::TusVersionUnsupported => "tus_version_unsupported",
-            Self::NotOffsetOctetStream => "not_offset_octet_stream",
-            Self::OffsetMismatch => "offset_mismatch",
-            Self::LengthExceeded => "length_exceeded",
-            Self::UploadLocked => "upload_locked",
-            Self::UploadExpired => "upload_expired",
-            Self::ChunkChecksumMismatch => "chunk_checksum_mismatch",
-            Self::UploadTimeout => "upload_timeout",
-            Self::NotFound => "not_found",
-            Self::Unauthorized => "unauthorized",
-            Self::QuotaExceeded => "quota_exceeded",
-            Self::RateLimited => "rate_limited",
-            Self::InvalidRequest => "invalid_request",
-            Self::PaymentDeclined => "payment_declined",
-            Self::ProviderUnavailable => "provider_unavailable",
-            Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::IdempotencyKeyInUse => "idempotency_key_in_use",
-            Self::DatabaseUnavailable => "database_unavailable",
-            Self::StorageUnavailable => "storage_unavailable",
-            Self::StorageFull => "storage_full",
-            Self::Internal => "internal",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One invalid field of a request body, named by its JSON path.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
+    /// A refusal of the framework's own (no route, a wrong method), by its status.
+    #[error("{}", refused_detail(*.0))]
+    Refused(StatusCode),
 }
 
 impl ApiError {
@@ -220,38 +116,98 @@ impl ApiError {
     }
 
     pub fn code(&self) -> ErrorCode {
+        self.kind().0
+    }
+
+    /// The one table of what each error is to a client: its code and its status.
+    fn kind(&self) -> (ErrorCode, StatusCode) {
+        use ErrorCode as C;
+        use StatusCode as S;
         match self {
-            Self::NotMultipart(_) => ErrorCode::NotMultipart,
-            Self::MalformedMultipart(_) => ErrorCode::MalformedMultipart,
-            Self::MissingFile(_) => ErrorCode::MissingFile,
-            Self::TooManyFiles(_) => ErrorCode::TooManyFiles,
-            Self::FileTooLarge(_) => ErrorCode::FileTooLarge,
-            Self::RequestTooLarge(_) => ErrorCode::RequestTooLarge,
-            Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
-            Self::ChecksumMismatch(_) => ErrorCode::ChecksumMismatch,
-            Self::TusVersion => ErrorCode::TusVersionUnsupported,
-            Self::NotOffsetOctetStream => ErrorCode::NotOffsetOctetStream,
-            Self::OffsetMismatch { .. } => ErrorCode::OffsetMismatch,
-            Self::BeyondLength(_) => ErrorCode::LengthExceeded,
-            Self::UploadLocked => ErrorCode::UploadLocked,
-            Self::UploadExpired => ErrorCode::UploadExpired,
-            Self::ChunkChecksumMismatch => ErrorCode::ChunkChecksumMismatch,
+            Self::NotMultipart(_) => (C::NotMultipart, S::UNSUPPORTED_MEDIA_TYPE),
+            Self::MalformedMultipart(_) => (C::MalformedMultipart, S::BAD_REQUEST),
+            Self::MissingFile(_) => (C::MissingFile, S::BAD_REQUEST),
+            Self::TooManyFiles(_) => (C::TooManyFiles, S::PAYLOAD_TOO_LARGE),
+            Self::FileTooLarge(_) => (C::FileTooLarge, S::PAYLOAD_TOO_LARGE),
+            Self::RequestTooLarge(_) => (C::RequestTooLarge, S::PAYLOAD_TOO_LARGE),
+            Self::UnsupportedMediaType(_) => (C::UnsupportedMediaType, S::UNSUPPORTED_MEDIA_TYPE),
+            Self::ChecksumMismatch(_) => (C::ChecksumMismatch, S::UNPROCESSABLE_ENTITY),
+            Self::TusVersion(_) => (C::TusVersionUnsupported, S::PRECONDITION_FAILED),
+            Self::NotOffsetOctetStream => (C::NotOffsetOctetStream, S::UNSUPPORTED_MEDIA_TYPE),
+            Self::OffsetMismatch { .. } => (C::OffsetMismatch, S::CONFLICT),
+            Self::BeyondLength(_) => (C::LengthExceeded, S::PAYLOAD_TOO_LARGE),
+            Self::UploadLocked => (C::UploadLocked, S::LOCKED),
+            Self::UploadExpired => (C::UploadExpired, S::GONE),
+            // tus's own status for a checksum mismatch.
+            Self::ChunkChecksumMismatch => (
+                C::ChunkChecksumMismatch,
+                S::from_u16(460).expect("a valid status code"),
+            ),
             Self::UploadTimeout(_) | Self::UploadTooSlow { .. } | Self::BodyTimeout(_) => {
-                ErrorCode::UploadTimeout
+                (C::UploadTimeout, S::REQUEST_TIMEOUT)
             }
-            Self::NotFound(_) => ErrorCode::NotFound,
-            Self::MissingToken | Self::InvalidToken => ErrorCode::Unauthorized,
-            Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
-            Self::RateLimited(_) => ErrorCode::RateLimited,
-            Self::InvalidRequest(_) | Self::Validation(_) => ErrorCode::InvalidRequest,
-            Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
-            Self::IdempotencyKeyInUse => ErrorCode::IdempotencyKeyInUse,
-            Self::UpstreamTimeout | Self::Upstream(_) => ErrorCode::ProviderUnavailable,
-            Self::DatabaseUnavailable(_) => ErrorCode::DatabaseUnavailable,
-            Self::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
-            Self::StorageFull(_) => ErrorCode::StorageFull,
-            Self::Internal(_) => ErrorCode::Internal,
+            Self::NotFound(_) => (C::NotFound, S::NOT_FOUND),
+            Self::RangeNotSatisfiable(_) => (C::InvalidRequest, S::RANGE_NOT_SATISFIABLE),
+            Self::MissingToken | Self::InvalidToken => (C::Unauthorized, S::UNAUTHORIZED),
+            Self::QuotaExceeded(_) => (C::QuotaExceeded, S::PAYLOAD_TOO_LARGE),
+            Self::RateLimited(_) => (C::RateLimited, S::TOO_MANY_REQUESTS),
+            Self::InvalidRequest(_) => (C::InvalidRequest, S::BAD_REQUEST),
+            Self::Validation(_) => (C::InvalidRequest, S::UNPROCESSABLE_ENTITY),
+            Self::IdempotencyKeyReused => (C::IdempotencyKeyReused, S::UNPROCESSABLE_ENTITY),
+            Self::IdempotencyKeyInUse => (C::IdempotencyKeyInUse, S::CONFLICT),
+            Self::PaymentDeclined => (C::PaymentDeclined, S::PAYMENT_REQUIRED),
+            Self::PaymentFailed => (C::ProviderUnavailable, S::BAD_GATEWAY),
+            Self::PaymentTimedOut => (C::ProviderUnavailable, S::GATEWAY_TIMEOUT),
+            Self::UpstreamTimeout => (C::ProviderUnavailable, S::GATEWAY_TIMEOUT),
+            Self::Upstream(_) => (C::ProviderUnavailable, S::BAD_GATEWAY),
+            Self::DatabaseUnavailable(_) => (C::DatabaseUnavailable, S::SERVICE_UNAVAILABLE),
+            Self::StorageUnavailable(_) => (C::StorageUnavailable, S::SERVICE_UNAVAILABLE),
+            Self::StorageFull(_) => (C::StorageFull, S::INSUFFICIENT_STORAGE),
+            Self::Internal(_) => (C::Internal, S::INTERNAL_SERVER_ERROR),
+            Self::Refused(status) => (refused_code(*status), *status),
         }
+    }
+
+    /// The problem+json body clients get, and its status. Server-side causes stay in the log;
+    /// the client gets the status's generic wording.
+    pub fn problem(&self) -> (StatusCode, Map<String, Value>) {
+        let (code, status) = self.kind();
+        let detail = if status.is_server_error() {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        } else {
+            self.to_string()
+        };
+        let mut body = problem::body(status, code, &detail);
+        if let Self::Validation(errors) = self {
+            body.insert(
+                "errors".into(),
+                serde_json::to_value(errors).expect("field errors serialize"),
+            );
+        }
+        (status, body)
+    }
+}
+
+/// The code of a status the framework answered with (an unknown route, a wrong method, a body
+/// over an extractor's limit).
+fn refused_code(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::RequestTooLarge,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::UploadTimeout,
+        status if status.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    }
+}
+
+/// What the framework's refusals say.
+fn refused_detail(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "no such resource",
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this resource",
+        StatusCode::PAYLOAD_TOO_LARGE => "request is too large",
+        StatusCode::REQUEST_TIMEOUT => "request took too long",
+        _ => "the request could not be processed",
     }
 }
 
@@ -259,7 +215,7 @@ impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if crate::base::db::is_unavailable(&error) {
             if matches!(error, sqlx::Error::PoolTimedOut) {
-                crate::base::telemetry::metrics::pool_timed_out();
+                telemetry::metrics::pool_timed_out();
             }
             Self::DatabaseUnavailable(error)
         } else {
@@ -294,67 +250,20 @@ impl From<io::Error> for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::NotMultipart(_) | Self::UnsupportedMediaType(_) | Self::NotOffsetOctetStream => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            Self::TusVersion => StatusCode::PRECONDITION_FAILED,
-            Self::OffsetMismatch { .. } => StatusCode::CONFLICT,
-            Self::UploadLocked => StatusCode::LOCKED,
-            Self::UploadExpired => StatusCode::GONE,
-            // tus's own status for a checksum mismatch.
-            Self::ChunkChecksumMismatch => StatusCode::from_u16(460).expect("a valid status code"),
-            Self::MalformedMultipart(_) | Self::MissingFile(_) | Self::InvalidRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::TooManyFiles(_)
-            | Self::FileTooLarge(_)
-            | Self::RequestTooLarge(_)
-            | Self::BeyondLength(_)
-            | Self::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::UploadTimeout(_) | Self::UploadTooSlow { .. } | Self::BodyTimeout(_) => {
-                StatusCode::REQUEST_TIMEOUT
-            }
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Validation(_) | Self::IdempotencyKeyReused | Self::ChecksumMismatch(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
-            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::DatabaseUnavailable(_) | Self::StorageUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.kind().1
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        let chain = problem::cause_chain(self);
+        let (status, body) = self.problem();
+        let code = self.code();
+        let chain = telemetry::cause_chain(self);
         if status.is_server_error() {
-            tracing::error!(code = self.code().as_str(), error = %chain, "request failed");
+            tracing::error!(code = code.as_str(), error = %chain, "request failed");
         } else {
-            tracing::info!(code = self.code().as_str(), error = %chain, "request rejected");
-        }
-        // Server-side causes stay in the log; the client gets the status's generic wording.
-        let detail = if status.is_server_error() {
-            status.canonical_reason().unwrap_or("error").to_lowercase()
-        } else {
-            self.to_string()
-        };
-        let mut body = problem::body(status, self.code(), &detail);
-        if let Self::Validation(errors) = self {
-            body.insert(
-                "errors".into(),
-                serde_json::to_value(errors).expect("field errors serialize"),
-            );
+            tracing::info!(code = code.as_str(), error = %chain, "request rejected");
         }
         let mut response = problem::respond(status, body);
-        crate::base::telemetry::metrics::tag(&mut response, self.code());
+        problem::tag(&mut response, code);
         let headers = response.headers_mut();
         match self {
             Self::DatabaseUnavailable(_) | Self::StorageUnavailable(_) => {
@@ -363,14 +272,21 @@ impl ResponseError for ApiError {
             Self::RateLimited(seconds) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
             }
-            Self::TusVersion => {
+            Self::TusVersion(version) => {
                 headers.insert(
                     header::HeaderName::from_static("tus-version"),
-                    HeaderValue::from_static(crate::api::tus::VERSION),
+                    HeaderValue::from_static(version),
                 );
             }
             Self::UploadLocked => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::RangeNotSatisfiable(size) => {
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}"))
+                        .expect("a number is a valid header value"),
+                );
             }
             // RFC 6750: a request without credentials gets no error code.
             Self::MissingToken => {
@@ -391,35 +307,26 @@ impl ResponseError for ApiError {
     }
 }
 
-/// The codes as the API document lists them: exactly `ALL`.
-impl utoipa::PartialSchema for ErrorCode {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .enum_values(Some(Self::ALL.iter().map(|code| code.as_str())))
-            .description(Some("The stable part of an error, that clients match on"))
-            .into()
+/// Turns error responses that do not come from our own error types (unknown routes, wrong
+/// methods, framework rejections) into problem+json, so clients see one error format.
+pub fn render_framework_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == problem::CONTENT_TYPE.as_bytes());
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
-}
-
-impl utoipa::ToSchema for ErrorCode {}
-
-#[cfg(test)]
-mod tests {
-    use super::ErrorCode;
-
-    /// The error table of docs/api.md is what clients code against: it lists every code, once.
-    #[test]
-    fn the_api_document_lists_every_error_code() {
-        let doc = include_str!("../../docs/api.md");
-        let listed: Vec<&str> = doc
-            .lines()
-            .filter_map(|line| line.strip_prefix("| `"))
-            .filter_map(|rest| rest.split_once("` | "))
-            .map(|(code, _)| code)
-            .filter(|code| !code.contains(' ') && !code.contains('/'))
-            .collect();
-        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
-        assert_eq!(listed, codes);
+    let (req, old) = res.into_parts();
+    let mut new = ApiError::Refused(old.status()).error_response();
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
     }
+    let res: ServiceResponse<EitherBody<B, BoxBody>> =
+        ServiceResponse::new(req, new).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
 }

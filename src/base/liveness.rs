@@ -9,7 +9,7 @@ use sqlx::{Connection, PgConnection, PgPool, postgres::PgConnectOptions};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-/// How often the lease's connection is checked, and re-made if Postgres dropped it.
+/// How often the liveness lock's connection is checked, and re-made if Postgres dropped it.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// The lock's key: the last (random) 8 bytes of a UUID v7.
@@ -20,11 +20,11 @@ fn key(instance: Uuid) -> i64 {
 
 /// This process's claim to be running; dropping it gives the claim up.
 #[derive(Debug)]
-pub struct Lease {
+pub struct Liveness {
     keeper: JoinHandle<()>,
 }
 
-impl Lease {
+impl Liveness {
     pub async fn hold(options: PgConnectOptions, instance: Uuid) -> Result<Self, sqlx::Error> {
         let conn = lock(&options, instance).await?;
         let keeper = tokio::spawn(keep(conn, options, instance));
@@ -32,7 +32,7 @@ impl Lease {
     }
 }
 
-impl Drop for Lease {
+impl Drop for Liveness {
     fn drop(&mut self) {
         self.keeper.abort();
     }
@@ -59,7 +59,7 @@ async fn keep(mut conn: PgConnection, options: PgConnectOptions, instance: Uuid)
         match lock(&options, instance).await {
             Ok(new) => conn = new,
             Err(error) => {
-                tracing::warn!(%error, "could not renew this instance's lease; will retry")
+                tracing::warn!(%error, "could not renew this instance's liveness lock; will retry")
             }
         }
     }

@@ -4,6 +4,7 @@
 pub mod configuration;
 pub mod db;
 pub mod error;
+pub mod error_code;
 pub mod heap;
 pub mod in_flight;
 pub mod liveness;

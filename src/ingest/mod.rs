@@ -1,7 +1,71 @@
-//! What multipart uploads and resumable uploads do alike while bytes arrive: pacing, content
-//! types, filenames.
+//! What multipart uploads and resumable uploads do alike while bytes arrive: the limits, pacing,
+//! content types, filenames, and the state they share.
 
 pub mod clock;
 pub mod content_type;
 pub mod filename;
+pub mod incoming;
 mod pace;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use self::content_type::AllowList;
+use crate::{
+    access::quota::Quota,
+    base::error::ApiError,
+    base::{configuration::UploadSettings, in_flight::InFlight},
+    catalog::committer::Committer,
+    storage::{self, Pending, RowOutcome, Storage},
+};
+
+/// Bytes gathered before they are reserved against the quota and handed to the writer: large
+/// enough that a fast upload costs few thread hops and round trips, small enough that a
+/// thousand slow ones fit in memory.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+pub struct Limits {
+    pub settings: UploadSettings,
+    pub allow: AllowList,
+    /// `storage.inline_max_bytes`: the largest file kept in Postgres with its row.
+    pub inline_max: u64,
+}
+
+impl Limits {
+    pub fn new(settings: UploadSettings, inline_max: u64) -> Self {
+        let allow = AllowList::new(&settings.allowed_content_types);
+        Self {
+            settings,
+            allow,
+            // Never beyond one batch: a file that needed a write to the backend is not inline.
+            // A file that filled a batch has been written to the backend: it cannot be inline.
+            inline_max: inline_max.min(BATCH_BYTES as u64 - 1),
+        }
+    }
+}
+
+/// What receiving an upload needs, whatever its protocol: registered once by start-up and
+/// shared by the uploads and resumable-upload areas.
+pub struct Ingest {
+    pub pool: PgPool,
+    pub storage: Arc<Storage>,
+    pub quota: Quota,
+    pub limits: Limits,
+    /// The uploads being received here, for shutdown and `/metrics`.
+    pub in_flight: InFlight,
+    /// Commits the rows of uploads that finish together in one statement.
+    pub committer: Committer,
+}
+
+/// The end of every upload: the objects of the commit that wrote the files' rows are settled by
+/// its outcome, and the commit's answer is the upload's. `None` from the commit: it wrote
+/// nothing because what it needed was gone, and `refused` says what.
+pub async fn settle<T>(
+    committed: Result<Option<T>, sqlx::Error>,
+    changes: Vec<Pending>,
+    refused: ApiError,
+) -> Result<T, ApiError> {
+    storage::settle_all(changes, RowOutcome::of(&committed)).await;
+    committed?.ok_or(refused)
+}

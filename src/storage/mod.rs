@@ -7,10 +7,33 @@
 //! An enum rather than a trait object: the backends' methods are async, and the two variants
 //! are all there is.
 
+/// Calls what both backends have alike on whichever a storage type holds: the one shape of the
+/// dispatch, so that each method names the call once.
+macro_rules! each_backend {
+    ($value:expr, $inner:ident => $call:expr) => {
+        match $value {
+            Self::Fs($inner) => $call,
+            Self::S3($inner) => $call,
+        }
+    };
+}
+
+/// The `backend` label of metrics and spans, for a type with an `Fs` and an `S3` variant.
+macro_rules! backend_label {
+    ($($vis:ident)?) => {
+        $($vis)? fn backend(&self) -> &'static str {
+            match self {
+                Self::Fs(_) => "fs",
+                Self::S3(_) => "s3",
+            }
+        }
+    };
+}
+
 pub mod fs;
+pub mod partial;
 pub mod resumable;
 pub mod s3;
-pub mod sweep;
 
 use std::{io, sync::Arc};
 
@@ -21,8 +44,8 @@ use uuid::Uuid;
 
 use crate::base::{
     configuration::{StorageKind, StorageSettings},
-    in_flight,
-    liveness::Lease,
+    db, in_flight,
+    liveness::Liveness,
     telemetry::metrics::{batch_written, durable, observed},
 };
 
@@ -42,23 +65,38 @@ pub enum Storage {
     S3(Arc<s3::S3Store>),
 }
 
+/// What the storage's pass of the sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Repaired {
+    pub kept: usize,
+    pub removed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error("could not read or repair the storage")]
+    Storage(#[from] std::io::Error),
+    #[error("could not ask the database about an object change")]
+    Database(#[from] sqlx::Error),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("could not open the storage root {}", .0.display())]
     Root(std::path::PathBuf, #[source] io::Error),
     #[error(transparent)]
     Bucket(#[from] s3::OpenError),
-    #[error("could not take this instance's lease in Postgres")]
-    Lease(#[source] sqlx::Error),
+    #[error("could not take this instance's liveness lock in Postgres")]
+    Liveness(#[source] sqlx::Error),
 }
 
 impl Storage {
-    /// Opens the configured backend. `lease`: how to reach Postgres for the connection that
+    /// Opens the configured backend. `liveness`: how to reach Postgres for the connection that
     /// tells other instances this one runs (the bucket has no lock files).
     pub async fn open(
         settings: &StorageSettings,
         pool: &PgPool,
-        lease: PgConnectOptions,
+        liveness: PgConnectOptions,
     ) -> Result<Self, OpenError> {
         match settings.kind {
             StorageKind::Fs => {
@@ -69,18 +107,19 @@ impl Storage {
                     .and_then(|opened| opened)
                     .map_err(|e| OpenError::Root(settings.root.clone(), e))?;
                 // Resumable uploads' leases name their instance in Postgres, on either backend.
-                let lease = Lease::hold(lease, store.instance())
+                let liveness = Liveness::hold(liveness, store.instance())
                     .await
-                    .map_err(OpenError::Lease)?;
-                store.hold(lease);
+                    .map_err(OpenError::Liveness)?;
+                store.hold(liveness);
                 Ok(Self::Fs(Arc::new(store)))
             }
             StorageKind::S3 => {
                 let instance = Uuid::now_v7();
-                let lease = Lease::hold(lease, instance)
+                let liveness = Liveness::hold(liveness, instance)
                     .await
-                    .map_err(OpenError::Lease)?;
-                let store = s3::S3Store::open(&settings.s3, instance, pool.clone(), lease).await?;
+                    .map_err(OpenError::Liveness)?;
+                let store =
+                    s3::S3Store::open(&settings.s3, instance, pool.clone(), liveness).await?;
                 Ok(Self::S3(Arc::new(store)))
             }
         }
@@ -88,10 +127,7 @@ impl Storage {
 
     /// This process's id among the instances sharing the storage.
     pub fn instance(&self) -> Uuid {
-        match self {
-            Self::Fs(store) => store.instance(),
-            Self::S3(store) => store.instance(),
-        }
+        each_backend!(self, store => store.instance())
     }
 
     /// Starts writing a new object; `hold` counts the upload as in flight until an abandoned
@@ -103,21 +139,22 @@ impl Storage {
         }
     }
 
-    /// The `backend` label of metrics and spans.
-    pub fn backend(&self) -> &'static str {
+    backend_label!(pub);
+
+    /// The storage's pass of the sweep: repairs what interrupted work left behind (the row
+    /// decides each object's fate: present → kept; absent → removed). Returns what it did and
+    /// the instances running, this one included.
+    pub async fn repair(&self, pool: &PgPool) -> Result<(Repaired, Vec<Uuid>), RepairError> {
         match self {
-            Self::Fs(_) => "fs",
-            Self::S3(_) => "s3",
+            Self::Fs(store) => fs::repair::repair(store, pool).await,
+            Self::S3(store) => store.repair().await,
         }
     }
 
     /// `length` bytes of the object from `start`; `NotFound` when it is gone.
     pub async fn read(&self, id: Uuid, start: u64, length: u64) -> io::Result<ByteStream> {
         observed(self.backend(), "read", async {
-            match self {
-                Self::Fs(store) => store.read(id, start, length).await,
-                Self::S3(store) => store.read(id, start, length).await,
-            }
+            each_backend!(self, store => store.read(id, start, length).await)
         })
         .await
     }
@@ -141,10 +178,7 @@ impl Storage {
     /// The readiness check: a synced write on disk, an answer from the bucket.
     pub async fn probe(&self) -> io::Result<()> {
         observed(self.backend(), "probe", async {
-            match self {
-                Self::Fs(store) => store.probe().await,
-                Self::S3(store) => store.probe().await,
-            }
+            each_backend!(self, store => store.probe().await)
         })
         .await
     }
@@ -157,19 +191,11 @@ pub enum ObjectWriter {
 }
 
 impl ObjectWriter {
-    fn backend(&self) -> &'static str {
-        match self {
-            Self::Fs(_) => "fs",
-            Self::S3(_) => "s3",
-        }
-    }
+    backend_label!();
 
     pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         batch_written(self.backend(), async {
-            match self {
-                Self::Fs(writer) => writer.write(batch).await,
-                Self::S3(writer) => writer.write(batch).await,
-            }
+            each_backend!(self, writer => writer.write(batch).await)
         })
         .await
     }
@@ -193,6 +219,43 @@ impl ObjectWriter {
     }
 }
 
+/// What became of the row change an object change waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOutcome {
+    /// Committed: the object stays as it now is.
+    Committed,
+    /// Unknown (the connection broke mid-statement): the sweep decides once the database
+    /// answers.
+    Unknown,
+    /// The row change did not happen: the object change is undone.
+    NotCommitted,
+}
+
+impl RowOutcome {
+    /// The outcome of a statement that wrote rows (`Some`), wrote none because what it needed
+    /// was gone (`None`), or failed.
+    pub fn of<T>(result: &Result<Option<T>, sqlx::Error>) -> Self {
+        match result {
+            Ok(Some(_)) => Self::Committed,
+            Ok(None) => Self::NotCommitted,
+            Err(error) if db::outcome_unknown(error) => Self::Unknown,
+            Err(_) => Self::NotCommitted,
+        }
+    }
+}
+
+/// Settles the object changes of one commit by its outcome. After a commit, what is left to
+/// do (an upload's journal entry) is done in the background, so that the answer does not wait
+/// for it.
+pub async fn settle_all(changes: Vec<Pending>, outcome: RowOutcome) {
+    for change in changes {
+        match outcome {
+            RowOutcome::Committed => change.commit_in_background(),
+            outcome => change.settle(outcome).await,
+        }
+    }
+}
+
 /// An object change waiting for its row's outcome. Dropped unsettled, it is undone in the
 /// background.
 #[derive(Debug)]
@@ -210,36 +273,34 @@ impl Pending {
         }
     }
 
-    /// The row change is committed: keep the object as it now is.
-    pub async fn commit(self) {
-        match self {
-            Self::Fs(entry) => entry.commit().await,
-            Self::S3(intent) => intent.commit().await,
+    /// Settles the change by its row's outcome; after a commit, what is left to do (a delete's
+    /// bytes) is done before this returns.
+    pub async fn settle(self, outcome: RowOutcome) {
+        match outcome {
+            RowOutcome::Committed => self.commit().await,
+            RowOutcome::Unknown => self.defer_to_sweep().await,
+            RowOutcome::NotCommitted => self.abandon().await,
         }
+    }
+
+    /// The row change is committed: keep the object as it now is.
+    async fn commit(self) {
+        each_backend!(self, entry => entry.commit().await)
     }
 
     /// As `commit`, without waiting for the clean-up.
-    pub fn commit_in_background(self) {
-        match self {
-            Self::Fs(entry) => entry.commit_in_background(),
-            Self::S3(intent) => intent.commit_in_background(),
-        }
+    fn commit_in_background(self) {
+        each_backend!(self, entry => entry.commit_in_background())
     }
 
-    /// The row's outcome is unknown (the connection broke mid-statement): the sweep decides
-    /// once the database answers.
-    pub async fn defer_to_sweep(self) {
+    async fn defer_to_sweep(self) {
         match self {
             Self::Fs(entry) => entry.defer_to_sweep().await,
             Self::S3(intent) => intent.defer_to_sweep(),
         }
     }
 
-    /// The row change did not happen: undo the object change.
-    pub async fn abandon(self) {
-        match self {
-            Self::Fs(entry) => entry.abandon().await,
-            Self::S3(intent) => intent.abandon().await,
-        }
+    async fn abandon(self) {
+        each_backend!(self, entry => entry.abandon().await)
     }
 }

@@ -5,27 +5,16 @@
 use std::io;
 
 use bytes::Bytes;
-use sha2::Sha256;
 use uuid::Uuid;
 
-use super::{Pending, Storage, s3};
+use super::{Pending, Storage, partial::Partial, s3};
 use crate::base::{
     in_flight,
     telemetry::metrics::{batch_written, durable, observed},
 };
 
-/// How far a resumable upload's bytes are stored: what its row records.
-#[derive(Debug, Clone)]
-pub struct Partial {
-    pub size: u64,
-    /// The SHA-256 state after `size` bytes.
-    pub hasher: Sha256,
-    /// On S3: the multipart upload the bytes go to.
-    pub multipart: Option<s3::Multipart>,
-}
-
 /// Appends one PATCH's bytes. Dropped without `pause`, the bytes it took are not recorded;
-/// `settle` waits for what it still writes.
+/// `drain` waits for what it still writes.
 pub enum Appender {
     Fs(super::fs::FsAppender),
     S3(s3::S3Appender),
@@ -89,6 +78,16 @@ impl Storage {
         }
     }
 
+    /// The resumable uploads whose bytes this storage keeps on its own, for the sweep to
+    /// compare with their rows: files on disk. (A bucket's multipart uploads without a row are
+    /// ended by the bucket's lifecycle rule.)
+    pub async fn resumable_leftovers(&self) -> io::Result<Vec<Uuid>> {
+        match self {
+            Self::Fs(store) => store.partials().await,
+            Self::S3(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Removes whatever a resumable upload that will never be a file left behind. Only while
     /// its row exists (and so no file row does).
     pub async fn discard_resumable(&self, id: Uuid, multipart: Option<&str>) -> io::Result<()> {
@@ -108,19 +107,11 @@ fn missing_multipart() -> io::Error {
 }
 
 impl Appender {
-    fn backend(&self) -> &'static str {
-        match self {
-            Self::Fs(_) => "fs",
-            Self::S3(_) => "s3",
-        }
-    }
+    backend_label!();
 
     pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         batch_written(self.backend(), async {
-            match self {
-                Self::Fs(appender) => appender.write(batch).await,
-                Self::S3(appender) => appender.write(batch).await,
-            }
+            each_backend!(self, appender => appender.write(batch).await)
         })
         .await
     }
@@ -128,10 +119,7 @@ impl Appender {
     /// Stores the last batch and returns the state to record.
     pub async fn pause(self, last: Vec<Bytes>) -> io::Result<Partial> {
         observed(self.backend(), "pause", async {
-            match self {
-                Self::Fs(appender) => appender.pause(last).await,
-                Self::S3(appender) => appender.pause(last).await,
-            }
+            each_backend!(self, appender => appender.pause(last).await)
         })
         .await
     }
@@ -139,20 +127,14 @@ impl Appender {
     /// Makes what was stored so far recordable without ending the PATCH.
     pub async fn checkpoint(&mut self) -> io::Result<Partial> {
         observed(self.backend(), "checkpoint", async {
-            match self {
-                Self::Fs(appender) => appender.checkpoint().await,
-                Self::S3(appender) => appender.checkpoint().await,
-            }
+            each_backend!(self, appender => appender.checkpoint().await)
         })
         .await
     }
 
     /// Waits for writes still under way, so that nothing changes after the upload's lease is
     /// given up.
-    pub async fn settle(self) {
-        match self {
-            Self::Fs(appender) => appender.settle().await,
-            Self::S3(appender) => appender.settle().await,
-        }
+    pub async fn drain(self) {
+        each_backend!(self, appender => appender.drain().await)
     }
 }

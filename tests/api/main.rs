@@ -16,6 +16,7 @@ mod files;
 mod health;
 mod helpers;
 mod hostile;
+mod layers;
 mod lessons;
 mod load;
 mod metrics;

@@ -12,7 +12,7 @@ use std::{
 use intake::{
     base::{
         configuration::{Settings, StorageKind},
-        problem::cause_chain,
+        telemetry::cause_chain,
     },
     startup::Application,
 };

@@ -2,7 +2,7 @@
 //! address, the storage path; and each cause is told once.
 
 use intake::{
-    base::{configuration::Settings, problem::cause_chain},
+    base::{configuration::Settings, telemetry::cause_chain},
     startup::Application,
 };
 use secrecy::SecretString;

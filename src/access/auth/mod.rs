@@ -14,13 +14,14 @@ use actix_web::{
     middleware::Next,
     web,
 };
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use self::store::Caller;
 use crate::{
-    access::rate_limit::{self, RateKey},
+    access::rate_limit::{self, RateKey, RateLimit},
     base::error::ApiError,
-    state::AppState,
 };
 
 /// The user every request acts for when auth is off.
@@ -33,23 +34,29 @@ pub struct Owner {
     pub user_id: i64,
 }
 
+/// The access guard's state: whether tokens are required, and the token store.
 pub struct Auth {
     enabled: bool,
     anonymous: Owner,
+    pool: PgPool,
 }
 
 /// What the `Authorization` header turned out to be, left for the `Owner` extractor.
 struct Identity(Result<Owner, ApiError>);
 
 impl Auth {
-    pub async fn new(enabled: bool, pool: &PgPool) -> Result<Self, sqlx::Error> {
+    pub async fn new(enabled: bool, pool: PgPool) -> Result<Self, sqlx::Error> {
         let anonymous = Owner {
-            user_id: store::anonymous_id(pool).await?,
+            user_id: store::anonymous_id(&pool).await?,
         };
         if !enabled {
             tracing::warn!("auth is off: every request acts as the `{ANONYMOUS}` user");
         }
-        Ok(Self { enabled, anonymous })
+        Ok(Self {
+            enabled,
+            anonymous,
+            pool,
+        })
     }
 
     /// Whether `owner` may read the account `user_id`: only their own while auth is on, since
@@ -58,12 +65,12 @@ impl Auth {
         !self.enabled || owner.user_id == user_id
     }
 
-    async fn identify(&self, headers: &HeaderMap, pool: &PgPool) -> Result<Caller, ApiError> {
+    async fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or(ApiError::MissingToken)?;
         let hash = token::from_header(value.as_bytes()).ok_or(ApiError::InvalidToken)?;
-        store::authenticate(pool, hash)
+        store::authenticate(&self.pool, hash)
             .await?
             .ok_or(ApiError::InvalidToken)
     }
@@ -103,10 +110,13 @@ async fn identify_then(
     next: Next<impl MessageBody + 'static>,
     required: TokenRequired,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .expect("the app state is registered");
-    let found = identity(state, &req, required).await;
+    let auth = req
+        .app_data::<web::Data<Auth>>()
+        .expect("the access guard's state is registered");
+    let limit = req
+        .app_data::<web::Data<RateLimit>>()
+        .expect("the rate limiter is registered");
+    let found = identity(auth, limit, &req, required).await;
     let checked = found.map(|identity| {
         req.extensions_mut().insert(identity);
     });
@@ -115,20 +125,20 @@ async fn identify_then(
 
 /// Who the request acts for, once its bucket has a request left for it.
 async fn identity(
-    state: &AppState,
+    auth: &Auth,
+    limit: &RateLimit,
     req: &ServiceRequest,
     required: TokenRequired,
 ) -> Result<Identity, ApiError> {
-    let limit = &state.rate_limit;
     let client = limit.client_key(req);
-    let anonymous = !state.auth.enabled
+    let anonymous = !auth.enabled
         || (required == TokenRequired::No && !req.headers().contains_key(header::AUTHORIZATION));
     if anonymous {
         limit.check(client)?;
-        return Ok(Identity(Ok(state.auth.anonymous)));
+        return Ok(Identity(Ok(auth.anonymous)));
     }
     limit.check_blocked(client)?;
-    match state.auth.identify(req.headers(), &state.pool).await {
+    match auth.identify(req.headers()).await {
         Ok(caller) => {
             limit.check(RateKey::Token(caller.token_id))?;
             Ok(Identity(Ok(Owner {
@@ -140,6 +150,20 @@ async fn identity(
             Ok(Identity(Err(error)))
         }
     }
+}
+
+/// Checks a request's bearer credentials against a configured secret (`telemetry.metrics_token`)
+/// rather than the token store. Digests are compared, so that the comparison takes as long
+/// whatever the guess.
+pub fn check_secret(headers: &HeaderMap, secret: &SecretString) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingToken)?;
+    let given = token::bearer(given.as_bytes()).ok_or(ApiError::InvalidToken)?;
+    if Sha256::digest(given) != Sha256::digest(secret.expose_secret()) {
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(())
 }
 
 impl FromRequest for Owner {

@@ -24,15 +24,19 @@ pub fn generate() -> Result<(SecretString, TokenHash), getrandom::Error> {
     Ok((SecretString::from(token), hash))
 }
 
+/// What an `Authorization` header value carries when it is `Bearer <credentials>`.
+pub fn bearer(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_matches(' '))
+}
+
 /// The token of an `Authorization` header value, if it is `Bearer <token>` with a well-formed
 /// token; malformed ones never reach the database.
 pub fn from_header(value: &[u8]) -> Option<TokenHash> {
-    let value = std::str::from_utf8(value).ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim_matches(' ');
+    let token = bearer(value)?;
     let encoded = token.strip_prefix(PREFIX)?;
     let well_formed = encoded.len() == ENCODED_LEN
         && encoded

@@ -29,20 +29,31 @@ use self::{
     request::Order,
 };
 pub use self::{keys::KeysInUse, process::Checkout};
+use sqlx::PgPool;
+
 use crate::{
     access::auth::{self, Owner},
     api::openapi::{Documented, responses::Authenticated},
     base::{
-        error::{ApiError, ErrorCode},
+        error::ApiError,
         problem::{self, Problem},
         telemetry,
     },
-    state::AppState,
 };
 
 const MAX_KEY_LEN: usize = 255;
 /// The largest order body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The checkout area's own state.
+pub struct Checkouts {
+    /// The payment and email providers.
+    pub providers: Checkout,
+    /// The idempotency keys of the checkouts running here.
+    pub keys: KeysInUse,
+    /// `server.request_body_timeout_secs`: the whole order must arrive within it.
+    pub body_timeout: Duration,
+}
 
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
@@ -67,6 +78,14 @@ pub struct Placed<'a> {
     elapsed_ms: u64,
 }
 
+/// A payment that did not succeed: the problem, and the order as it ended.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Unpaid<'a> {
+    #[serde(flatten)]
+    problem: Problem,
+    order: Placed<'a>,
+}
+
 /// Place an order: the payment and the confirmation email run concurrently.
 ///
 /// Without a token the order is the anonymous user's. With `Idempotency-Key`, a retry with
@@ -80,7 +99,7 @@ pub struct Placed<'a> {
             headers(("Idempotent-Replayed" = Option<String>))),
         (status = 400, body = Problem, content_type = "application/problem+json",
             description = "`invalid_request`: the body is not JSON, or the key is not valid"),
-        (status = 402, body = Problem, content_type = "application/problem+json",
+        (status = 402, body = Unpaid, content_type = "application/problem+json",
             description = "`payment_declined`; `order` says how the order ended"),
         (status = 408, body = Problem, content_type = "application/problem+json",
             description = "`upload_timeout`: the body came too slowly"),
@@ -89,30 +108,31 @@ pub struct Placed<'a> {
         (status = 413, body = Problem, content_type = "application/problem+json",
             description = "`request_too_large`: over 64 KiB"),
         (status = 422, body = Problem, content_type = "application/problem+json",
-            description = "`validation_failed` (with `errors`) or `idempotency_key_reused`"),
-        (status = 502, body = Problem, content_type = "application/problem+json",
+            description = "`invalid_request` (with `errors`) or `idempotency_key_reused`"),
+        (status = 502, body = Unpaid, content_type = "application/problem+json",
             description = "`provider_unavailable`: the payment provider failed"),
-        (status = 504, body = Problem, content_type = "application/problem+json",
+        (status = 504, body = Unpaid, content_type = "application/problem+json",
             description = "`provider_unavailable`: the payment provider did not answer in time"),
         Authenticated,
     ))]
 async fn checkout(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    pool: web::Data<PgPool>,
+    checkouts: web::Data<Checkouts>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, payload, state.request_body_timeout).await?;
+    let body = read_body(&req, payload, checkouts.body_timeout).await?;
     let order = request::parse(&body)?;
     let mut order_id = Uuid::now_v7();
     let held = match idempotency_key(&req)? {
         None => None,
         Some(key) => {
-            let held = state
-                .idempotency
+            let held = checkouts
+                .keys
                 .hold(owner.user_id, key)
                 .ok_or(ApiError::IdempotencyKeyInUse)?;
-            match orders::claim(&state.pool, &held, &order.fingerprint(), order_id).await? {
+            match orders::claim(&pool, &held, &order.fingerprint(), order_id).await? {
                 Claim::Claimed { order_id: claimed } => order_id = claimed,
                 Claim::Replay { status, body } => return Ok(replay(status, body)),
                 Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
@@ -121,13 +141,12 @@ async fn checkout(
             Some(held)
         }
     };
-    let state = state.into_inner();
     // Spawned: once a charge may have started, a client hanging up must not stop the order
     // from being recorded and the key from being answered.
     let (status, body) = telemetry::spawn(async move {
-        let placed = place(&state, order_id, &order).await;
+        let placed = place(&pool, &checkouts.providers, order_id, &order).await;
         if let Some(held) = &held {
-            settle_key(&state, held, &placed).await?;
+            answer_key(&pool, held, &placed).await?;
         }
         placed.map_err(|unplaced| unplaced.error)
     })
@@ -143,18 +162,23 @@ struct Unplaced {
     error: ApiError,
 }
 
-async fn place(state: &AppState, id: Uuid, order: &Order) -> Result<(StatusCode, Value), Unplaced> {
+async fn place(
+    pool: &PgPool,
+    providers: &Checkout,
+    id: Uuid,
+    order: &Order,
+) -> Result<(StatusCode, Value), Unplaced> {
     let failed = |providers_called| {
         move |error: sqlx::Error| Unplaced {
             providers_called,
             error: error.into(),
         }
     };
-    orders::insert(&state.pool, id, order)
+    orders::insert(pool, id, order)
         .await
         .map_err(failed(false))?;
-    let outcome = state.checkout.run(id, order).await;
-    orders::complete(&state.pool, id, &outcome)
+    let outcome = providers.run(id, order).await;
+    orders::complete(pool, id, &outcome)
         .await
         .map_err(failed(true))?;
     tracing::info!(order_id = %id, status = outcome.order_status(), elapsed_ms = outcome.elapsed_ms, "checkout done");
@@ -164,18 +188,18 @@ async fn place(state: &AppState, id: Uuid, order: &Order) -> Result<(StatusCode,
 /// Records the answer under the key. After a failure the key is given back only if no provider
 /// was called; otherwise it keeps its order, so that a retry continues that order with the same
 /// provider idempotency key instead of charging again under a new one.
-async fn settle_key(
-    state: &AppState,
+async fn answer_key(
+    pool: &PgPool,
     held: &KeyHeld,
     placed: &Result<(StatusCode, Value), Unplaced>,
 ) -> Result<(), ApiError> {
     match placed {
-        Ok((status, body)) => orders::remember(&state.pool, held, status.as_u16(), body).await?,
+        Ok((status, body)) => orders::remember(pool, held, status.as_u16(), body).await?,
         Err(Unplaced {
             providers_called: false,
             ..
         }) => {
-            if let Err(error) = orders::release(&state.pool, held).await {
+            if let Err(error) = orders::release(pool, held).await {
                 tracing::warn!(%error, "could not release an idempotency key");
             }
         }
@@ -192,7 +216,7 @@ async fn read_body(
     deadline: Duration,
 ) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::RequestTooLarge(MAX_BODY_BYTES as u64);
-    if crate::server::declared_length(req.headers())
+    if crate::api::declared_length(req.headers())
         .is_some_and(|length| length > MAX_BODY_BYTES as u64)
     {
         return Err(too_large());
@@ -215,25 +239,13 @@ fn render(id: Uuid, outcome: &Outcome) -> (StatusCode, Value) {
         elapsed_ms: outcome.elapsed_ms,
     })
     .expect("an order serializes");
-    let (status, code, detail) = match outcome.payment.status {
+    let error = match outcome.payment.status {
         PaymentStatus::Succeeded => return (StatusCode::CREATED, order),
-        PaymentStatus::Declined => (
-            StatusCode::PAYMENT_REQUIRED,
-            ErrorCode::PaymentDeclined,
-            "the payment was declined",
-        ),
-        PaymentStatus::Failed => (
-            StatusCode::BAD_GATEWAY,
-            ErrorCode::ProviderUnavailable,
-            "the payment provider failed",
-        ),
-        PaymentStatus::TimedOut => (
-            StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::ProviderUnavailable,
-            "the payment provider did not answer in time",
-        ),
+        PaymentStatus::Declined => ApiError::PaymentDeclined,
+        PaymentStatus::Failed => ApiError::PaymentFailed,
+        PaymentStatus::TimedOut => ApiError::PaymentTimedOut,
     };
-    let mut body = problem::body(status, code, detail);
+    let (status, mut body) = error.problem();
     body.insert("order".into(), order);
     (status, Value::Object(body))
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::base::error::{ApiError, FieldError};
+use crate::base::{error::ApiError, error_code::FieldError};
 
 const MAX_AMOUNT_CENTS: i64 = 1_000_000_000;
 const MAX_ITEMS: usize = 100;

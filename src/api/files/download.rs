@@ -6,7 +6,7 @@ use actix_web::{
     HttpMessage, HttpRequest, HttpResponse,
     body::SizedStream,
     http::{
-        Method, StatusCode,
+        Method,
         header::{self, ByteRangeSpec, EntityTag, HttpDate, IfNoneMatch, IfRange, Range},
     },
     web,
@@ -15,15 +15,14 @@ use futures_util::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use uuid::Uuid;
 
+use sqlx::PgPool;
+
 use crate::{
     access::auth::Owner,
     api::openapi::responses::{Authenticated, NotFound},
-    base::{
-        error::{ApiError, ErrorCode},
-        problem::{self, Problem},
-    },
+    base::{error::ApiError, problem::Problem},
     catalog::record::{self, FileRecord},
-    state::AppState,
+    storage::Storage,
 };
 
 /// A file's bytes, with its stored `Content-Type`, a strong `ETag` (its SHA-256),
@@ -51,10 +50,11 @@ use crate::{
 pub async fn content(
     req: HttpRequest,
     id: web::Path<Uuid>,
-    state: web::Data<AppState>,
+    pool: web::Data<PgPool>,
+    storage: web::Data<Storage>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let record = super::find(&state, owner, *id).await?;
+    let record = super::find(&pool, owner, *id).await?;
     let etag = EntityTag::new_strong(record.sha256_hex());
     let last_modified = HttpDate::from(SystemTime::from(record.created_at));
 
@@ -70,19 +70,7 @@ pub async fn content(
         None => None,
         Some(spec) => match spec.to_satisfiable_range(size) {
             Some(range) => Some(range),
-            None => {
-                let mut res = problem::response(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    ErrorCode::InvalidRequest,
-                    "the requested range is outside the file",
-                );
-                res.headers_mut().insert(
-                    header::CONTENT_RANGE,
-                    header::HeaderValue::from_str(&format!("bytes */{size}"))
-                        .expect("a number is a valid header value"),
-                );
-                return Ok(res);
-            }
+            None => return Err(ApiError::RangeNotSatisfiable(size)),
         },
     };
 
@@ -94,13 +82,13 @@ pub async fn content(
     let bytes = if req.method() == Method::HEAD {
         futures_util::stream::empty().boxed()
     } else if record.inline {
-        let Some(bytes) = record::read_inline(&state.pool, record.id, start, length).await? else {
+        let Some(bytes) = record::read_inline(&pool, record.id, start, length).await? else {
             return Err(ApiError::NotFound("file"));
         };
         futures_util::stream::once(async { Ok(bytes::Bytes::from(bytes)) }).boxed()
     } else {
         // A delete may have taken the object away since the row was read: gone, not broken.
-        match state.storage.read(record.id, start, length).await {
+        match storage.read(record.id, start, length).await {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ApiError::NotFound("file"));
             }

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
+use sqlx::PgPool;
+
 use crate::{
+    access::quota::Quota,
     access::{
         auth::{self, Owner},
         quota,
@@ -16,9 +19,9 @@ use crate::{
         Documented,
         responses::{Authenticated, NotFound},
     },
-    base::{db, error::ApiError, problem::Problem, telemetry},
+    base::{error::ApiError, problem::Problem, telemetry},
     catalog::record::{self, Cursor, FileObject, FileRecord},
-    state::AppState,
+    storage::{RowOutcome, Storage},
 };
 
 /// `POST /files` is the uploads module's.
@@ -88,7 +91,7 @@ pub struct Page {
     ))]
 async fn list(
     query: web::Query<ListQuery>,
-    state: web::Data<AppState>,
+    pool: web::Data<PgPool>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
@@ -104,7 +107,7 @@ async fn list(
         ),
         None => None,
     };
-    let mut rows = record::list(&state.pool, owner.user_id, limit, after).await?;
+    let mut rows = record::list(&pool, owner.user_id, limit, after).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|last| {
@@ -129,14 +132,14 @@ async fn list(
     responses((status = 200, body = FileObject), NotFound, Authenticated))]
 async fn metadata(
     id: web::Path<Uuid>,
-    state: web::Data<AppState>,
+    pool: web::Data<PgPool>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&state, owner, *id).await?.to_object()))
+    Ok(HttpResponse::Ok().json(find(&pool, owner, *id).await?.to_object()))
 }
 
-async fn find(state: &AppState, owner: Owner, id: Uuid) -> Result<FileRecord, ApiError> {
-    record::find(&state.pool, owner.user_id, id)
+async fn find(pool: &PgPool, owner: Owner, id: Uuid) -> Result<FileRecord, ApiError> {
+    record::find(pool, owner.user_id, id)
         .await?
         .ok_or(ApiError::NotFound("file"))
 }
@@ -147,21 +150,28 @@ async fn find(state: &AppState, owner: Owner, id: Uuid) -> Result<FileRecord, Ap
     responses((status = 204, description = "deleted"), NotFound, Authenticated))]
 async fn delete(
     id: web::Path<Uuid>,
-    state: web::Data<AppState>,
+    pool: web::Data<PgPool>,
+    storage: web::Data<Storage>,
+    quota: web::Data<Quota>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let state = state.into_inner();
     // Spawned so that a client hanging up cannot stop it between the unlink and the commit.
-    telemetry::spawn(async move { delete_file(&state, owner, id).await })
+    telemetry::spawn(async move { delete_file(&pool, &storage, &quota, owner, id).await })
         .await
         .map_err(ApiError::internal)??;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[tracing::instrument(name = "db.delete_file", skip_all, fields(file_id = %id))]
-async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), ApiError> {
-    let mut tx = state.pool.begin().await?;
+async fn delete_file(
+    pool: &PgPool,
+    storage: &Storage,
+    quota: &Quota,
+    owner: Owner,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    let mut tx = pool.begin().await?;
     // An inline file's bytes go with its row (`file_contents` cascades).
     let inline = sqlx::query_scalar!(
         r#"
@@ -182,24 +192,20 @@ async fn delete_file(state: &AppState, owner: Owner, id: Uuid) -> Result<(), Api
         None => return Err(ApiError::NotFound("file")),
         Some(true) => None,
         Some(false) => {
-            let entry = state.storage.begin_delete(id, &mut tx).await?;
+            let entry = storage.begin_delete(id, &mut tx).await?;
             if entry.is_none() {
                 tracing::warn!(%id, "deleting a row whose object was already missing");
             }
             entry
         }
     };
-    let committed = tx.commit().await;
+    let committed = tx.commit().await.map(Some);
     if let Some(entry) = entry {
-        match &committed {
-            Ok(()) => entry.commit().await,
-            Err(error) if db::outcome_unknown(error) => entry.defer_to_sweep().await,
-            // The row is still there: the object comes back.
-            Err(_) => entry.abandon().await,
-        }
+        // Not committed: the row is still there, and the object comes back.
+        entry.settle(RowOutcome::of(&committed)).await;
     }
     committed?;
-    if let Err(error) = quota::apply_changes(&state.bookkeeping, Some(owner.user_id)).await {
+    if let Err(error) = quota::apply_changes(quota.pool(), Some(owner.user_id)).await {
         tracing::warn!(%error, "could not apply usage changes; will retry");
     }
     Ok(())

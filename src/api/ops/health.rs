@@ -1,14 +1,16 @@
 //! Liveness and readiness probes.
 
-use actix_web::{HttpResponse, http::StatusCode, web};
+use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use tracing::Instrument;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use sqlx::PgPool;
+
 use crate::{
     api::openapi::Documented,
     base::{configuration::ServerSettings, error::ApiError, problem},
-    state::AppState,
+    storage::Storage,
 };
 
 pub const READY_PATH: &str = "/health/ready";
@@ -53,23 +55,16 @@ async fn live() -> HttpResponse {
         (status = 503, body = problem::Problem, content_type = "application/problem+json",
             description = "`database_unavailable` or `storage_unavailable`"),
     ))]
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let ping = sqlx::query("SELECT 1").execute(&state.pool);
-    let failure = match ping.instrument(tracing::info_span!("db.ping")).await {
-        Err(error) => Some(ApiError::DatabaseUnavailable(error)),
-        Ok(_) => state.storage.probe().await.err().map(ApiError::from),
-    };
-    match failure {
-        None => HttpResponse::Ok().json(HEALTHY),
-        Some(error) => {
-            tracing::warn!(error = %problem::cause_chain(&error), "not ready");
-            problem::response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                error.code(),
-                "the service is not ready",
-            )
-        }
-    }
+async fn ready(
+    pool: web::Data<PgPool>,
+    storage: web::Data<Storage>,
+) -> Result<HttpResponse, ApiError> {
+    let ping = sqlx::query("SELECT 1").execute(pool.get_ref());
+    ping.instrument(tracing::info_span!("db.ping"))
+        .await
+        .map_err(ApiError::DatabaseUnavailable)?;
+    storage.probe().await?;
+    Ok(HttpResponse::Ok().json(HEALTHY))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,9 +9,9 @@
 
 mod protocol;
 mod receive;
-mod record;
-pub mod sweep;
-pub mod writers;
+mod upload;
+
+use std::sync::Arc;
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError, guard,
@@ -19,41 +19,46 @@ use actix_web::{
     middleware::from_fn,
     web,
 };
-use futures_util::StreamExt;
 use time::OffsetDateTime;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-pub use self::protocol::VERSION;
-use self::{
-    protocol::{
-        CHECKSUM_ALGORITHMS, EXTENSIONS, TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE,
-        TUS_VERSION, UPLOAD_DEFER_LENGTH, UPLOAD_EXPIRES, UPLOAD_LENGTH, UPLOAD_METADATA,
-        UPLOAD_OFFSET, http_date, resumable,
-    },
-    receive::{Holding, Patched},
-    record::{NewUpload, Refused},
+use self::protocol::{
+    CHECKSUM_ALGORITHMS, EXTENSIONS, TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE,
+    TUS_VERSION, UPLOAD_EXPIRES, VERSION, http_date, resumable,
 };
 use crate::{
     access::{
         auth::{self, Owner},
         quota::{self, Reservation},
     },
-    api::openapi::{
-        Documented,
-        responses::{Authenticated, NotFound},
+    api::openapi::{Documented, responses::Authenticated},
+    base::{configuration::TusSettings, error::ApiError, problem::Problem},
+    ingest::{Ingest, content_type::Detector, filename},
+    resumable::{
+        record::{self, NewUpload, Refused},
+        writers,
     },
-    base::{error::ApiError, problem::Problem},
-    catalog::record::FileRecord,
-    ingest::{content_type::Detector, filename},
-    state::AppState,
 };
+
+/// The tus area's own state; what it shares with multipart uploads is `ingest`.
+pub struct Tus {
+    pub ingest: web::Data<Ingest>,
+    pub settings: TusSettings,
+    /// The resumable uploads being written here.
+    pub writers: Arc<writers::Writers>,
+}
+
+/// Where uploads are created (`POST`, with their first bytes if the client sends them).
+pub const CREATION: [&str; 2] = ["/tus", "/tus/"];
+/// Where an upload's bytes go (`PATCH`).
+pub const UPLOAD: &str = "/tus/{id}";
 
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
         Documented::new(
             "/tus/",
-            web::resource(["/tus", "/tus/"])
+            web::resource(CREATION)
                 .guard(guard::Options())
                 .route(web::route().to(options))
                 .wrap(from_fn(protocol::tag)),
@@ -63,7 +68,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     .service(
         Documented::new(
             "/tus/",
-            web::resource(["/tus", "/tus/"])
+            web::resource(CREATION)
                 .route(web::post().to(create))
                 .wrap(from_fn(auth::identify))
                 .wrap(from_fn(protocol::tag)),
@@ -72,18 +77,18 @@ pub fn routes(cfg: &mut ServiceConfig) {
     )
     .service(
         Documented::new(
-            "/tus/{id}",
-            web::resource("/tus/{id}")
-                .route(web::head().to(head))
-                .route(web::patch().to(patch))
-                .route(web::delete().to(terminate))
+            UPLOAD,
+            web::resource(UPLOAD)
+                .route(web::head().to(upload::head))
+                .route(web::patch().to(upload::patch))
+                .route(web::delete().to(upload::terminate))
                 .route(web::method(Method::OPTIONS).to(options))
                 .wrap(from_fn(auth::identify))
                 .wrap(from_fn(protocol::tag)),
         )
-        .with(__path_head)
-        .with(__path_patch)
-        .with(__path_terminate),
+        .with(upload::__path_head)
+        .with(upload::__path_patch)
+        .with(upload::__path_terminate),
     );
 }
 
@@ -120,11 +125,11 @@ pub enum TusResumable {
             ("Tus-Resumable" = String), ("Tus-Version" = String), ("Tus-Extension" = String),
             ("Tus-Max-Size" = u64), ("Tus-Checksum-Algorithm" = String),
         ))))]
-async fn options(state: web::Data<AppState>) -> HttpResponse {
+async fn options(tus: web::Data<Tus>) -> HttpResponse {
     resumable(&mut HttpResponse::NoContent())
         .insert_header((TUS_VERSION, VERSION))
         .insert_header((TUS_EXTENSION, EXTENSIONS))
-        .insert_header((TUS_MAX_SIZE, state.limits.settings.max_file_bytes))
+        .insert_header((TUS_MAX_SIZE, tus.ingest.limits.settings.max_file_bytes))
         .insert_header((TUS_CHECKSUM_ALGORITHM, CHECKSUM_ALGORITHMS))
         .finish()
 }
@@ -158,18 +163,18 @@ async fn options(state: web::Data<AppState>) -> HttpResponse {
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    tus: web::Data<Tus>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
     let headers = req.headers();
     protocol::check_version(headers)?;
     let length = protocol::creation_length(headers)?;
-    let max = state.limits.settings.max_file_bytes;
+    let max = tus.ingest.limits.settings.max_file_bytes;
     if length.is_some_and(|length| length > max) {
         return Err(ApiError::FileTooLarge(max));
     }
     let with_data = protocol::is_offset_octet_stream(headers);
-    if !with_data && crate::server::declared_length(headers).is_some_and(|body| body > 0) {
+    if !with_data && crate::api::declared_length(headers).is_some_and(|body| body > 0) {
         return Err(ApiError::NotOffsetOctetStream);
     }
     let metadata = protocol::metadata(headers)?;
@@ -178,7 +183,7 @@ async fn create(
         .as_deref()
         .and_then(|filetype| filetype.parse::<mime::Mime>().ok());
     // A declared type that is not allowed is refused before a byte is sent.
-    Detector::new(declared_type.as_ref(), &state.limits.allow)?;
+    Detector::new(declared_type.as_ref(), &tus.ingest.limits.allow)?;
     let upload = NewUpload {
         id: Uuid::now_v7(),
         owner: owner.user_id,
@@ -187,9 +192,9 @@ async fn create(
         filename: filename::sanitize(metadata.filename.as_deref().unwrap_or_default()),
         declared_type: declared_type.map(|declared| declared.to_string()),
         multipart_id: None,
-        expires_at: OffsetDateTime::now_utc() + state.tus.expiry(),
+        expires_at: OffsetDateTime::now_utc() + tus.settings.expiry(),
     };
-    let upload = start(&state, upload).await?;
+    let upload = start(&tus, upload).await?;
     let location = format!("/tus/{}", upload.id);
     let mut created = HttpResponse::Created();
     resumable(&mut created).insert_header((header::LOCATION, location.as_str()));
@@ -198,9 +203,9 @@ async fn create(
             .insert_header((UPLOAD_EXPIRES, http_date(upload.expires_at)))
             .finish());
     }
-    let leased = lease(&state, upload.id, owner).await??;
-    match receive::patch(&state, &req, payload, leased, 0).await {
-        Ok(patched) => Ok(answer_patch(&mut created, &patched)),
+    let leased = lease(&tus, upload.id, owner).await??;
+    match receive::patch(&tus, &req, payload, leased, 0).await {
+        Ok(patched) => Ok(upload::answer_patch(&mut created, &patched)),
         // The upload exists even though its first bytes failed: say where, so that the client
         // can resume or terminate it instead of leaving it to expire.
         Err(error) => {
@@ -216,31 +221,27 @@ async fn create(
 
 /// Reserves the upload's quota, prepares its storage and records it; undoes what was done if a
 /// step fails.
-async fn start(state: &AppState, mut upload: NewUpload) -> Result<NewUpload, ApiError> {
-    let mut reservation = Reservation::resume(
-        &state.bookkeeping,
-        upload.id,
-        upload.owner,
-        state.quota,
-        0,
-        0,
-    );
+async fn start(tus: &Tus, mut upload: NewUpload) -> Result<NewUpload, ApiError> {
+    let mut reservation = Reservation::resume(&tus.ingest.quota, upload.id, upload.owner, 0, 0);
     if let Some(length) = upload.length {
         reservation.reserve_total(length).await?;
     }
     let recorded = async {
-        upload.multipart_id = state.storage.start_resumable(upload.id).await?;
-        let mut conn = state.pool.acquire().await?;
+        upload.multipart_id = tus.ingest.storage.start_resumable(upload.id).await?;
+        let mut conn = tus.ingest.pool.acquire().await?;
         record::create(&mut conn, &upload).await?;
         Ok::<_, ApiError>(())
     }
     .await;
     if let Err(error) = recorded {
-        let _ = quota::release(&state.bookkeeping, upload.id).await;
-        let _ = state
-            .storage
-            .discard_resumable(upload.id, upload.multipart_id.as_deref())
-            .await;
+        let id = upload.id;
+        if let Err(error) = quota::release(tus.ingest.quota.pool(), id).await {
+            tracing::warn!(%id, %error, "could not give back a failed creation's quota reservation");
+        }
+        let multipart = upload.multipart_id.as_deref();
+        if let Err(error) = tus.ingest.storage.discard_resumable(id, multipart).await {
+            tracing::warn!(%id, %error, "could not remove a failed creation's storage");
+        }
         return Err(error);
     }
     tracing::info!(
@@ -260,228 +261,21 @@ const RELEASE_WAITS_MS: [u64; 7] = [50, 100, 200, 400, 800, 1600, 2000];
 /// asked to stop, as tusd does: the client has come back, most likely because the connection
 /// of that request died without a word.
 async fn lease(
-    state: &AppState,
+    tus: &Tus,
     id: Uuid,
     owner: Owner,
 ) -> Result<Result<record::Leased, Refused>, sqlx::Error> {
-    let instance = state.storage.instance();
-    let mut taken = record::take_lease(&state.pool, id, owner.user_id, instance).await?;
+    let instance = tus.ingest.storage.instance();
+    let mut taken = record::take_lease(&tus.ingest.pool, id, owner.user_id, instance).await?;
     if let Err(Refused::Locked(Some(holder))) = taken {
-        writers::ask_release(&state.tus_writers, &state.pool, instance, holder, id).await?;
+        writers::ask_release(&tus.writers, &tus.ingest.pool, instance, holder, id).await?;
         for wait in RELEASE_WAITS_MS {
             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            taken = record::take_lease(&state.pool, id, owner.user_id, instance).await?;
+            taken = record::take_lease(&tus.ingest.pool, id, owner.user_id, instance).await?;
             if !matches!(taken, Err(Refused::Locked(_))) {
                 break;
             }
         }
     }
     Ok(taken)
-}
-
-/// `HEAD /tus/{id}`: how far the upload is. A finished upload answers as a whole file, so that
-/// a client that missed the last answer learns it is done.
-#[utoipa::path(head, path = "/tus/{id}", tag = "resumable", security(("token" = [])),
-    params(("id" = Uuid, Path), ("Tus-Resumable" = inline(TusResumable), Header)),
-    responses(
-        (status = 200, description = "`Upload-Offset` says how far it is; a finished upload \
-            also has `Content-Location`",
-            headers(("Upload-Offset" = u64), ("Upload-Length" = Option<u64>),
-                ("Upload-Defer-Length" = Option<String>), ("Upload-Expires" = Option<String>),
-                ("Upload-Metadata" = Option<String>), ("Content-Location" = Option<String>))),
-        (status = 410, body = Problem, content_type = "application/problem+json",
-            description = "`upload_expired`"),
-        OnAnUpload, NotFound, Authenticated,
-    ))]
-async fn head(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    owner: Owner,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
-    protocol::check_version(req.headers())?;
-    let id = id.into_inner();
-    let Some(status) = record::status(&state.pool, id, owner.user_id).await? else {
-        let file = crate::catalog::record::find(&state.pool, owner.user_id, id)
-            .await?
-            .ok_or(ApiError::NotFound("upload"))?;
-        return Ok(finished(&mut HttpResponse::Ok(), &file));
-    };
-    if status.expired {
-        return Err(ApiError::UploadExpired);
-    }
-    if status.length == Some(status.received) {
-        // Every byte is stored but the file was not made (its commit failed): make it now.
-        let file = finish_stored(&state, id, owner).await?;
-        return Ok(finished(&mut HttpResponse::Ok(), &file));
-    }
-    let mut ok = HttpResponse::Ok();
-    resumable(&mut ok)
-        .insert_header((UPLOAD_OFFSET, status.received))
-        .insert_header((UPLOAD_EXPIRES, http_date(status.expires_at)));
-    match status.length {
-        Some(length) => ok.insert_header((UPLOAD_LENGTH, length)),
-        None => ok.insert_header((UPLOAD_DEFER_LENGTH, "1")),
-    };
-    if let Some(metadata) = status.metadata {
-        ok.insert_header((UPLOAD_METADATA, metadata));
-    }
-    Ok(ok.finish())
-}
-
-async fn finish_stored(state: &AppState, id: Uuid, owner: Owner) -> Result<FileRecord, ApiError> {
-    let leased = lease(state, id, owner).await??;
-    let in_flight = std::sync::Arc::new(state.uploads.enter());
-    let mut holding = Holding::new(state, leased);
-    let finished = match holding.upload.partial() {
-        Ok(partial) => {
-            let content_type = holding.upload.content_type.clone();
-            receive::finish(&mut holding, partial, content_type, &in_flight).await
-        }
-        Err(error) => Err(error),
-    };
-    if finished.is_err() {
-        holding.give_back().await;
-    }
-    finished
-}
-
-/// The answer about an upload that is a file now: its whole length, and where the file is.
-fn finished(builder: &mut actix_web::HttpResponseBuilder, file: &FileRecord) -> HttpResponse {
-    resumable(builder)
-        .insert_header((UPLOAD_OFFSET, file.size))
-        .insert_header((UPLOAD_LENGTH, file.size))
-        .insert_header((header::CONTENT_LOCATION, file.location()))
-        .finish()
-}
-
-/// `PATCH /tus/{id}`: the next bytes, at `Upload-Offset`.
-#[utoipa::path(patch, path = "/tus/{id}", tag = "resumable", security(("token" = [])),
-    params(
-        ("id" = Uuid, Path),
-        ("Tus-Resumable" = inline(TusResumable), Header),
-        ("Upload-Offset" = u64, Header, description = "where these bytes start: the upload's offset"),
-        ("Upload-Length" = Option<u64>, Header, description = "the size, once, for a deferred upload"),
-        ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this body"),
-    ),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
-    responses(
-        (status = 204, description = "stored; `Upload-Offset` is the new offset (the whole size \
-            and `Content-Location` once the file is complete)",
-            headers(("Upload-Offset" = u64), ("Upload-Expires" = Option<String>),
-                ("Content-Location" = Option<String>))),
-        (status = 400, body = Problem, content_type = "application/problem+json",
-            description = "`invalid_request`: a header is missing or not valid"),
-        (status = 408, body = Problem, content_type = "application/problem+json",
-            description = "`upload_timeout`: what arrived was kept"),
-        (status = 409, body = Problem, content_type = "application/problem+json",
-            description = "`offset_mismatch`: HEAD, then continue at its offset"),
-        (status = 410, body = Problem, content_type = "application/problem+json",
-            description = "`upload_expired`"),
-        (status = 413, body = Problem, content_type = "application/problem+json",
-            description = "`length_exceeded`, `file_too_large` or `quota_exceeded`"),
-        (status = 415, body = Problem, content_type = "application/problem+json",
-            description = "`not_offset_octet_stream` or `unsupported_media_type`"),
-        (status = 460, body = Problem, content_type = "application/problem+json",
-            description = "`chunk_checksum_mismatch`: nothing of this body was kept"),
-        (status = 507, body = Problem, content_type = "application/problem+json",
-            description = "`storage_full`"),
-        OnAnUpload, NotFound, Authenticated,
-    ))]
-async fn patch(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-    owner: Owner,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
-    let headers = req.headers();
-    protocol::check_version(headers)?;
-    if !protocol::is_offset_octet_stream(headers) {
-        return Err(ApiError::NotOffsetOctetStream);
-    }
-    let offset = protocol::number(headers, &UPLOAD_OFFSET)?
-        .ok_or_else(|| ApiError::InvalidRequest("a PATCH needs `Upload-Offset`".into()))?;
-    let id = id.into_inner();
-    let leased = match lease(&state, id, owner).await? {
-        Ok(leased) => leased,
-        Err(Refused::NotFound) => {
-            return patch_finished(&state, payload, owner, id, offset).await;
-        }
-        Err(refused) => return Err(refused.into()),
-    };
-    let patched = receive::patch(&state, &req, payload, leased, offset).await?;
-    Ok(answer_patch(&mut HttpResponse::NoContent(), &patched))
-}
-
-/// A PATCH of an upload that is a file already: a retry of its last PATCH that sends nothing
-/// new is answered as that PATCH was.
-async fn patch_finished(
-    state: &AppState,
-    mut payload: web::Payload,
-    owner: Owner,
-    id: Uuid,
-    offset: u64,
-) -> Result<HttpResponse, ApiError> {
-    let file = crate::catalog::record::find(&state.pool, owner.user_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("upload"))?;
-    let size = file.size as u64;
-    if offset != size {
-        return Err(ApiError::OffsetMismatch {
-            sent: offset,
-            expected: size,
-        });
-    }
-    let sends_more = match payload.next().await {
-        Some(Ok(chunk)) => !chunk.is_empty(),
-        _ => false,
-    };
-    if sends_more {
-        return Err(ApiError::BeyondLength(size));
-    }
-    Ok(finished(&mut HttpResponse::NoContent(), &file))
-}
-
-fn answer_patch(builder: &mut actix_web::HttpResponseBuilder, patched: &Patched) -> HttpResponse {
-    if let Some(file) = &patched.file {
-        return finished(builder, file);
-    }
-    resumable(builder)
-        .insert_header((UPLOAD_OFFSET, patched.offset))
-        .insert_header((UPLOAD_EXPIRES, http_date(patched.expires_at)))
-        .finish()
-}
-
-/// `DELETE /tus/{id}` (termination): the upload and its bytes go, its quota comes back.
-#[utoipa::path(delete, path = "/tus/{id}", tag = "resumable", security(("token" = [])),
-    params(("id" = Uuid, Path), ("Tus-Resumable" = inline(TusResumable), Header)),
-    responses(
-        (status = 204, description = "terminated"),
-        OnAnUpload, NotFound, Authenticated,
-    ))]
-async fn terminate(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    owner: Owner,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
-    protocol::check_version(req.headers())?;
-    let id = id.into_inner();
-    let leased = lease(&state, id, owner).await?;
-    let leased = match leased {
-        Ok(leased) => leased,
-        // An expired upload is as good as terminated.
-        Err(Refused::Expired) => return Ok(resumable(&mut HttpResponse::NoContent()).finish()),
-        Err(refused) => return Err(refused.into()),
-    };
-    sweep::remove(
-        &state.pool,
-        &state.storage,
-        leased.id,
-        leased.lease,
-        leased.multipart_id.as_deref(),
-    )
-    .await?;
-    Ok(resumable(&mut HttpResponse::NoContent()).finish())
 }

@@ -37,7 +37,7 @@ pub const UPLOAD_CHECKSUM: HeaderName = HeaderName::from_static("upload-checksum
 pub fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get(TUS_RESUMABLE) {
         Some(value) if value == VERSION => Ok(()),
-        _ => Err(ApiError::TusVersion),
+        _ => Err(ApiError::TusVersion(VERSION)),
     }
 }
 

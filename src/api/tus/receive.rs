@@ -1,35 +1,35 @@
 //! One PATCH (or a creation's data): the body streamed to storage under the upload's lease,
 //! then recorded; the last one makes the upload a file.
 
-use std::{cell::Cell, mem, rc::Rc, sync::Arc};
+use std::{cell::Cell, rc::Rc, sync::Arc};
 
 use actix_web::{HttpRequest, web};
-use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::Digest;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    Tus,
     protocol::{self, UPLOAD_LENGTH},
-    record::{self, Leased, Progress},
 };
 use crate::{
     access::quota::Reservation,
     base::{
-        db,
         error::ApiError,
         in_flight,
         telemetry::{self, metrics},
     },
     catalog::record::{FileRecord, NewFile},
-    ingest::{clock::Clock, content_type::Detector},
-    state::AppState,
-    storage::resumable::{Appender, Partial},
+    ingest::{
+        self,
+        clock::Clock,
+        content_type::Detector,
+        incoming::{Batch, Incoming, Limit},
+    },
+    resumable::record::{self, Leased, Progress},
+    storage::{partial::Partial, resumable::Appender},
 };
-
-/// As for multipart uploads: few thread hops and round trips, little memory per slow client.
-const BATCH_BYTES: usize = 256 * 1024;
 
 /// What a PATCH achieved.
 pub struct Patched {
@@ -42,7 +42,7 @@ pub struct Patched {
 /// An upload's lease, held for one request. Dropped while held (the request was cancelled), it
 /// waits for storage writes under way, then gives the lease back.
 pub struct Holding<'a> {
-    state: &'a AppState,
+    tus: &'a Tus,
     pub upload: Leased,
     appender: Option<Appender>,
     held: bool,
@@ -51,10 +51,10 @@ pub struct Holding<'a> {
 }
 
 impl<'a> Holding<'a> {
-    pub fn new(state: &'a AppState, upload: Leased) -> Self {
+    pub fn new(tus: &'a Tus, upload: Leased) -> Self {
         Self {
-            superseded: state.tus_writers.enter(upload.id),
-            state,
+            superseded: tus.writers.enter(upload.id),
+            tus,
             upload,
             appender: None,
             held: true,
@@ -66,7 +66,7 @@ impl<'a> Holding<'a> {
         self.held = false;
         let appender = self.appender.take();
         release(
-            self.state.pool.clone(),
+            self.tus.ingest.pool.clone(),
             self.upload.id,
             self.upload.lease,
             appender,
@@ -84,7 +84,7 @@ async fn release(
     appender: Option<Appender>,
 ) {
     if let Some(appender) = appender {
-        appender.settle().await;
+        appender.drain().await;
     }
     if let Err(error) = record::release(&pool, id, lease).await {
         tracing::warn!(%id, %error, "could not give an upload's lease back");
@@ -93,15 +93,13 @@ async fn release(
 
 impl Drop for Holding<'_> {
     fn drop(&mut self) {
-        self.state
-            .tus_writers
-            .leave(self.upload.id, &self.superseded);
+        self.tus.writers.leave(self.upload.id, &self.superseded);
         if !self.held {
             return;
         }
         let appender = self.appender.take();
         tokio::spawn(release(
-            self.state.pool.clone(),
+            self.tus.ingest.pool.clone(),
             self.upload.id,
             self.upload.lease,
             appender,
@@ -113,14 +111,14 @@ impl Drop for Holding<'_> {
 /// given back either way.
 #[tracing::instrument(name = "upload.patch", skip_all, fields(upload_id = %upload.id, offset))]
 pub async fn patch(
-    state: &AppState,
+    tus: &Tus,
     req: &HttpRequest,
     payload: web::Payload,
     upload: Leased,
     offset: u64,
 ) -> Result<Patched, ApiError> {
-    let in_flight = Arc::new(state.uploads.enter());
-    let mut holding = Holding::new(state, upload);
+    let in_flight = Arc::new(tus.ingest.in_flight.enter());
+    let mut holding = Holding::new(tus, upload);
     match append(&mut holding, req, payload, offset, &in_flight).await {
         Ok(patched) => Ok(patched),
         Err(error) => {
@@ -132,6 +130,9 @@ pub async fn patch(
     }
 }
 
+/// One PATCH, in a straight line: the limits it must keep, its body streamed to storage with
+/// progress recorded on the way, then what it ended with recorded and, if the upload is whole,
+/// the file made.
 async fn append(
     holding: &mut Holding<'_>,
     req: &HttpRequest,
@@ -139,140 +140,70 @@ async fn append(
     offset: u64,
     in_flight: &in_flight::Shared,
 ) -> Result<Patched, ApiError> {
-    let state = holding.state;
-    let settings = &state.limits.settings;
+    let tus = holding.tus;
     let upload = &holding.upload;
-    if offset != upload.received as u64 {
-        return Err(ApiError::OffsetMismatch {
-            sent: offset,
-            expected: upload.received as u64,
-        });
-    }
-    let length = settle_length(upload, req, settings.max_file_bytes)?;
-    let limit = length.unwrap_or(settings.max_file_bytes);
-    let beyond = || match length {
-        Some(length) => ApiError::BeyondLength(length),
-        None => ApiError::FileTooLarge(settings.max_file_bytes),
-    };
-    if crate::server::declared_length(req.headers()).is_some_and(|body| offset + body > limit) {
-        return Err(beyond());
-    }
+    let (length, limit) = limits(
+        upload,
+        req,
+        offset,
+        tus.ingest.limits.settings.max_file_bytes,
+    )?;
     let mut reservation = Reservation::resume(
-        &state.bookkeeping,
+        &tus.ingest.quota,
         upload.id,
         upload.owner,
-        state.quota,
         upload.reserved as u64,
         offset,
     );
     if let Some(length) = length {
         reservation.reserve_total(length).await?;
     }
-    let mut checksum = protocol::checksum(req.headers())?;
-    let mut detector = match (offset, &upload.content_type) {
-        (0, None) => Some(detector(upload, state)?),
+    let detector = match (offset, &upload.content_type) {
+        (0, None) => Some(detector(upload, tus)?),
         _ => None,
+    };
+    let mut body = Body {
+        tus,
+        upload,
+        length,
+        reservation,
+        checksum: protocol::checksum(req.headers())?,
+        incoming: Incoming::new(offset, limit, detector, &tus.ingest.limits.allow),
+        recorded: offset,
     };
     tracing::debug!(id = %upload.id, offset, "receiving a PATCH");
     let partial = upload.partial()?;
     let appender = holding
         .appender
-        .insert(state.storage.append(upload.id, partial).await?);
+        .insert(tus.ingest.storage.append(upload.id, partial).await?);
+    let cut = body
+        .stream(&mut payload, appender, &holding.superseded)
+        .await?;
 
-    let counted = Rc::new(Cell::new(0u64));
-    let clock = Clock::new(settings, Rc::clone(&counted));
-    let mut size = offset;
-    let mut recorded = offset;
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0;
-    let mut cut = None;
-    let superseded = holding.superseded.clone();
-    let received = metrics::bytes_received();
-    loop {
-        let next = tokio::select! {
-            next = clock.bounded(payload.next()) => next,
-            () = superseded.cancelled() => {
-                tracing::info!(id = %upload.id, "a newer request took this upload over");
-                cut = Some(ApiError::UploadLocked);
-                break;
-            }
-        };
-        let chunk = match next {
-            Ok(Some(Ok(chunk))) => chunk,
-            Ok(None) => break,
-            Ok(Some(Err(error))) => {
-                cut = Some(ApiError::InvalidRequest(format!(
-                    "the body ended early: {error}"
-                )));
-                break;
-            }
-            Err(error) => {
-                cut = Some(error);
-                break;
-            }
-        };
-        counted.set(counted.get() + chunk.len() as u64);
-        received.increment(chunk.len() as u64);
-        size += chunk.len() as u64;
-        if size > limit {
-            return Err(beyond());
-        }
-        if let Some(detector) = &mut detector {
-            detector.observe(&chunk);
-        }
-        batch_bytes += chunk.len();
-        batch.push(chunk);
-        if batch_bytes >= BATCH_BYTES {
-            let full: Vec<Bytes> = mem::take(&mut batch);
-            reservation.add(mem::take(&mut batch_bytes) as u64).await?;
-            if let Some(sum) = checksum.take() {
-                checksum = Some(sum.update(full.clone()).await?);
-            }
-            appender.write(full).await?;
-            // A checked chunk is kept whole or not at all: no progress before its end.
-            if checksum.is_none() && size - recorded >= state.tus.checkpoint_bytes {
-                let partial = appender.checkpoint().await?;
-                let content_type = sniffed(detector.as_ref(), upload, state)?;
-                save_progress(
-                    state,
-                    upload,
-                    &partial,
-                    length,
-                    content_type.as_deref(),
-                    false,
-                )
-                .await?;
-                tracing::debug!(id = %upload.id, offset = partial.size, "progress recorded");
-                recorded = partial.size;
-            }
-        }
-    }
+    let Body {
+        incoming,
+        checksum,
+        mut reservation,
+        ..
+    } = body;
+    let content_type = known_type(&incoming, upload, offset);
+    let last = incoming.into_last();
     // A body whose checksum cannot be checked (it was cut) or does not match is not kept.
     if let Some(sum) = checksum {
         if let Some(cut) = cut {
             return Err(cut);
         }
-        if !sum.update(batch.clone()).await?.matches() {
+        if !sum.update(last.chunks.clone()).await?.matches() {
             return Err(ApiError::ChunkChecksumMismatch);
         }
     }
-    reservation.add(batch_bytes as u64).await?;
-    let content_type = match size > offset {
-        true => sniffed(detector.as_ref(), upload, state)?,
-        false => upload.content_type.clone(),
-    };
+    reservation.add(last.bytes).await?;
+    let content_type = content_type?;
     let appender = holding.appender.take().expect("inserted above");
-    let partial = appender.pause(batch).await?;
+    let partial = appender.pause(last.chunks).await?;
     let complete = length == Some(partial.size);
-    let expires_at = save_progress(
-        state,
-        upload,
-        &partial,
-        length,
-        content_type.as_deref(),
-        !complete,
-    )
-    .await?;
+    let content = content_type.as_deref();
+    let expires_at = save_progress(tus, upload, &partial, length, content, !complete).await?;
     holding.held = complete;
     let offset = partial.size;
     if let Some(cut) = cut.filter(|_| !complete) {
@@ -289,42 +220,135 @@ async fn append(
         file,
     })
 }
+/// A PATCH's body on its way to storage, and what it must keep to.
+struct Body<'a> {
+    tus: &'a Tus,
+    upload: &'a Leased,
+    length: Option<u64>,
+    reservation: Reservation,
+    /// `Upload-Checksum`, while the body streams.
+    checksum: Option<protocol::Checksum>,
+    incoming: Incoming<'a>,
+    /// The offset last recorded.
+    recorded: u64,
+}
 
-/// The content type the first bytes tell (checked against the allow-list), when this PATCH
-/// brought the first bytes; else what was recorded.
-fn sniffed(
-    detector: Option<&Detector>,
-    upload: &Leased,
-    state: &AppState,
-) -> Result<Option<String>, ApiError> {
-    match detector {
-        Some(detector) => {
-            let content_type = detector.content_type();
-            state.limits.allow.check(&content_type)?;
-            Ok(Some(content_type))
+impl Body<'_> {
+    /// Streams the body to `appender`, batch by batch, recording progress every
+    /// `tus.checkpoint_bytes`. A body cut short (the client went, stalled, or a newer request
+    /// took the upload over) ends the stream with the reason, its bytes so far kept.
+    async fn stream(
+        &mut self,
+        payload: &mut web::Payload,
+        appender: &mut Appender,
+        superseded: &CancellationToken,
+    ) -> Result<Option<ApiError>, ApiError> {
+        let counted = Rc::new(Cell::new(0u64));
+        let clock = Clock::new(&self.tus.ingest.limits.settings, Rc::clone(&counted));
+        loop {
+            let next = tokio::select! {
+                next = clock.bounded(payload.next()) => next,
+                () = superseded.cancelled() => {
+                    tracing::info!(id = %self.upload.id, "a newer request took this upload over");
+                    return Ok(Some(ApiError::UploadLocked));
+                }
+            };
+            let chunk = match next {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(error))) => {
+                    let ended = format!("the body ended early: {error}");
+                    return Ok(Some(ApiError::InvalidRequest(ended)));
+                }
+                Err(error) => return Ok(Some(error)),
+            };
+            counted.set(counted.get() + chunk.len() as u64);
+            if let Some(full) = self.incoming.push(chunk)? {
+                self.store(full, appender).await?;
+            }
         }
-        None => Ok(upload.content_type.clone()),
     }
+
+    async fn store(&mut self, full: Batch, appender: &mut Appender) -> Result<(), ApiError> {
+        self.reservation.add(full.bytes).await?;
+        if let Some(sum) = self.checksum.take() {
+            self.checksum = Some(sum.update(full.chunks.clone()).await?);
+        }
+        appender.write(full.chunks).await?;
+        // A checked chunk is kept whole or not at all: no progress before its end.
+        let due = self.incoming.size() - self.recorded >= self.tus.settings.checkpoint_bytes;
+        if self.checksum.is_none() && due {
+            let partial = appender.checkpoint().await?;
+            let content_type = known_type(&self.incoming, self.upload, 0)?;
+            let (tus, upload) = (self.tus, self.upload);
+            let content = content_type.as_deref();
+            save_progress(tus, upload, &partial, self.length, content, false).await?;
+            tracing::debug!(id = %upload.id, offset = partial.size, "progress recorded");
+            self.recorded = partial.size;
+        }
+        Ok(())
+    }
+}
+
+/// The content type as far as it is known: what the first bytes tell (checked against the
+/// allow-list) when this PATCH brought them and more than `offset`; else what was recorded.
+fn known_type(
+    incoming: &Incoming,
+    upload: &Leased,
+    offset: u64,
+) -> Result<Option<String>, ApiError> {
+    if incoming.size() <= offset {
+        return Ok(upload.content_type.clone());
+    }
+    Ok(incoming
+        .content_type()?
+        .or_else(|| upload.content_type.clone()))
+}
+
+/// The upload's length once this request's `Upload-Length` (deferred length) is applied, and
+/// where its bytes must stop; a body announced beyond that is refused before it is read.
+fn limits(
+    upload: &Leased,
+    req: &HttpRequest,
+    offset: u64,
+    max_file_bytes: u64,
+) -> Result<(Option<u64>, Limit), ApiError> {
+    if offset != upload.received as u64 {
+        return Err(ApiError::OffsetMismatch {
+            sent: offset,
+            expected: upload.received as u64,
+        });
+    }
+    let length = settle_length(upload, req, max_file_bytes)?;
+    let limit = match length {
+        Some(length) => Limit::Length(length),
+        None => Limit::MaxFile(max_file_bytes),
+    };
+    let bound = length.unwrap_or(max_file_bytes);
+    if crate::api::declared_length(req.headers()).is_some_and(|body| offset + body > bound) {
+        return Err(limit.exceeded());
+    }
+    Ok((length, limit))
 }
 
 /// Records the upload's progress (and renews its expiry); `release` gives the lease back.
 /// Returns the new expiry.
 async fn save_progress(
-    state: &AppState,
+    tus: &Tus,
     upload: &Leased,
     partial: &Partial,
     length: Option<u64>,
     content_type: Option<&str>,
     release: bool,
 ) -> Result<OffsetDateTime, ApiError> {
-    let expires_at = OffsetDateTime::now_utc() + state.tus.expiry();
+    let expires_at = OffsetDateTime::now_utc() + tus.settings.expiry();
     let progress = Progress {
         partial,
         length: length.map(|length| length as i64),
         content_type,
         expires_at,
     };
-    if !record::save(&state.pool, upload, &progress, release).await? {
+    if !record::save(&tus.ingest.pool, upload, &progress, release).await? {
         return Err(ApiError::UploadLocked);
     }
     Ok(expires_at)
@@ -355,12 +379,12 @@ fn settle_length(
 }
 
 /// The content type from the client's `filetype`, refined by the first bytes.
-fn detector(upload: &Leased, state: &AppState) -> Result<Detector, ApiError> {
+fn detector(upload: &Leased, tus: &Tus) -> Result<Detector, ApiError> {
     let declared = upload
         .declared_type
         .as_deref()
         .and_then(|declared| declared.parse::<mime::Mime>().ok());
-    Detector::new(declared.as_ref(), &state.limits.allow)
+    Detector::new(declared.as_ref(), &tus.ingest.limits.allow)
 }
 
 /// Makes the whole upload a file: its object at its final place, then in one transaction its
@@ -372,11 +396,11 @@ pub async fn finish(
     content_type: Option<String>,
     in_flight: &in_flight::Shared,
 ) -> Result<FileRecord, ApiError> {
-    let state = holding.state;
+    let tus = holding.tus;
     let upload = &holding.upload;
     let content_type = match content_type {
         Some(content_type) => content_type,
-        None => detector(upload, state)?.content_type(),
+        None => detector(upload, tus)?.content_type(),
     };
     let file = NewFile {
         id: upload.id,
@@ -386,11 +410,12 @@ pub async fn finish(
         sha256: partial.hasher.clone().finalize().into(),
         inline: None,
     };
-    let pending = state
+    let pending = tus
+        .ingest
         .storage
         .complete_resumable(upload.id, partial, Arc::clone(in_flight))
         .await?;
-    let (pool, storage) = (state.pool.clone(), Arc::clone(&state.storage));
+    let (pool, storage) = (tus.ingest.pool.clone(), Arc::clone(&tus.ingest.storage));
     let (id, lease, owner) = (upload.id, upload.lease, upload.owner);
     // Spawned so that it runs to its end even if the client goes away: a row committed while
     // its object is being removed would be lost.
@@ -410,28 +435,13 @@ pub async fn finish(
             Ok::<_, sqlx::Error>(stored.into_iter().next())
         }
         .await;
-        match committed {
-            Ok(Some(stored)) => {
-                metrics::files_stored("tus", 1);
-                pending.commit_in_background();
-                if let Err(error) = storage.forget_resumable(id).await {
-                    tracing::warn!(%id, %error, "could not remove a finished upload's own bytes; the sweep will");
-                }
-                Ok(stored)
-            }
-            Ok(None) => {
-                pending.abandon().await;
-                Err(ApiError::UploadLocked)
-            }
-            Err(error) => {
-                if db::outcome_unknown(&error) {
-                    pending.defer_to_sweep().await;
-                } else {
-                    pending.abandon().await;
-                }
-                Err(error.into())
-            }
+        // `None`: the lease went to another request before the commit.
+        let stored = ingest::settle(committed, vec![pending], ApiError::UploadLocked).await?;
+        metrics::files_stored("tus", 1);
+        if let Err(error) = storage.forget_resumable(id).await {
+            tracing::warn!(%id, %error, "could not remove a finished upload's own bytes; the sweep will");
         }
+        Ok::<_, ApiError>(stored)
     })
     .await
     .map_err(ApiError::internal)??;

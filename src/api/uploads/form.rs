@@ -1,6 +1,6 @@
 //! Reads a multipart form part by part with every limit applied as the bytes arrive.
 
-use std::{cell::Cell, mem, rc::Rc, sync::Arc};
+use std::{cell::Cell, rc::Rc, sync::Arc};
 
 use actix_multipart::{Field, Multipart, MultipartError};
 use actix_web::{HttpRequest, error::PayloadError, http::header, web};
@@ -11,39 +11,16 @@ use uuid::Uuid;
 
 use crate::{
     access::quota::Reservation,
-    base::{configuration::UploadSettings, error::ApiError, in_flight, telemetry::metrics},
+    base::{error::ApiError, in_flight},
     catalog::record::NewFile,
     ingest::{
+        Limits,
         clock::Clock,
-        content_type::{AllowList, Detector},
+        content_type::Detector,
+        incoming::{Incoming, Limit},
     },
-    storage::{ObjectWriter, Pending, Storage},
+    storage::{Pending, Storage},
 };
-
-/// Bytes gathered before they are reserved against the quota and handed to the writer: large
-/// enough that a fast upload costs few thread hops and round trips, small enough that a
-/// thousand slow ones fit in memory.
-const BATCH_BYTES: usize = 256 * 1024;
-
-pub struct Limits {
-    pub settings: UploadSettings,
-    pub allow: AllowList,
-    /// `storage.inline_max_bytes`: the largest file kept in Postgres with its row.
-    pub inline_max: u64,
-}
-
-impl Limits {
-    pub fn new(settings: UploadSettings, inline_max: u64) -> Self {
-        let allow = AllowList::new(&settings.allowed_content_types);
-        Self {
-            settings,
-            allow,
-            // Never beyond one batch: a file that needed a write to the backend is not inline.
-            // A file that filled a batch has been written to the backend: it cannot be inline.
-            inline_max: inline_max.min(BATCH_BYTES as u64 - 1),
-        }
-    }
-}
 
 pub struct Form<'a> {
     multipart: Multipart,
@@ -81,7 +58,7 @@ impl<'a> Form<'a> {
             ));
         }
         let max = limits.settings.max_request_bytes;
-        let declared = crate::server::declared_length(req.headers());
+        let declared = crate::api::declared_length(req.headers());
         if declared.is_some_and(|length| length > max) {
             return Err(ApiError::RequestTooLarge(max));
         }
@@ -153,40 +130,30 @@ impl<'a> Form<'a> {
         }
         let filename = crate::ingest::filename::from_disposition(field.content_disposition());
         let declared = super::digest::declared_sha256(field.headers())?;
-        let mut detector = Detector::new(field.content_type(), &self.limits.allow)?;
-        let max = self.limits.settings.max_file_bytes;
+        let detector = Detector::new(field.content_type(), &self.limits.allow)?;
+        let limit = Limit::MaxFile(self.limits.settings.max_file_bytes);
+        let mut incoming = Incoming::new(0, limit, Some(detector), &self.limits.allow);
         let id = Uuid::now_v7();
         let span = tracing::Span::current();
         span.record("file_id", tracing::field::display(id));
         // Created with the first full batch, or at the end for a file too large to be inline.
         let mut writer = None;
         tracing::debug!(%id, %filename, "receiving file");
-        let mut size = 0u64;
-        let mut checked = detector.is_ready();
-        let mut batch = Batch::default();
-        let received = metrics::bytes_received();
         while let Some(chunk) = self.next_chunk(field).await? {
-            received.increment(chunk.len() as u64);
-            size += chunk.len() as u64;
-            if size > max {
-                return Err(ApiError::FileTooLarge(max));
-            }
-            detector.observe(&chunk);
-            if !checked && detector.is_ready() {
-                self.limits.allow.check(&detector.content_type())?;
-                checked = true;
-            }
-            batch.push(chunk);
-            if batch.bytes >= BATCH_BYTES {
+            if let Some(full) = incoming.push(chunk)? {
                 let writer =
                     writer.get_or_insert_with(|| storage.create(id, Arc::clone(in_flight)));
-                batch.store(writer, reservation).await?;
+                reservation.add(full.bytes).await?;
+                writer.write(full.chunks).await?;
             }
         }
+        let size = incoming.size();
         span.record("size", size);
-        reservation.add(batch.bytes as u64).await?;
-        let content_type = detector.content_type();
-        self.limits.allow.check(&content_type)?;
+        // Checked once the last bytes are reserved: a file over the quota is told so first.
+        let content_type = incoming.content_type();
+        let batch = incoming.into_last();
+        reservation.add(batch.bytes).await?;
+        let content_type = content_type?.expect("a file part has a detector");
         let (sha256, inline, entry) = match writer {
             None if size <= self.limits.inline_max => {
                 // At most `inline_max` bytes: hashing them costs less than a trip to a thread.
@@ -232,31 +199,6 @@ impl<'a> Form<'a> {
             }
             other => ApiError::MalformedMultipart(other.to_string()),
         }
-    }
-}
-
-/// Chunks received but not yet stored.
-#[derive(Default)]
-struct Batch {
-    chunks: Vec<Bytes>,
-    bytes: usize,
-}
-
-impl Batch {
-    fn push(&mut self, chunk: Bytes) {
-        self.bytes += chunk.len();
-        self.chunks.push(chunk);
-    }
-
-    /// Reserves the batch's bytes against the quota, then hands them to the writer.
-    async fn store(
-        &mut self,
-        writer: &mut ObjectWriter,
-        reservation: &mut Reservation,
-    ) -> Result<(), ApiError> {
-        reservation.add(mem::take(&mut self.bytes) as u64).await?;
-        writer.write(mem::take(&mut self.chunks)).await?;
-        Ok(())
     }
 }
 

@@ -7,7 +7,6 @@ use actix_web::{HttpRequest, HttpResponse, guard, http::header, middleware::from
 use serde::Serialize;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-pub use self::form::Limits;
 use self::form::{Form, ReceivedFile, is_file};
 use crate::{
     access::{
@@ -19,21 +18,23 @@ use crate::{
         responses::{Authenticated, UploadRefused},
     },
     base::{
-        db,
         error::ApiError,
         in_flight,
         telemetry::{self, metrics},
     },
     catalog::record::{FileObject, FileRecord},
-    state::AppState,
+    ingest::{self, Ingest},
     storage::Pending,
 };
+
+/// `POST` on these brings a file's bytes.
+pub const PATHS: [&str; 2] = ["/upload", "/files"];
 
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
         Documented::new(
-            "/upload",
-            web::resource("/upload")
+            PATHS[0],
+            web::resource(PATHS[0])
                 .route(web::post().to(upload))
                 .wrap(from_fn(auth::identify)),
         )
@@ -42,8 +43,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
     // Only POST: the other methods of `/files` fall through to the files module's resource.
     .service(
         Documented::new(
-            "/files",
-            web::resource("/files")
+            PATHS[1],
+            web::resource(PATHS[1])
                 .guard(guard::Post())
                 .route(web::post().to(upload_batch))
                 .wrap(from_fn(auth::identify)),
@@ -82,11 +83,11 @@ pub struct BatchForm {
 async fn upload(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    ingest: web::Data<Ingest>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let received = receive(&req, payload, &state, owner, Expect::One).await?;
-    let stored = commit(&state, owner, received).await?;
+    let received = receive(&req, payload, &ingest, owner, Expect::One).await?;
+    let stored = commit(&ingest, owner, received).await?;
     let record = &stored[0];
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, record.location()))
@@ -110,11 +111,11 @@ pub struct Batch {
 async fn upload_batch(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    ingest: web::Data<Ingest>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let received = receive(&req, payload, &state, owner, Expect::Many).await?;
-    let stored = commit(&state, owner, received).await?;
+    let received = receive(&req, payload, &ingest, owner, Expect::Many).await?;
+    let stored = commit(&ingest, owner, received).await?;
     Ok(HttpResponse::Created().json(Batch {
         files: stored.iter().map(FileRecord::to_object).collect(),
     }))
@@ -138,21 +139,20 @@ struct Received {
 async fn receive(
     req: &HttpRequest,
     payload: web::Payload,
-    state: &AppState,
+    ingest: &Ingest,
     owner: Owner,
     expect: Expect,
 ) -> Result<Received, ApiError> {
-    let in_flight = std::sync::Arc::new(state.uploads.enter());
-    let mut form = Form::new(req, payload, &state.limits)?;
+    let in_flight = std::sync::Arc::new(ingest.in_flight.enter());
+    let mut form = Form::new(req, payload, &ingest.limits)?;
     let mut reservation = Reservation::begin(
-        &state.bookkeeping,
+        &ingest.quota,
         owner.user_id,
-        state.storage.instance(),
-        state.quota,
+        ingest.storage.instance(),
         form.declared_length(),
     )
     .await?;
-    match receive_files(&mut form, state, &mut reservation, expect, &in_flight).await {
+    match receive_files(&mut form, ingest, &mut reservation, expect, &in_flight).await {
         Ok(files) => Ok(Received { files, reservation }),
         Err(error) => {
             reservation.release().await;
@@ -163,7 +163,7 @@ async fn receive(
 
 async fn receive_files(
     form: &mut Form<'_>,
-    state: &AppState,
+    ingest: &Ingest,
     reservation: &mut Reservation,
     expect: Expect,
     in_flight: &in_flight::Shared,
@@ -184,7 +184,7 @@ async fn receive_files(
             ));
         }
         files.push(
-            form.receive(&mut field, &state.storage, reservation, in_flight)
+            form.receive(&mut field, &ingest.storage, reservation, in_flight)
                 .await?,
         );
     }
@@ -200,11 +200,11 @@ async fn receive_files(
 /// Writes the rows for files already durable on disk. Spawned so that it runs to its end even
 /// if the client goes away: a row committed while its object is being removed would be lost.
 async fn commit(
-    state: &AppState,
+    ingest: &Ingest,
     owner: Owner,
     received: Received,
 ) -> Result<Vec<FileRecord>, ApiError> {
-    let (pool, committer) = (state.pool.clone(), state.committer.clone());
+    let (pool, committer) = (ingest.pool.clone(), ingest.committer.clone());
     telemetry::spawn(async move {
         let Received { files, reservation } = received;
         let (rows, entries): (Vec<_>, Vec<_>) =
@@ -214,34 +214,16 @@ async fn commit(
         let committed = committer
             .insert_all(&pool, owner.user_id, reservation.id(), rows, &claims)
             .await;
-        match committed {
-            Ok(Some(stored)) => {
+        // `None`: the owner was deleted while the files streamed in; their token went with them.
+        let stored = ingest::settle(committed, entries, ApiError::InvalidToken).await;
+        match &stored {
+            Ok(stored) => {
                 metrics::files_stored("multipart", stored.len());
-                reservation.settled();
-                entries.into_iter().for_each(Pending::commit_in_background);
-                Ok(stored)
+                reservation.committed();
             }
-            // The owner was deleted while the files streamed in; their token went with them.
-            Ok(None) => {
-                for entry in entries {
-                    entry.abandon().await;
-                }
-                reservation.release().await;
-                Err(ApiError::InvalidToken)
-            }
-            Err(error) => {
-                let unknown = db::outcome_unknown(&error);
-                for entry in entries {
-                    if unknown {
-                        entry.defer_to_sweep().await;
-                    } else {
-                        entry.abandon().await;
-                    }
-                }
-                reservation.release().await;
-                Err(error.into())
-            }
+            Err(_) => reservation.release().await,
         }
+        stored
     })
     .await
     .map_err(ApiError::internal)?

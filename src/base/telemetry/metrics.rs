@@ -1,5 +1,6 @@
-//! Prometheus metrics: the one place their names are written, the process's recorder, and
-//! `GET /metrics`. README → Operating intake lists them all.
+//! Prometheus metrics: the one place their names are written, the process's recorder, and the
+//! middleware that counts requests; `GET /metrics` renders them (`api::ops::metrics`). README →
+//! Operating intake lists them all.
 //!
 //! Labels are bounded by construction: a route's pattern (never its path), a method, a status
 //! class, an error code, a backend, an operation.
@@ -13,29 +14,21 @@ use std::{
 };
 
 use actix_web::{
-    Error, HttpRequest, HttpResponse,
+    Error,
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::{Method, StatusCode, header},
+    http::{Method, StatusCode},
     middleware::Next,
     web,
 };
 use metrics::{
-    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
     histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use utoipa_actix_web::service_config::ServiceConfig;
-
-use crate::{
-    api::openapi::Documented,
-    base::error::{ApiError, ErrorCode},
-    state::AppState,
-};
+use crate::base::error_code::ErrorCode;
 
 /// Upper bounds, in seconds, of every histogram's buckets: from a cached small request to a
 /// multi-GiB upload.
@@ -144,6 +137,10 @@ fn describe() {
     );
 }
 
+/// The routes that bring a file's bytes, by method and pattern, as the route table mounts them:
+/// their refusals are counted as refused uploads.
+pub struct UploadRoutes(pub Vec<(&'static str, &'static str)>);
+
 /// Counts and times every request; answers to uploads and refused credentials also by code.
 pub async fn record_request(
     req: ServiceRequest,
@@ -158,7 +155,8 @@ pub async fn record_request(
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status();
     if let Some(code) = res.response().extensions().get::<ErrorCode>() {
-        if is_upload(method, &route) {
+        let uploads = res.request().app_data::<web::Data<UploadRoutes>>();
+        if uploads.is_some_and(|uploads| uploads.0.contains(&(method, route.as_str()))) {
             counter!("intake_uploads_refused_total", "code" => code.as_str()).increment(1);
         }
         if matches!(
@@ -234,19 +232,6 @@ fn status_class(status: StatusCode) -> &'static str {
         4 => "4xx",
         _ => "5xx",
     }
-}
-
-/// The requests that bring a file's bytes.
-fn is_upload(method: &str, route: &str) -> bool {
-    matches!(
-        (method, route),
-        ("POST", "/upload" | "/files" | "/tus" | "/tus/") | ("PATCH", "/tus/{id}")
-    )
-}
-
-/// Tags an error response with its code, for `record_request`.
-pub fn tag(response: &mut HttpResponse, code: ErrorCode) {
-    response.extensions_mut().insert(code);
 }
 
 /// Counts file bytes as they arrive; one handle per upload, incremented per chunk.
@@ -349,57 +334,4 @@ pub fn provider_call(provider: &'static str, outcome: &'static str, took: Durati
     )
     .increment(1);
     histogram!("intake_checkout_provider_call_seconds", "provider" => provider).record(took);
-}
-
-pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.service(
-        Documented::new(
-            "/metrics",
-            web::resource("/metrics").route(web::get().to(scrape)),
-        )
-        .with(__path_scrape),
-    );
-}
-
-/// Prometheus metrics (README → Operating intake lists them).
-///
-/// Never rate-limited (a scraper must not be refused for scraping); open unless
-/// `telemetry.metrics_token` is set.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics token" = [])),
-    responses(
-        (status = 200, description = "the Prometheus text format",
-            content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
-        (status = 401, body = crate::base::problem::Problem, content_type = "application/problem+json",
-            description = "`unauthorized`: `telemetry.metrics_token` is set and not given"),
-    ))]
-async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let wanted = state.metrics_token.expose_secret();
-    if !wanted.is_empty() {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(ApiError::MissingToken)?;
-        // Digests, so that the comparison takes as long whatever the guess.
-        if Sha256::digest(given) != Sha256::digest(wanted) {
-            return Err(ApiError::InvalidToken);
-        }
-    }
-    for (name, pool) in [
-        ("requests", &state.pool),
-        ("bookkeeping", &state.bookkeeping),
-    ] {
-        let idle = pool.num_idle();
-        let in_use = (pool.size() as usize).saturating_sub(idle);
-        gauge!("intake_db_pool_connections", "pool" => name, "state" => "idle").set(idle as f64);
-        gauge!("intake_db_pool_connections", "pool" => name, "state" => "in_use")
-            .set(in_use as f64);
-        gauge!("intake_db_pool_max_connections", "pool" => name)
-            .set(pool.options().get_max_connections());
-    }
-    gauge!("intake_uploads_in_progress").set(*state.uploads.subscribe().borrow() as f64);
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render()))
 }

@@ -155,11 +155,29 @@ pub async fn echo_request_id(
     Ok(res)
 }
 
+/// The error and its causes, each once, for the log: many errors already repeat their cause's
+/// text in their own, which would otherwise be printed again.
+pub fn cause_chain(error: &(dyn std::error::Error + '_)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::OsStr;
 
-    use super::colour_wanted;
+    use std::io;
+
+    use super::{cause_chain, colour_wanted};
 
     #[test]
     fn colour_only_on_a_terminal_and_never_with_no_color() {
@@ -167,5 +185,23 @@ mod tests {
         assert!(colour_wanted(true, Some(OsStr::new(""))));
         assert!(!colour_wanted(true, Some(OsStr::new("1"))));
         assert!(!colour_wanted(false, None));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not listen on 127.0.0.1:8080 (server.host, server.port)")]
+    struct Bind(#[source] io::Error);
+
+    #[test]
+    fn each_cause_is_told_once() {
+        let io = io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused");
+        assert_eq!(
+            cause_chain(&Bind(io)),
+            "could not listen on 127.0.0.1:8080 (server.host, server.port): Connection refused"
+        );
+        let sqlx = sqlx::Error::Io(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(
+            cause_chain(&sqlx),
+            "error communicating with database: refused"
+        );
     }
 }

@@ -13,7 +13,7 @@
 //! present → the object must exist; row absent → the object must not.
 
 mod journal;
-pub mod sweep;
+pub mod repair;
 mod writer;
 
 use std::{
@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use crate::{
-    base::{in_flight, liveness::Lease},
+    base::{in_flight, liveness::Liveness},
     storage::ByteStream,
 };
 
@@ -55,7 +55,7 @@ pub struct FsStore {
     /// Holding this lock tells other instances' sweeps that `work` is alive.
     _lock: File,
     /// Tells other instances that this one runs (see `instances`).
-    lease: Option<Lease>,
+    liveness: Option<Liveness>,
 }
 
 impl FsStore {
@@ -84,13 +84,13 @@ impl FsStore {
             uploads,
             instance,
             _lock: lock,
-            lease: None,
+            liveness: None,
         })
     }
 
-    /// Keeps this instance's lease for as long as the store lives.
-    pub fn hold(&mut self, lease: Lease) {
-        self.lease = Some(lease);
+    /// Keeps this instance's liveness for as long as the store lives.
+    pub fn hold(&mut self, liveness: Liveness) {
+        self.liveness = Some(liveness);
     }
 
     /// Where the object `id` lives: fanned out by the id's last (random) hex digits, because

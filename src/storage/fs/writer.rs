@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use super::{JournalEntry, link, sync_parent};
-use crate::storage::{Written, resumable::Partial};
+use crate::storage::{Written, partial::Partial};
 
 /// Writeback is started for every window written, so that disk writes overlap receiving and
 /// the final sync finds little left to flush. (Waiting for each window as well was slower.)
@@ -208,7 +208,7 @@ impl FsAppender {
 
     /// Waits for a batch still being written: the file must not change after the lease that
     /// guards it is given up.
-    pub async fn settle(mut self) {
+    pub async fn drain(mut self) {
         if let Some(batch) = self.pipeline.in_flight() {
             let _ = batch.await;
         }

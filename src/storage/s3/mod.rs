@@ -28,15 +28,13 @@ use sha2::Sha256;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub use self::writer::{Intent, Multipart, S3Appender, S3Writer};
-use super::{
-    ByteStream,
-    sweep::{SweepError, SweepReport},
-};
+pub use self::writer::{Intent, S3Appender, S3Writer};
+use super::partial::Multipart;
+use super::{ByteStream, RepairError, Repaired};
 use crate::base::{
     configuration::S3Settings,
     in_flight,
-    liveness::{self, Lease},
+    liveness::{self, Liveness},
 };
 
 /// S3's smallest part but the last.
@@ -102,7 +100,7 @@ pub struct S3Store {
     /// instance's own sweep settles them once Postgres answers.
     deferred: std::sync::Mutex<Vec<Uuid>>,
     /// Tells other instances' sweeps that this one runs.
-    _lease: Lease,
+    _liveness: Liveness,
 }
 
 impl S3Store {
@@ -112,7 +110,7 @@ impl S3Store {
         settings: &S3Settings,
         instance: Uuid,
         pool: PgPool,
-        lease: Lease,
+        liveness: Liveness,
     ) -> Result<Self, OpenError> {
         let client = client(settings).map_err(OpenError::Settings)?;
         let store = Self {
@@ -123,7 +121,7 @@ impl S3Store {
             instance,
             pool,
             deferred: std::sync::Mutex::default(),
-            _lease: lease,
+            _liveness: liveness,
         };
         store
             .check_bucket()
@@ -325,8 +323,8 @@ impl S3Store {
 
     /// Settles this instance's deferred intents and those of instances that are gone. Returns
     /// what it did and the instances running.
-    pub async fn sweep(&self) -> Result<(SweepReport, Vec<Uuid>), SweepError> {
-        let mut report = SweepReport::default();
+    pub async fn repair(&self) -> Result<(Repaired, Vec<Uuid>), RepairError> {
+        let mut report = Repaired::default();
         let deferred = std::mem::take(
             &mut *self
                 .deferred
@@ -381,7 +379,7 @@ impl S3Store {
 
     /// Settles one intent, holding its row locked throughout so that a commit that claims it
     /// waits, then finds it gone. `None` when it was already settled.
-    async fn settle(&self, id: Uuid) -> Result<Option<bool>, SweepError> {
+    async fn settle(&self, id: Uuid) -> Result<Option<bool>, RepairError> {
         let mut tx = self.pool.begin().await?;
         let intent = sqlx::query!(
             r#"

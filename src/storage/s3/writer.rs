@@ -14,7 +14,10 @@ use uuid::Uuid;
 use super::{MIN_PART_SIZE, S3Store};
 use crate::{
     base::{in_flight, telemetry},
-    storage::{Written, resumable::Partial},
+    storage::{
+        Written,
+        partial::{Multipart, Partial},
+    },
 };
 
 enum Hashing {
@@ -196,16 +199,6 @@ pub struct S3Appender {
     upload_id: String,
 }
 
-/// Where a resumable upload's multipart upload stands.
-#[derive(Debug, Clone, Default)]
-pub struct Multipart {
-    pub upload_id: String,
-    /// The ETags of the parts sent, in order.
-    pub parts: Vec<String>,
-    /// The bytes after the last part.
-    pub tail: Bytes,
-}
-
 impl S3Appender {
     pub(super) fn new(
         store: Arc<S3Store>,
@@ -277,7 +270,7 @@ impl S3Appender {
 
     /// Waits for the parts still on their way: a later PATCH must not race them for a part
     /// number.
-    pub async fn settle(mut self) {
+    pub async fn drain(mut self) {
         for part in std::mem::take(&mut self.parts.sending) {
             let _ = part.await;
         }

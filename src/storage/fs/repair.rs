@@ -12,14 +12,14 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{FsStore, PENDING, link_durably, remove_if_present};
-use crate::storage::sweep::{SweepError, SweepReport};
+use crate::storage::{RepairError, Repaired};
 
 /// One pass over the dead instances' journals and the pending entries. Returns what it did and
 /// the instances running, this one included.
-pub async fn settle(
+pub async fn repair(
     storage: &Arc<FsStore>,
     pool: &PgPool,
-) -> Result<(SweepReport, Vec<Uuid>), SweepError> {
+) -> Result<(Repaired, Vec<Uuid>), RepairError> {
     let listing = Arc::clone(storage);
     let Orphans {
         entries,
@@ -28,7 +28,7 @@ pub async fn settle(
     } = tokio::task::spawn_blocking(move || listing.orphaned_entries())
         .await
         .map_err(io::Error::other)??;
-    let mut report = SweepReport::default();
+    let mut report = Repaired::default();
     for path in entries {
         let id = path
             .file_name()

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     base::{error::ApiError, liveness},
-    storage::{resumable::Partial, s3::Multipart},
+    storage::partial::{Multipart, Partial},
 };
 
 /// A new upload's row.

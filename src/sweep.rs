@@ -1,49 +1,37 @@
-//! Repairs what interrupted work left behind, on either backend, and gives back the quota that
-//! stopped instances had reserved. The row decides each object's fate: present → kept; absent
-//! → removed.
+//! The sweep: one pass, at start-up and then periodically, over what interrupted work left
+//! behind. In turn: the storage's own pass (objects without rows, rows' objects half-moved),
+//! the resumable uploads that expired, and the quota reservations of instances that are gone.
+//! Each part knows only its own: the storage knows bytes, the resumable uploads their rows, the
+//! quota its reservations.
 
 use std::{sync::Arc, time::Duration};
 
 use sqlx::PgPool;
 use tracing::Instrument;
 
-use super::Storage;
-use crate::{access::quota, base::telemetry::metrics};
+use crate::{
+    access::quota,
+    base::telemetry::{self, metrics},
+    resumable::expiry,
+    storage::{RepairError, Repaired, Storage},
+};
 
-#[derive(Debug, thiserror::Error)]
-pub enum SweepError {
-    #[error("could not read or repair the storage")]
-    Storage(#[from] std::io::Error),
-    #[error("could not ask the database about an object change")]
-    Database(#[from] sqlx::Error),
-}
-
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    pub kept: usize,
-    pub removed: usize,
-}
-
-/// One pass over the leftovers of interrupted work and over the quota reservations of
-/// instances that are gone.
-pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<SweepReport, SweepError> {
-    let swept = settle(storage, pool)
+/// One pass of the sweep.
+pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<Repaired, RepairError> {
+    let swept = run(storage, pool)
         .instrument(tracing::info_span!("sweep", backend = storage.backend()))
         .await;
     metrics::sweep_run(if swept.is_ok() { "ok" } else { "error" });
     swept
 }
 
-async fn settle(storage: &Storage, pool: &PgPool) -> Result<SweepReport, SweepError> {
+async fn run(storage: &Storage, pool: &PgPool) -> Result<Repaired, RepairError> {
     // Reservations made after this moment belong to instances that may not have been seen.
     let listed_at = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
         .fetch_one(pool)
         .await?;
-    let (report, alive) = match storage {
-        Storage::Fs(store) => super::fs::sweep::settle(store, pool).await?,
-        Storage::S3(store) => store.sweep().await?,
-    };
-    let expired = crate::api::tus::sweep::sweep(storage, pool).await?;
+    let (report, alive) = storage.repair(pool).await?;
+    let expired = expiry::expire(storage, pool).await?;
     metrics::sweep_actions("kept", report.kept);
     metrics::sweep_actions("removed", report.removed);
     metrics::sweep_actions("expired", expired);
@@ -54,7 +42,7 @@ async fn settle(storage: &Storage, pool: &PgPool) -> Result<SweepReport, SweepEr
             "gave back quota held by stopped instances"
         );
     }
-    if report != SweepReport::default() {
+    if report != Repaired::default() {
         tracing::info!(
             kept = report.kept,
             removed = report.removed,
@@ -76,7 +64,7 @@ pub fn spawn_periodic(
         loop {
             ticks.tick().await;
             if let Err(error) = sweep(&storage, &pool).await {
-                tracing::warn!(error = %crate::base::problem::cause_chain(&error), "storage sweep failed; will retry");
+                tracing::warn!(error = %telemetry::cause_chain(&error), "storage sweep failed; will retry");
             }
         }
     })

@@ -8,7 +8,7 @@ use super::record;
 use crate::{
     access::quota,
     base::liveness,
-    storage::{Storage, sweep::SweepError},
+    storage::{RepairError, Storage},
 };
 
 /// Removes an upload whose lease is held (`lease`): its row and its quota first, in one
@@ -37,7 +37,7 @@ pub async fn remove(
 /// Removes the uploads that expired (unless a running instance still writes to one), and on
 /// disk the files of uploads that have no row. Returns how many uploads it removed.
 #[tracing::instrument(name = "sweep.expired_uploads", skip_all)]
-pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<usize, SweepError> {
+pub async fn expire(storage: &Storage, pool: &PgPool) -> Result<usize, RepairError> {
     let expired = sqlx::query!(
         r#"
         SELECT id, multipart_id, lease, lease_holder FROM resumable_uploads
@@ -81,16 +81,16 @@ pub async fn sweep(storage: &Storage, pool: &PgPool) -> Result<usize, SweepError
             removed += 1;
         }
     }
-    if let Storage::Fs(store) = storage {
-        let on_disk = store.partials().await?;
+    let stored = storage.resumable_leftovers().await?;
+    if !stored.is_empty() {
         let kept = sqlx::query_scalar!(
             "SELECT id FROM resumable_uploads WHERE id = ANY($1)",
-            &on_disk
+            &stored
         )
         .fetch_all(pool)
         .await?;
-        for id in on_disk.into_iter().filter(|id| !kept.contains(id)) {
-            store.remove_partial(id).await?;
+        for id in stored.into_iter().filter(|id| !kept.contains(id)) {
+            storage.discard_resumable(id, None).await?;
         }
     }
     if removed > 0 {
