@@ -1,6 +1,6 @@
 //! The page at `/`: upload with progress (tus, resumable), and the caller's files. Plain
 //! HTML, CSS and JS compiled into the binary, with tus-js-client vendored from npm
-//! (`src/web/assets/vendor`, see its README): nothing is loaded from elsewhere.
+//! (`src/api/page/assets/vendor`, see its README): nothing is loaded from elsewhere.
 
 use actix_web::{
     HttpResponse,

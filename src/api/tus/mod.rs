@@ -7,6 +7,7 @@
 //! state. The upload's id is the id of the file it becomes: `/tus/{id}` turns into
 //! `/files/{id}` when its last byte is stored.
 
+mod holding;
 mod protocol;
 mod receive;
 mod upload;

@@ -9,6 +9,7 @@ use sha2::Digest;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use super::holding::Holding;
 use super::{
     Tus,
     protocol::{self, UPLOAD_LENGTH},
@@ -37,74 +38,6 @@ pub struct Patched {
     pub expires_at: OffsetDateTime,
     /// The file the upload became, when this PATCH finished it.
     pub file: Option<FileRecord>,
-}
-
-/// An upload's lease, held for one request. Dropped while held (the request was cancelled), it
-/// waits for storage writes under way, then gives the lease back.
-pub struct Holding<'a> {
-    tus: &'a Tus,
-    pub upload: Leased,
-    appender: Option<Appender>,
-    held: bool,
-    /// Cancelled when a newer request asks for the upload (see `writers`).
-    superseded: CancellationToken,
-}
-
-impl<'a> Holding<'a> {
-    pub fn new(tus: &'a Tus, upload: Leased) -> Self {
-        Self {
-            superseded: tus.writers.enter(upload.id),
-            tus,
-            upload,
-            appender: None,
-            held: true,
-        }
-    }
-
-    /// Gives the lease back without recording anything.
-    pub async fn give_back(mut self) {
-        self.held = false;
-        let appender = self.appender.take();
-        release(
-            self.tus.ingest.pool.clone(),
-            self.upload.id,
-            self.upload.lease,
-            appender,
-        )
-        .await;
-    }
-}
-
-/// Waits for storage writes under way, then gives the lease back. A failure is logged: another
-/// instance takes the lease over once this one is gone, and a newer request asks for it.
-async fn release(
-    pool: sqlx::PgPool,
-    id: uuid::Uuid,
-    lease: uuid::Uuid,
-    appender: Option<Appender>,
-) {
-    if let Some(appender) = appender {
-        appender.drain().await;
-    }
-    if let Err(error) = record::release(&pool, id, lease).await {
-        tracing::warn!(%id, %error, "could not give an upload's lease back");
-    }
-}
-
-impl Drop for Holding<'_> {
-    fn drop(&mut self) {
-        self.tus.writers.leave(self.upload.id, &self.superseded);
-        if !self.held {
-            return;
-        }
-        let appender = self.appender.take();
-        tokio::spawn(release(
-            self.tus.ingest.pool.clone(),
-            self.upload.id,
-            self.upload.lease,
-            appender,
-        ));
-    }
 }
 
 /// Appends the request's body at `offset` and records how far the upload got; the lease is

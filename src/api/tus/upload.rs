@@ -6,12 +6,14 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::{
-    OnAnUpload, Tus, TusResumable, lease,
+    OnAnUpload, Tus, TusResumable,
+    holding::Holding,
+    lease,
     protocol::{
         self, UPLOAD_DEFER_LENGTH, UPLOAD_EXPIRES, UPLOAD_LENGTH, UPLOAD_METADATA, UPLOAD_OFFSET,
         http_date, resumable,
     },
-    receive::{self, Holding, Patched},
+    receive::{self, Patched},
 };
 use crate::{
     access::auth::Owner,

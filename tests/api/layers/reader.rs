@@ -1,8 +1,6 @@
-//! The house's layout, read from the code's own imports (docs/architecture.md): the modules of
-//! `src/` import each other in no circle, and each import points down the layers. Paths are
-//! read as the compiler resolves them: `crate::…`, `super::…` and `self::…`, in `use` lines and
-//! in code, each resolved to the deepest module file it names. A module may use its own
-//! children; a child using its parent counts.
+//! Reads the module tree and the paths each file names, as far as the layout test needs: every
+//! file's module path, and each `crate::`, `super::` and `self::` path resolved to the deepest
+//! module file it names.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,186 +8,8 @@ use std::{
     path::Path,
 };
 
-/// The layers, top first; a module belongs to the first entry whose prefix it has. An import
-/// may point to a lower layer, or within its own area (the entry's prefix) — never up, and
-/// never sideways into another HTTP area.
-const LAYERS: &[(&str, &[&str])] = &[
-    ("wiring", &["", "startup", "routes", "server", "cli"]),
-    (
-        "HTTP areas",
-        &[
-            "api::account",
-            "api::checkout",
-            "api::files",
-            "api::lessons",
-            "api::ops",
-            "api::page",
-            "api::tus",
-            "api::uploads",
-        ],
-    ),
-    ("HTTP kit", &["api"]),
-    (
-        "shared services",
-        &["access", "catalog", "ingest", "resumable", "sweep"],
-    ),
-    ("storage", &["storage"]),
-    ("base", &["base"]),
-];
-
-#[test]
-fn no_module_imports_another_in_a_circle() {
-    let graph = Graph::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").as_path());
-    let circles = graph.circles();
-    let mut told = String::new();
-    for circle in &circles {
-        told.push_str(&format!("circle: {}\n", circle.join(", ")));
-        for from in circle {
-            for to in graph.edges[from].iter().filter(|to| circle.contains(to)) {
-                told.push_str(&format!("  {from} → {to}\n"));
-            }
-        }
-    }
-    assert!(
-        circles.is_empty(),
-        "modules that import each other in a circle, and the imports inside it:\n{told}"
-    );
-}
-
-#[test]
-fn every_import_points_down_the_layers() {
-    let graph = Graph::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").as_path());
-    let mut upward = Vec::new();
-    for (from, targets) in &graph.edges {
-        let (from_layer, from_area) = layer_of(from);
-        for to in targets {
-            let (to_layer, to_area) = layer_of(to);
-            let sideways_in_areas = from_layer == 1 && to_layer == 1 && from_area != to_area;
-            if to_layer < from_layer || sideways_in_areas {
-                upward.push(format!(
-                    "  {from} ({}) → {to} ({})",
-                    LAYERS[from_layer].0, LAYERS[to_layer].0
-                ));
-            }
-        }
-    }
-    assert!(
-        upward.is_empty(),
-        "imports that point up a layer, or across HTTP areas:\n{}",
-        upward.join("\n")
-    );
-}
-
-/// The layer's index and the area's prefix.
-fn layer_of(module: &str) -> (usize, &'static str) {
-    for (index, (_, prefixes)) in LAYERS.iter().enumerate() {
-        for prefix in *prefixes {
-            let root = prefix.is_empty() && module.is_empty();
-            if root || (!prefix.is_empty() && is_within(module, prefix)) {
-                return (index, prefix);
-            }
-        }
-    }
-    panic!("module {module} is in no layer: add it to LAYERS and docs/architecture.md")
-}
-
-fn is_within(module: &str, ancestor: &str) -> bool {
-    ancestor.is_empty()
-        || module == ancestor
-        || module
-            .strip_prefix(ancestor)
-            .is_some_and(|rest| rest.starts_with("::"))
-}
-
-/// Modules (by path, `a::b`; the crate's root is ``) and the modules each one imports.
-struct Graph {
-    edges: BTreeMap<String, BTreeSet<String>>,
-}
-
-impl Graph {
-    fn read(src: &Path) -> Self {
-        let mut files = BTreeMap::new();
-        collect(src, src, &mut files);
-        let modules: BTreeSet<String> = files.keys().cloned().collect();
-        let mut edges = BTreeMap::new();
-        for (module, text) in &files {
-            let mut targets = BTreeSet::new();
-            for (scope, path) in paths(&strip(text)) {
-                let inner = join(module, &scope);
-                if let Some(target) = resolve(&modules, &inner, &path)
-                    && !is_within(&target, module)
-                {
-                    targets.insert(target);
-                }
-            }
-            edges.insert(module.clone(), targets);
-        }
-        Self { edges }
-    }
-
-    /// Each strongly connected group of more than one module (Tarjan's algorithm).
-    fn circles(&self) -> Vec<Vec<String>> {
-        struct Walk<'a> {
-            graph: &'a Graph,
-            index: BTreeMap<&'a str, usize>,
-            low: BTreeMap<&'a str, usize>,
-            stack: Vec<&'a str>,
-            on_stack: BTreeSet<&'a str>,
-            found: Vec<Vec<String>>,
-        }
-        impl<'a> Walk<'a> {
-            fn visit(&mut self, node: &'a str) {
-                let n = self.index.len();
-                self.index.insert(node, n);
-                self.low.insert(node, n);
-                self.stack.push(node);
-                self.on_stack.insert(node);
-                for next in self.graph.edges.get(node).into_iter().flatten() {
-                    let next = next.as_str();
-                    if !self.index.contains_key(next) {
-                        self.visit(next);
-                        let low = self.low[node].min(self.low[next]);
-                        self.low.insert(node, low);
-                    } else if self.on_stack.contains(next) {
-                        let low = self.low[node].min(self.index[next]);
-                        self.low.insert(node, low);
-                    }
-                }
-                if self.low[node] == self.index[node] {
-                    let mut group = Vec::new();
-                    while let Some(member) = self.stack.pop() {
-                        self.on_stack.remove(member);
-                        group.push(member.to_owned());
-                        if member == node {
-                            break;
-                        }
-                    }
-                    if group.len() > 1 {
-                        group.sort();
-                        self.found.push(group);
-                    }
-                }
-            }
-        }
-        let mut walk = Walk {
-            graph: self,
-            index: BTreeMap::new(),
-            low: BTreeMap::new(),
-            stack: Vec::new(),
-            on_stack: BTreeSet::new(),
-            found: Vec::new(),
-        };
-        for node in self.edges.keys() {
-            if !walk.index.contains_key(node.as_str()) {
-                walk.visit(node);
-            }
-        }
-        walk.found
-    }
-}
-
 /// Every `.rs` file under `dir` by its module path; `main.rs` is another crate.
-fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) {
+pub fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) {
     for entry in fs::read_dir(dir).expect("src/ is readable") {
         let path = entry.expect("src/ is readable").path();
         if path.is_dir() {
@@ -216,7 +36,7 @@ fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) {
 }
 
 /// The code without comments, strings and character literals (which may hold `crate::`).
-fn strip(text: &str) -> String {
+pub fn strip(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -351,7 +171,7 @@ fn tokens(code: &str) -> Vec<Token> {
 
 /// Every path the code names that starts at `crate`, `super` or `self`, with the inline module
 /// (`mod tests { … }`) it is named in, relative to the file's module.
-fn paths(code: &str) -> Vec<(Vec<String>, Vec<String>)> {
+pub fn paths(code: &str) -> Vec<(Vec<String>, Vec<String>)> {
     let tokens = tokens(code);
     let mut found = Vec::new();
     // The inline modules open at this point, with the brace depth each was opened at.
@@ -467,7 +287,7 @@ fn use_tree(tokens: &[Token]) -> Vec<Vec<String>> {
     out
 }
 
-fn join(module: &str, scope: &[String]) -> Vec<String> {
+pub fn join(module: &str, scope: &[String]) -> Vec<String> {
     let mut parts: Vec<String> = module
         .split("::")
         .filter(|part| !part.is_empty())
@@ -479,7 +299,7 @@ fn join(module: &str, scope: &[String]) -> Vec<String> {
 
 /// The deepest module file a path names, read from `inner` (the module it is written in, inline
 /// modules included).
-fn resolve(modules: &BTreeSet<String>, inner: &[String], path: &[String]) -> Option<String> {
+pub fn resolve(modules: &BTreeSet<String>, inner: &[String], path: &[String]) -> Option<String> {
     let mut at: Vec<String> = Vec::new();
     let mut rest = path;
     match path.first().map(String::as_str) {
