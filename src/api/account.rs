@@ -2,13 +2,14 @@
 
 use actix_web::{HttpResponse, middleware::from_fn, web};
 use serde::Serialize;
+use sqlx::PgPool;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use sqlx::PgPool;
-
 use crate::{
-    access::auth::{self, Owner},
-    access::quota::Quota,
+    access::{
+        auth::{self, Owner},
+        quota::Quota,
+    },
     api::openapi::{Documented, responses::Authenticated},
     base::error::ApiError,
 };

@@ -5,25 +5,24 @@ use std::time::Duration;
 use actix_web::{HttpResponse, Route, middleware::from_fn, web};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::Instrument;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use sqlx::PgPool;
-
 use crate::{
-    access::auth::Auth,
     access::{
-        auth::{self, Owner},
+        auth::{self, Auth, Owner},
         rate_limit,
     },
     api::openapi::{
         Documented,
         responses::{Authenticated, Limited, NotFound},
     },
-    base::configuration::LessonSettings,
-    base::{error::ApiError, error_code::FieldError, problem::Problem},
+    base::{
+        configuration::LessonSettings, error::ApiError, error_code::FieldError, problem::Problem,
+    },
 };
 
 /// The most of an upstream body `/external` will read.

@@ -110,11 +110,6 @@ impl<'a> Incoming<'a> {
         Ok(Some(content_type))
     }
 
-    /// What has not been stored yet (a checksum must see it before it is written).
-    pub fn unstored(&self) -> &[Bytes] {
-        &self.batch.chunks
-    }
-
     /// The last batch, however full.
     pub fn into_last(self) -> Batch {
         self.batch

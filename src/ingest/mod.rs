@@ -14,8 +14,7 @@ use sqlx::PgPool;
 use self::content_type::AllowList;
 use crate::{
     access::quota::Quota,
-    base::error::ApiError,
-    base::{configuration::UploadSettings, in_flight::InFlight},
+    base::{configuration::UploadSettings, error::ApiError, in_flight::InFlight},
     catalog::committer::Committer,
     storage::{self, Pending, RowOutcome, Storage},
 };

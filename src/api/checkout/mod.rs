@@ -19,6 +19,7 @@ use actix_web::{
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::PgPool;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
@@ -29,7 +30,6 @@ use self::{
     request::Order,
 };
 pub use self::{keys::KeysInUse, process::Checkout};
-use sqlx::PgPool;
 
 use crate::{
     access::auth::{self, Owner},

@@ -13,9 +13,8 @@ use actix_web::{
 };
 use futures_util::StreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use uuid::Uuid;
-
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::{
     access::auth::Owner,

@@ -4,16 +4,14 @@ mod download;
 
 use actix_web::{HttpResponse, middleware::from_fn, web};
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use sqlx::PgPool;
-
 use crate::{
-    access::quota::Quota,
     access::{
         auth::{self, Owner},
-        quota,
+        quota::{self, Quota},
     },
     api::openapi::{
         Documented,

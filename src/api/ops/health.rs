@@ -2,10 +2,9 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
+use sqlx::PgPool;
 use tracing::Instrument;
 use utoipa_actix_web::service_config::ServiceConfig;
-
-use sqlx::PgPool;
 
 use crate::{
     api::openapi::Documented,

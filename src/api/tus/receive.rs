@@ -9,9 +9,9 @@ use sha2::Digest;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::holding::Holding;
 use super::{
     Tus,
+    holding::Holding,
     protocol::{self, UPLOAD_LENGTH},
 };
 use crate::{
