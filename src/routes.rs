@@ -76,7 +76,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
 pub fn upload_routes() -> UploadRoutes {
     let mut routes: Vec<_> = uploads::PATHS.iter().map(|path| ("POST", *path)).collect();
     routes.extend(tus::CREATION.iter().map(|path| ("POST", *path)));
-    routes.push(("PATCH", tus::UPLOAD));
+    // A `PATCH` sent as `POST` with `X-HTTP-Method-Override`, too.
+    routes.extend([("PATCH", tus::UPLOAD), ("POST", tus::UPLOAD)]);
     UploadRoutes(routes)
 }
 

@@ -30,4 +30,5 @@ mod startup;
 mod traces;
 mod tus;
 mod tus_clients;
+mod tus_edges;
 mod uploads;

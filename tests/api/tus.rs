@@ -14,7 +14,7 @@ use crate::{
     helpers::{TestApp, assert_problem, random_bytes, sha256_hex, spawn_app, spawn_app_with},
 };
 
-const OCTETS: &str = "application/offset+octet-stream";
+pub const OCTETS: &str = "application/offset+octet-stream";
 
 pub fn header(response: &Response, name: &str) -> String {
     response
@@ -55,7 +55,7 @@ impl<'a> Tus<'a> {
         self
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -126,7 +126,7 @@ fn metadata(filename: &str) -> String {
     )
 }
 
-fn id_of(path: &str) -> Uuid {
+pub fn id_of(path: &str) -> Uuid {
     path.trim_start_matches("/tus/").parse().unwrap()
 }
 

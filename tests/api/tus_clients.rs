@@ -48,9 +48,23 @@ impl Client {
 
     /// Runs one step of the driver; returns the upload URL it prints.
     async fn run(self, step: &str, at: &str, file: &Path, chunk: usize, token: &str) -> String {
+        self.run_with(&[], step, at, file, chunk, token).await
+    }
+
+    /// As `run`, with the driver's environment variables `env`.
+    async fn run_with(
+        self,
+        env: &[(&str, &str)],
+        step: &str,
+        at: &str,
+        file: &Path,
+        chunk: usize,
+        token: &str,
+    ) -> String {
         let output = self
             .command()
             .expect("checked by the test")
+            .envs(env.iter().copied())
             .args([step, at])
             .arg(file)
             .args([&chunk.to_string(), token])
@@ -116,4 +130,48 @@ async fn tuspy_resumes_on_another_instance() {
 #[tokio::test]
 async fn tus_js_client_resumes_on_another_instance() {
     interrupted_then_resumed_on_another_instance(Client::TusJs, MIB).await;
+}
+
+/// What a client reports as stored is stored: its upload, sent whole, is a file of its bytes.
+async fn sent_whole(client: Client, bytes: &[u8], env: &[(&str, &str)]) {
+    if client.command().is_none() {
+        return;
+    }
+    let app = spawn_app_with(|s| s.auth.enabled = true).await;
+    let token = app.user_with_token("ada").await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+
+    let url = client
+        .run_with(env, "whole", &app.url("/tus/"), file.path(), MIB, &token)
+        .await;
+
+    let id = url
+        .strip_prefix(&app.url("/tus/"))
+        .expect("an upload of this server");
+    let stored: serde_json::Value = app
+        .get_as(&token, &format!("/files/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["sha256"], sha256_hex(bytes));
+    assert_eq!(stored["size"], bytes.len());
+    assert_nothing_resumable_left(&app).await;
+}
+
+#[tokio::test]
+async fn an_empty_file_from_tuspy_is_stored() {
+    sent_whole(Client::Tuspy, b"", &[]).await;
+}
+
+#[tokio::test]
+async fn an_empty_file_from_tus_js_client_is_stored() {
+    sent_whole(Client::TusJs, b"", &[]).await;
+}
+
+#[tokio::test]
+async fn tus_js_client_sending_patch_as_post_stores_its_file() {
+    let bytes = random_bytes(2 * MIB + 5, 9);
+    sent_whole(Client::TusJs, &bytes, &[("TUS_OVERRIDE_PATCH", "1")]).await;
 }

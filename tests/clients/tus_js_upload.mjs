@@ -5,7 +5,9 @@
 //                                            and prints the upload's URL
 //   resume URL FILE CHUNK_SIZE [TOKEN]       asks the server how far the upload is and sends
 //                                            the rest; prints the upload's URL
+//   whole  ENDPOINT FILE CHUNK_SIZE [TOKEN]  uploads the whole file; prints the upload's URL
 //
+// TUS_OVERRIDE_PATCH=1: PATCH sent as POST with X-HTTP-Method-Override (overridePatchMethod).
 // TUS_JS_MODULES: the node_modules folder that holds tus-js-client.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -20,8 +22,12 @@ const url = await new Promise((resolve, reject) => {
     retryDelays: [0, 200, 500],
     onError: reject,
     onSuccess: () => resolve(upload.url),
+    overridePatchMethod: process.env.TUS_OVERRIDE_PATCH === '1',
   };
-  if (step === 'start') {
+  if (step === 'whole') {
+    options.endpoint = where;
+    options.metadata = { filename: 'tus-js.bin', filetype: 'application/octet-stream' };
+  } else if (step === 'start') {
     options.endpoint = where;
     options.metadata = { filename: 'tus-js.bin', filetype: 'application/octet-stream' };
     options.onChunkComplete = () => {

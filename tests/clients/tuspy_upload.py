@@ -4,6 +4,7 @@
                                              and prints the upload's URL
     resume URL FILE CHUNK_SIZE [TOKEN]       asks the server how far the upload is and sends
                                              the rest; prints the upload's URL
+    whole  ENDPOINT FILE CHUNK_SIZE [TOKEN]  uploads the whole file; prints the upload's URL
 """
 
 import sys
@@ -14,7 +15,12 @@ step, where, path, chunk_size, *token = sys.argv[1:]
 chunk_size = int(chunk_size)
 headers = {"Authorization": f"Bearer {token[0]}"} if token and token[0] else {}
 
-if step == "start":
+if step == "whole":
+    uploader = client.TusClient(where, headers=headers).uploader(
+        path, chunk_size=chunk_size, metadata={"filename": "tuspy.bin"}
+    )
+    uploader.upload()
+elif step == "start":
     uploader = client.TusClient(where, headers=headers).uploader(
         path, chunk_size=chunk_size, metadata={"filename": "tuspy.bin"}
     )

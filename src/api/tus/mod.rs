@@ -20,13 +20,15 @@ use actix_web::{
     middleware::from_fn,
     web,
 };
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use self::protocol::{
     CHECKSUM_ALGORITHMS, EXTENSIONS, TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE,
-    TUS_VERSION, UPLOAD_EXPIRES, VERSION, http_date, resumable,
+    TUS_VERSION, UPLOAD_CONCAT, UPLOAD_EXPIRES, VERSION, http_date, resumable,
 };
 use crate::{
     access::{
@@ -34,8 +36,9 @@ use crate::{
         quota::{self, Reservation},
     },
     api::openapi::{Documented, responses::Authenticated},
-    base::{configuration::TusSettings, error::ApiError, problem::Problem},
-    ingest::{Ingest, content_type::Detector, filename},
+    base::{configuration::TusSettings, error::ApiError, problem::Problem, telemetry::metrics},
+    catalog::record::{FileRecord, NewFile},
+    ingest::{self, Ingest, content_type::Detector, filename},
     resumable::{
         record::{self, NewUpload, Refused},
         writers,
@@ -83,6 +86,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .route(web::head().to(upload::head))
                 .route(web::patch().to(upload::patch))
                 .route(web::delete().to(upload::terminate))
+                // tus 1.0: `POST` with `X-HTTP-Method-Override`, for clients that cannot send
+                // `PATCH` or `DELETE`.
+                .route(overridden("PATCH").to(upload::patch))
+                .route(overridden("DELETE").to(upload::terminate))
                 .route(web::method(Method::OPTIONS).to(options))
                 .wrap(from_fn(auth::identify))
                 .wrap(from_fn(protocol::tag)),
@@ -91,6 +98,11 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .with(upload::__path_patch)
         .with(upload::__path_terminate),
     );
+}
+
+/// A `POST` that asks to be taken as `method`.
+fn overridden(method: &'static str) -> actix_web::Route {
+    web::post().guard(guard::Header("x-http-method-override", method))
 }
 
 /// What any request on an upload may answer besides its own outcomes.
@@ -149,10 +161,13 @@ async fn options(tus: web::Data<Tus>) -> HttpResponse {
     request_body(content = Option<Vec<u8>>, content_type = "application/offset+octet-stream",
         description = "the first bytes (creation-with-upload); none otherwise"),
     responses(
-        (status = 201, description = "created; `Location` is where to PATCH",
-            headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String))),
+        (status = 201, description = "created; `Location` is where to PATCH. An upload of \
+            `Upload-Length: 0` is a file at once: `Content-Location` says where",
+            headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String),
+                ("Content-Location" = Option<String>))),
         (status = 400, body = Problem, content_type = "application/problem+json",
-            description = "`invalid_request`: a header is missing or not valid"),
+            description = "`invalid_request`: a header is missing or not valid, or \
+                `Upload-Concat` (concatenation is not supported)"),
         (status = 412, body = Problem, content_type = "application/problem+json",
             description = "`tus_version_unsupported`", headers(("Tus-Version" = String))),
         (status = 413, body = Problem, content_type = "application/problem+json",
@@ -169,6 +184,14 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let headers = req.headers();
     protocol::check_version(headers)?;
+    // Parallel uploads are partial uploads concatenated at the end: refused until this server
+    // concatenates, so that a client never leaves parts behind that count against the quota.
+    if headers.contains_key(UPLOAD_CONCAT) {
+        return Err(ApiError::InvalidRequest(
+            "this server does not concatenate uploads (Upload-Concat): send the file as one upload"
+                .into(),
+        ));
+    }
     let length = protocol::creation_length(headers)?;
     let max = tus.ingest.limits.settings.max_file_bytes;
     if length.is_some_and(|length| length > max) {
@@ -184,7 +207,7 @@ async fn create(
         .as_deref()
         .and_then(|filetype| filetype.parse::<mime::Mime>().ok());
     // A declared type that is not allowed is refused before a byte is sent.
-    Detector::new(declared_type.as_ref(), &tus.ingest.limits.allow)?;
+    let detector = Detector::new(declared_type.as_ref(), &tus.ingest.limits.allow)?;
     let upload = NewUpload {
         id: Uuid::now_v7(),
         owner: owner.user_id,
@@ -195,6 +218,12 @@ async fn create(
         multipart_id: None,
         expires_at: OffsetDateTime::now_utc() + tus.settings.expiry(),
     };
+    if length == Some(0) {
+        let file = store_empty(&tus, upload, detector, payload).await?;
+        let mut created = HttpResponse::Created();
+        created.insert_header((header::LOCATION, format!("/tus/{}", file.id)));
+        return Ok(upload::finished(&mut created, &file));
+    }
     let upload = start(&tus, upload).await?;
     let location = format!("/tus/{}", upload.id);
     let mut created = HttpResponse::Created();
@@ -218,6 +247,52 @@ async fn create(
             Ok(refused)
         }
     }
+}
+
+/// An upload of no bytes is a file at once (tus clients send no `PATCH` for it): stored with its
+/// row, like any small file, on either backend.
+async fn store_empty(
+    tus: &Tus,
+    upload: NewUpload,
+    detector: Detector,
+    mut payload: web::Payload,
+) -> Result<FileRecord, ApiError> {
+    let sends_bytes = match payload.next().await {
+        Some(Ok(chunk)) => !chunk.is_empty(),
+        _ => false,
+    };
+    if sends_bytes {
+        return Err(ApiError::BeyondLength(0));
+    }
+    let content_type = detector.content_type();
+    tus.ingest.limits.allow.check(&content_type)?;
+    let file = NewFile {
+        id: upload.id,
+        filename: upload.filename,
+        content_type,
+        size: 0,
+        sha256: Sha256::digest(b"").into(),
+        inline: Some(Vec::new()),
+    };
+    let ingest = &tus.ingest;
+    let reservation =
+        Reservation::begin(&ingest.quota, upload.owner, ingest.storage.instance(), None).await?;
+    let committed = ingest
+        .committer
+        .insert_all(
+            &ingest.pool,
+            upload.owner,
+            reservation.id(),
+            vec![file],
+            &[],
+        )
+        .await;
+    // `None`: the owner was deleted meanwhile; their token went with them.
+    let mut stored = ingest::settle(committed, Vec::new(), ApiError::InvalidToken).await?;
+    reservation.committed();
+    metrics::files_stored("tus", 1);
+    tracing::info!(id = %upload.id, "empty resumable upload stored");
+    Ok(stored.remove(0))
 }
 
 /// Reserves the upload's quota, prepares its storage and records it; undoes what was done if a

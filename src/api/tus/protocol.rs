@@ -32,6 +32,7 @@ pub const UPLOAD_DEFER_LENGTH: HeaderName = HeaderName::from_static("upload-defe
 pub const UPLOAD_METADATA: HeaderName = HeaderName::from_static("upload-metadata");
 pub const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
 pub const UPLOAD_CHECKSUM: HeaderName = HeaderName::from_static("upload-checksum");
+pub const UPLOAD_CONCAT: HeaderName = HeaderName::from_static("upload-concat");
 
 /// Every request but OPTIONS must say it speaks our version.
 pub fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -94,7 +94,10 @@ async fn finish_stored(tus: &Tus, id: Uuid, owner: Owner) -> Result<FileRecord, 
 }
 
 /// The answer about an upload that is a file now: its whole length, and where the file is.
-fn finished(builder: &mut actix_web::HttpResponseBuilder, file: &FileRecord) -> HttpResponse {
+pub(super) fn finished(
+    builder: &mut actix_web::HttpResponseBuilder,
+    file: &FileRecord,
+) -> HttpResponse {
     resumable(builder)
         .insert_header((UPLOAD_OFFSET, file.size))
         .insert_header((UPLOAD_LENGTH, file.size))
@@ -103,6 +106,8 @@ fn finished(builder: &mut actix_web::HttpResponseBuilder, file: &FileRecord) -> 
 }
 
 /// `PATCH /tus/{id}`: the next bytes, at `Upload-Offset`.
+///
+/// A client that cannot send `PATCH` sends `POST` with `X-HTTP-Method-Override: PATCH`.
 #[utoipa::path(patch, path = "/tus/{id}", tag = "resumable", security(("token" = [])),
     params(
         ("id" = Uuid, Path),
@@ -204,6 +209,8 @@ pub(super) fn answer_patch(
 }
 
 /// `DELETE /tus/{id}` (termination): the upload and its bytes go, its quota comes back.
+///
+/// Or `POST` with `X-HTTP-Method-Override: DELETE`.
 #[utoipa::path(delete, path = "/tus/{id}", tag = "resumable", security(("token" = [])),
     params(("id" = Uuid, Path), ("Tus-Resumable" = inline(TusResumable), Header)),
     responses(
