@@ -133,6 +133,12 @@ fn fit(document: &mut Value, settings: &Settings) {
         .insert("enum".into(), currencies.into());
     member(document, "/components/schemas/BatchForm/properties/files")
         .insert("maxItems".into(), settings.upload.max_files.into());
+    if !lessons.enabled {
+        let paths = member(document, "/paths");
+        for path in lessons::TEACHING {
+            paths.remove(path);
+        }
+    }
 }
 
 fn member<'a>(document: &'a mut Value, pointer: &str) -> &'a mut serde_json::Map<String, Value> {

@@ -133,10 +133,7 @@ impl Application {
             keys: KeysInUse::new(storage.instance()),
             body_timeout: settings.server.request_body_timeout(),
         });
-        let lessons = web::Data::new(Lessons {
-            settings: settings.lessons.clone(),
-            http,
-        });
+        let lessons = web::Data::new(Lessons::new(settings.lessons.clone(), http));
         let metrics = web::Data::new(Metrics {
             recorder: metrics,
             token: settings.telemetry.metrics_token.clone(),

@@ -1,13 +1,20 @@
 //! The tutorials' async lessons, each a small production-shaped endpoint.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use actix_web::{HttpResponse, Route, middleware::from_fn, web};
+use actix_web::{
+    HttpResponse, Route,
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::StatusCode,
+    middleware::{Next, from_fn},
+    web,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::time::Instant;
+use tokio::{sync::Semaphore, time::Instant};
 use tracing::Instrument;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -29,12 +36,29 @@ use crate::{
 const MAX_EXTERNAL_BYTES: usize = 1024 * 1024;
 const DEFAULT_WAIT_MS: u64 = 1000;
 
-/// The lessons' own state: their limits, and the client the outbound lesson calls with.
+/// The lessons' own state: their limits, the client the outbound lesson calls with, and the
+/// places on the blocking pool the blocking lesson may hold.
 pub struct Lessons {
     pub settings: LessonSettings,
     /// One client (one connection pool) for every outbound call.
     pub http: reqwest::Client,
+    /// `lessons.blocking_max_concurrent` permits.
+    pub blocking: Arc<Semaphore>,
 }
+
+impl Lessons {
+    pub fn new(settings: LessonSettings, http: reqwest::Client) -> Self {
+        let places = settings.blocking_max_concurrent.max(1);
+        Self {
+            settings,
+            http,
+            blocking: Arc::new(Semaphore::new(places)),
+        }
+    }
+}
+
+/// The teaching endpoints, absent where `lessons.enabled` is off (`/ping` always answers).
+pub const TEACHING: [&str; 4] = ["/slow", "/blocking", "/external", "/users/{id}"];
 
 pub fn routes(cfg: &mut ServiceConfig) {
     let open = |path: &'static str, route: Route| {
@@ -42,29 +66,76 @@ pub fn routes(cfg: &mut ServiceConfig) {
             path,
             web::resource(path)
                 .route(route)
-                .wrap(from_fn(rate_limit::by_address)),
+                .wrap(from_fn(rate_limit::by_address))
+                .wrap(from_fn(when_enabled)),
         )
     };
-    cfg.service(open("/ping", web::get().to(ping)).with(__path_ping))
-        .service(open("/slow", web::get().to(slow)).with(__path_slow))
-        .service(open("/blocking", web::get().to(blocking)).with(__path_blocking))
-        .service(open("/external", web::get().to(external)).with(__path_external))
-        // Accounts hold names and emails: the caller is identified.
-        .service(
-            Documented::new(
-                "/users/{id}",
-                web::resource("/users/{id}")
-                    .route(web::get().to(user))
-                    .wrap(from_fn(auth::identify)),
-            )
-            .with(__path_user),
-        );
+    cfg.service(
+        Documented::new(
+            "/ping",
+            web::resource("/ping")
+                .route(web::get().to(ping))
+                .wrap(from_fn(rate_limit::by_address)),
+        )
+        .with(__path_ping),
+    )
+    .service(open(TEACHING[0], web::get().to(slow)).with(__path_slow))
+    .service(open(TEACHING[1], web::get().to(blocking)).with(__path_blocking))
+    .service(open(TEACHING[2], web::get().to(external)).with(__path_external))
+    // Accounts hold names and emails: the caller is identified.
+    .service(
+        Documented::new(
+            TEACHING[3],
+            web::resource(TEACHING[3])
+                .route(web::get().to(user))
+                .wrap(from_fn(auth::identify))
+                .wrap(from_fn(when_enabled)),
+        )
+        .with(__path_user),
+    );
+}
+
+/// Where the lessons are off, they are as absent as any unknown path.
+async fn when_enabled(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let enabled = req
+        .app_data::<web::Data<Lessons>>()
+        .is_some_and(|lessons| lessons.settings.enabled);
+    if !enabled {
+        let absent = ApiError::Refused(StatusCode::NOT_FOUND);
+        return Ok(req.error_response(absent).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Pong {
     #[schema(example = "pong")]
     message: &'static str,
+}
+
+/// Runs `work` on the blocking pool once one of the lesson's places there is free: however many
+/// clients ask, the lesson holds at most that many of the threads uploads write through. The
+/// place is held until `work` ends, even if its request is gone.
+async fn on_blocking_pool<T: Send + 'static>(
+    places: &Arc<Semaphore>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let place = Arc::clone(places)
+        .acquire_owned()
+        .await
+        .map_err(ApiError::internal)?;
+    web::block(move || {
+        let done = work();
+        drop(place);
+        done
+    })
+    .await
+    .map_err(ApiError::internal)
 }
 
 /// The cheapest answer: the framework's and the network's own cost.
@@ -161,12 +232,11 @@ async fn blocking(
     lessons: web::Data<Lessons>,
 ) -> Result<HttpResponse, ApiError> {
     let ms = query.within(lessons.settings.blocking_max_ms)?;
-    let blocking_thread = web::block(move || {
+    let blocking_thread = on_blocking_pool(&lessons.blocking, move || {
         std::thread::sleep(Duration::from_millis(ms));
         thread_name()
     })
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     Ok(HttpResponse::Ok().json(Waited {
         status: "done",
         waited_ms: ms,
@@ -277,9 +347,35 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<(u16, Value), ApiE
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
     use futures_util::future::join_all;
 
     use super::*;
+
+    /// However many ask at once, the blocking lesson holds at most its places on the blocking
+    /// pool (each place is a thread uploads could not write through).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_blocking_lesson_never_holds_more_threads_than_its_places() {
+        let places = Arc::new(Semaphore::new(2));
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let lessons = (0..16).map(|_| {
+            let (places, running, most) = (places.clone(), running.clone(), most.clone());
+            async move {
+                on_blocking_pool(&places, move || {
+                    most.fetch_max(running.fetch_add(1, SeqCst) + 1, SeqCst);
+                    // The lesson's own work: a thread that is busy.
+                    std::thread::sleep(Duration::from_millis(20));
+                    running.fetch_sub(1, SeqCst);
+                })
+                .await
+            }
+        });
+        let done = join_all(lessons).await;
+        assert!(done.iter().all(Result::is_ok));
+        assert!(most.load(SeqCst) <= 2, "{} at once", most.load(SeqCst));
+        assert_eq!(places.available_permits(), 2, "every place is given back");
+    }
 
     /// A thousand waits of one second each finish together after one second of virtual time:
     /// none of them holds the thread. (A blocking sleep would stall the paused clock's runtime.)

@@ -154,8 +154,12 @@ impl ProviderSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct LessonSettings {
+    /// Off: `/slow`, `/blocking`, `/external` and `/users/{id}` answer `404`.
+    pub enabled: bool,
     pub slow_max_ms: u64,
     pub blocking_max_ms: u64,
+    /// `/blocking` lessons holding a blocking thread at once, at least 1.
+    pub blocking_max_concurrent: usize,
     pub external_url: String,
     pub external_timeout_ms: u64,
 }

@@ -1,3 +1,6 @@
+use std::collections::HashMap;
+
+use intake::base::configuration::Settings;
 use serde_json::Value;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
 
@@ -106,4 +109,29 @@ async fn external_failures_are_502_and_timeouts_504() {
         .await;
     let app = app_calling(&slow, 1_000).await;
     assert_problem(app.get("/external").await, 504, "provider_unavailable").await;
+}
+
+/// The lessons are teaching endpoints: where they are off (the production configuration) they
+/// are as absent as any unknown path, in the document too, and `/ping` still answers.
+#[tokio::test]
+async fn the_lessons_are_absent_where_they_are_off_and_off_in_production() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let production = Settings::load_from(&config, "production", HashMap::new()).unwrap();
+    assert!(!production.lessons.enabled);
+    let local = Settings::load_from(&config, "local", HashMap::new()).unwrap();
+    assert!(local.lessons.enabled);
+
+    let app = spawn_app_with(|s| s.lessons.enabled = false).await;
+    for path in ["/slow?ms=1", "/blocking?ms=1", "/external", "/users/1"] {
+        assert_problem(app.get(path).await, 404, "not_found").await;
+    }
+    assert_eq!(json(&app, "/ping").await["message"], "pong");
+    let document = json(&app, "/openapi.json").await;
+    assert!(document["paths"].get("/ping").is_some());
+    for path in ["/slow", "/blocking", "/external", "/users/{id}"] {
+        assert!(
+            document["paths"].get(path).is_none(),
+            "{path} is documented"
+        );
+    }
 }
