@@ -10,15 +10,20 @@ use std::{
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
+    http::header::HeaderMap,
     middleware::Next,
     web,
 };
 use dashmap::DashMap;
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
+use ipnet::IpNet;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::base::{configuration::RateLimitSettings, error::ApiError};
+use crate::base::{
+    configuration::{ForwardedHeader, RateLimitSettings},
+    error::ApiError,
+};
 
 /// Whose bucket a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +37,19 @@ pub struct RateLimit {
     /// Client addresses whose bucket was found empty, until when: refused without a look at
     /// their token.
     blocked: Arc<DashMap<RateKey, Instant>>,
-    trust_forwarded_for: bool,
+    /// Where a request's client address comes from.
+    clients: ClientAddress,
+}
+
+/// How a request's client address is told: its peer's, or, behind proxies, the right-most entry
+/// of the forwarded header that no trusted proxy added. Entries to its left are whatever the
+/// client wrote, and are never believed.
+#[derive(Debug, Clone)]
+struct ClientAddress {
+    /// `None`: the peer's address, headers ignored.
+    forwarded: Option<ForwardedHeader>,
+    /// Empty: one proxy, the peer.
+    trusted: Vec<IpNet>,
 }
 
 impl RateLimit {
@@ -48,20 +65,19 @@ impl RateLimit {
         Self {
             limiter,
             blocked: Arc::default(),
-            trust_forwarded_for: settings.trust_forwarded_for,
+            clients: ClientAddress {
+                forwarded: settings
+                    .trust_forwarded_for
+                    .then_some(settings.forwarded_header),
+                trusted: settings.trusted_proxies.clone(),
+            },
         }
     }
 
     /// The bucket of a request without a valid token: its client's address.
     pub fn client_key(&self, req: &ServiceRequest) -> RateKey {
-        let address = if self.trust_forwarded_for {
-            req.connection_info()
-                .realip_remote_addr()
-                .and_then(parse_address)
-        } else {
-            req.peer_addr().map(|peer| peer.ip())
-        };
-        RateKey::Client(address)
+        let peer = req.peer_addr().map(|peer| peer.ip());
+        RateKey::Client(self.clients.of(peer, req.headers()))
     }
 
     /// Takes one request from the key's bucket, or says how long until one is free.
@@ -143,8 +159,62 @@ fn limited(wait: Duration) -> ApiError {
     ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
 }
 
-/// `realip_remote_addr` is an address with or without a port (`[v6]:port` too).
+impl ClientAddress {
+    fn of(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        let Some(header) = self.forwarded else {
+            return peer;
+        };
+        let is_trusted = |address: &IpAddr| self.trusted.iter().any(|net| net.contains(address));
+        // A request that does not come through a trusted proxy wrote its header itself.
+        if !self.trusted.is_empty() && !peer.as_ref().is_some_and(is_trusted) {
+            return peer;
+        }
+        let entries = forwarded_entries(header, headers);
+        let client = match self.trusted.is_empty() {
+            // One proxy: the entry it appended, the last.
+            true => entries.last(),
+            // The first from the right that no trusted proxy added; all of them trusted: the
+            // request began inside, at the first.
+            false => entries
+                .iter()
+                .rev()
+                .find(|entry| entry.is_none_or(|address| !is_trusted(&address)))
+                .or(entries.first()),
+        };
+        // An entry that is not an address (`unknown`, an obfuscated name) names no one we can
+        // key by: the proxy's bucket then.
+        client.copied().flatten().or(peer)
+    }
+}
+
+/// Every entry of the header, in order, across repeated headers; `None` where an entry is not
+/// an address.
+fn forwarded_entries(header: ForwardedHeader, headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let name = match header {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
+    };
+    let values = headers
+        .get_all(name)
+        .filter_map(|value| value.to_str().ok());
+    let elements = values.flat_map(|value| value.split(','));
+    match header {
+        ForwardedHeader::XForwardedFor => elements.map(parse_address).collect(),
+        ForwardedHeader::Forwarded => elements
+            .map(|element| {
+                let node = element.split(';').find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    key.eq_ignore_ascii_case("for").then_some(value)
+                });
+                node.and_then(|node| parse_address(node.trim_matches('"')))
+            })
+            .collect(),
+    }
+}
+
+/// An address with or without a port (`[v6]:port` too).
 fn parse_address(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
     text.parse::<IpAddr>().ok().or_else(|| {
         text.parse::<std::net::SocketAddr>()
             .ok()
@@ -161,6 +231,8 @@ mod tests {
             per_minute,
             burst,
             trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
         }
     }
 
@@ -203,6 +275,96 @@ mod tests {
         let limit = RateLimit::new(&settings(0, 1));
         let key = RateKey::Client(None);
         assert!((0..10_000).all(|_| limit.check(key).is_ok()));
+    }
+
+    fn client(
+        forwarded: Option<ForwardedHeader>,
+        trusted: &[&str],
+        peer: &str,
+    ) -> impl Fn(&[(&str, &str)]) -> Option<IpAddr> {
+        let clients = ClientAddress {
+            forwarded,
+            trusted: trusted.iter().map(|net| net.parse().unwrap()).collect(),
+        };
+        let peer = peer.parse().ok();
+        move |sent| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in sent {
+                headers.append(
+                    actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            clients.of(peer, &headers)
+        }
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        text.parse().ok()
+    }
+
+    #[test]
+    fn without_trusting_a_proxy_the_peer_is_the_client_whatever_the_headers_say() {
+        let of = client(None, &[], "192.0.2.1");
+        assert_eq!(of(&[("x-forwarded-for", "203.0.113.7")]), ip("192.0.2.1"));
+        assert_eq!(of(&[("forwarded", "for=203.0.113.7")]), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn behind_one_proxy_the_client_is_the_entry_it_appended_not_what_the_client_wrote() {
+        let xff = client(Some(ForwardedHeader::XForwardedFor), &[], "127.0.0.1");
+        assert_eq!(
+            xff(&[("x-forwarded-for", "10.1.7.9, 198.51.100.9")]),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            xff(&[("x-forwarded-for", "203.0.113.7")]),
+            ip("203.0.113.7")
+        );
+        // Headers repeated are one list, in order.
+        let repeated = [
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-for", "198.51.100.9"),
+        ];
+        assert_eq!(xff(&repeated), ip("198.51.100.9"));
+        assert_eq!(xff(&[("x-forwarded-for", "unknown")]), ip("127.0.0.1"));
+        assert_eq!(xff(&[]), ip("127.0.0.1"));
+        // `Forwarded` is read only when it is the header configured.
+        assert_eq!(xff(&[("forwarded", "for=203.0.113.7")]), ip("127.0.0.1"));
+        let forwarded = client(Some(ForwardedHeader::Forwarded), &[], "127.0.0.1");
+        let sent = [(
+            "forwarded",
+            r#"for=203.0.113.7, for="[2001:db8::1]:4711";proto=https"#,
+        )];
+        assert_eq!(forwarded(&sent), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn behind_trusted_proxies_their_entries_are_skipped_and_others_are_not_believed() {
+        let of = client(
+            Some(ForwardedHeader::XForwardedFor),
+            &["10.0.0.0/8", "127.0.0.1/32"],
+            "10.0.0.2",
+        );
+        let sent = [(
+            "x-forwarded-for",
+            "203.0.113.7, 198.51.100.9, 10.0.0.5, 127.0.0.1",
+        )];
+        assert_eq!(of(&sent), ip("198.51.100.9"));
+        assert_eq!(
+            of(&[("x-forwarded-for", "10.0.0.9, 10.0.0.5")]),
+            ip("10.0.0.9")
+        );
+        // A request that comes from outside wrote its header itself.
+        let direct = client(
+            Some(ForwardedHeader::XForwardedFor),
+            &["10.0.0.0/8"],
+            "192.0.2.1",
+        );
+        assert_eq!(
+            direct(&[("x-forwarded-for", "203.0.113.7")]),
+            ip("192.0.2.1")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sqlx::postgres::PgConnectOptions;
@@ -191,9 +192,41 @@ pub struct RateLimitSettings {
     pub per_minute: u32,
     /// Requests allowed at once before the sustained rate applies.
     pub burst: u32,
-    /// Take the client address from `Forwarded`/`X-Forwarded-For`: only behind a proxy that
-    /// sets them, since clients can forge them.
+    /// Take the client address from `forwarded_header`: only behind a proxy that appends to it,
+    /// since clients can write it.
     pub trust_forwarded_for: bool,
+    /// The proxies in front (addresses or networks, `10.0.0.0/8`). Empty: one proxy, the one
+    /// the request comes from. Else a request from elsewhere is keyed by its own address, and
+    /// the header's entries these added are skipped, from the right.
+    #[serde(deserialize_with = "addresses_or_networks")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Which header the proxies append to.
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// `10.0.0.7` (one address) or `10.0.0.0/8`.
+fn addresses_or_networks<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("`{text}` is not an address or a network"))
+                })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …`
+    XForwardedFor,
+    /// RFC 7239: `Forwarded: for=client, for=proxy1, …`
+    Forwarded,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,6 +326,7 @@ impl Settings {
                     .ignore_empty(true)
                     .list_separator(",")
                     .with_list_parse_key("upload.allowed_content_types")
+                    .with_list_parse_key("rate_limit.trusted_proxies")
                     .source(Some(vars)),
             )
             .build()?
@@ -361,5 +395,33 @@ mod tests {
 
         assert_eq!(settings.server.port, 9002);
         assert_eq!(settings.server.workers, 3);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks_from_a_list_or_a_variable() {
+        let vars = HashMap::from([
+            (
+                "APP__RATE_LIMIT__TRUSTED_PROXIES".to_owned(),
+                "10.0.0.0/8,203.0.113.10".to_owned(),
+            ),
+            (
+                "APP__RATE_LIMIT__FORWARDED_HEADER".to_owned(),
+                "forwarded".to_owned(),
+            ),
+        ]);
+        let settings = Settings::assemble(&[BASE, LOCAL], vars).unwrap();
+        let trusted: Vec<String> = (settings.rate_limit.trusted_proxies.iter())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(trusted, ["10.0.0.0/8", "203.0.113.10/32"]);
+        assert_eq!(
+            settings.rate_limit.forwarded_header,
+            ForwardedHeader::Forwarded
+        );
+
+        let file = "[rate_limit]\ntrusted_proxies = [\"::1\", \"proxy.example\"]";
+        let error = Settings::assemble(&[BASE, LOCAL, file], HashMap::new()).unwrap_err();
+        let told = crate::base::telemetry::cause_chain(&error);
+        assert!(told.contains("proxy.example"), "{told}");
     }
 }

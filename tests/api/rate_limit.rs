@@ -1,6 +1,8 @@
 //! Rate limits: one bucket per token, one per client address for everything else; an address
 //! found over its limit is refused before any token lookup.
 
+use intake::base::configuration::ForwardedHeader;
+
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 
 async fn spawn_limited(auth: bool, burst: u32) -> TestApp {
@@ -114,4 +116,82 @@ async fn resumable_upload_requests_draw_from_the_tokens_bucket_too() {
     assert_eq!(tus.head(&path).await.status(), 200);
 
     assert_limited(tus.patch(&path, 5, "56789").await).await;
+}
+
+/// Behind a proxy, a client writes what it likes to the left of what the proxy appends: guessing
+/// tokens under made-up addresses still empties the client's own bucket, and naming someone
+/// else's address does not lock them out.
+#[tokio::test]
+async fn behind_a_proxy_only_the_address_the_proxy_appended_counts() {
+    let app = spawn_app_with(|s| {
+        s.auth.enabled = true;
+        s.rate_limit.per_minute = 1;
+        s.rate_limit.burst = 2;
+        s.rate_limit.trust_forwarded_for = true;
+    })
+    .await;
+    let victim = app.user_with_token("victim").await;
+    // As the proxy forwards them: what the attacker wrote, then the attacker's own address.
+    let guess = |spoofed: String| {
+        app.client
+            .get(app.url("/files"))
+            .bearer_auth("intake_guess")
+            .header("X-Forwarded-For", format!("{spoofed}, 198.51.100.9"))
+            .send()
+    };
+    for i in 0..2 {
+        let refused = guess(format!("10.1.0.{i}")).await.unwrap();
+        assert_problem(refused, 401, "unauthorized").await;
+    }
+    assert_limited(guess("10.1.0.99".into()).await.unwrap()).await;
+    for _ in 0..3 {
+        assert_limited(guess("203.0.113.7".into()).await.unwrap()).await;
+    }
+
+    let victims = app
+        .client
+        .get(app.url("/files"))
+        .bearer_auth(&victim)
+        .header("X-Forwarded-For", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        victims.status(),
+        200,
+        "the named address keeps its own bucket"
+    );
+}
+
+/// Behind a chain of trusted proxies, the client is the right-most `Forwarded` entry that none
+/// of them added.
+#[tokio::test]
+async fn behind_trusted_proxies_the_first_untrusted_forwarded_entry_counts() {
+    let app = spawn_app_with(|s| {
+        s.auth.enabled = true;
+        s.rate_limit.per_minute = 1;
+        s.rate_limit.burst = 2;
+        s.rate_limit.trust_forwarded_for = true;
+        s.rate_limit.forwarded_header = ForwardedHeader::Forwarded;
+        s.rate_limit.trusted_proxies = vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+    })
+    .await;
+    let guess = |spoofed: String| {
+        app.client
+            .get(app.url("/files"))
+            .bearer_auth("intake_guess")
+            .header(
+                "Forwarded",
+                format!("for={spoofed}, for=198.51.100.9;proto=https, for=10.0.0.5"),
+            )
+            .send()
+    };
+    for i in 0..2 {
+        let refused = guess(format!("10.1.0.{i}")).await.unwrap();
+        assert_problem(refused, 401, "unauthorized").await;
+    }
+    assert_limited(guess("10.1.0.99".into()).await.unwrap()).await;
 }
