@@ -1,7 +1,7 @@
 //! Rate limits: one bucket per token, one per client address for everything else; an address
 //! found over its limit is refused before any token lookup.
 
-use intake::base::configuration::ForwardedHeader;
+use intake::base::configuration::{ForwardedHeader, RateLimitSettings};
 
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 
@@ -118,44 +118,56 @@ async fn resumable_upload_requests_draw_from_the_tokens_bucket_too() {
     assert_limited(tus.patch(&path, 5, "56789").await).await;
 }
 
+/// Two requests a minute per bucket, behind proxies as `customize` says.
+async fn spawn_behind_proxies(customize: impl FnOnce(&mut RateLimitSettings)) -> TestApp {
+    spawn_app_with(|s| {
+        s.auth.enabled = true;
+        s.rate_limit.per_minute = 1;
+        s.rate_limit.burst = 2;
+        s.rate_limit.trust_forwarded_for = true;
+        customize(&mut s.rate_limit);
+    })
+    .await
+}
+
+/// `GET /files` with `token`, and `header` as the proxies pass it on.
+async fn list_forwarded(app: &TestApp, token: &str, header: (&str, String)) -> reqwest::Response {
+    let request = app.client.get(app.url("/files")).bearer_auth(token);
+    request.header(header.0, header.1).send().await.unwrap()
+}
+
+/// Two guessed tokens under two made-up addresses are refused as such; the third guess finds
+/// the bucket of the client the proxies named empty.
+async fn assert_guesses_share_a_bucket(app: &TestApp, header: &str, forwarded: fn(&str) -> String) {
+    for i in 0..2 {
+        let guess = (header, forwarded(&format!("10.1.0.{i}")));
+        assert_problem(
+            list_forwarded(app, "intake_guess", guess).await,
+            401,
+            "unauthorized",
+        )
+        .await;
+    }
+    assert_limited(list_forwarded(app, "intake_guess", (header, forwarded("10.1.0.99"))).await)
+        .await;
+}
+
 /// Behind a proxy, a client writes what it likes to the left of what the proxy appends: guessing
 /// tokens under made-up addresses still empties the client's own bucket, and naming someone
 /// else's address does not lock them out.
 #[tokio::test]
 async fn behind_a_proxy_only_the_address_the_proxy_appended_counts() {
-    let app = spawn_app_with(|s| {
-        s.auth.enabled = true;
-        s.rate_limit.per_minute = 1;
-        s.rate_limit.burst = 2;
-        s.rate_limit.trust_forwarded_for = true;
-    })
-    .await;
+    let app = spawn_behind_proxies(|_| {}).await;
     let victim = app.user_with_token("victim").await;
     // As the proxy forwards them: what the attacker wrote, then the attacker's own address.
-    let guess = |spoofed: String| {
-        app.client
-            .get(app.url("/files"))
-            .bearer_auth("intake_guess")
-            .header("X-Forwarded-For", format!("{spoofed}, 198.51.100.9"))
-            .send()
-    };
-    for i in 0..2 {
-        let refused = guess(format!("10.1.0.{i}")).await.unwrap();
-        assert_problem(refused, 401, "unauthorized").await;
-    }
-    assert_limited(guess("10.1.0.99".into()).await.unwrap()).await;
+    let from_attacker = |spoofed: &str| format!("{spoofed}, 198.51.100.9");
+    assert_guesses_share_a_bucket(&app, "X-Forwarded-For", from_attacker).await;
     for _ in 0..3 {
-        assert_limited(guess("203.0.113.7".into()).await.unwrap()).await;
+        let naming_the_victim = ("X-Forwarded-For", from_attacker("203.0.113.7"));
+        assert_limited(list_forwarded(&app, "intake_guess", naming_the_victim).await).await;
     }
 
-    let victims = app
-        .client
-        .get(app.url("/files"))
-        .bearer_auth(&victim)
-        .header("X-Forwarded-For", "203.0.113.7")
-        .send()
-        .await
-        .unwrap();
+    let victims = list_forwarded(&app, &victim, ("X-Forwarded-For", "203.0.113.7".into())).await;
     assert_eq!(
         victims.status(),
         200,
@@ -167,31 +179,15 @@ async fn behind_a_proxy_only_the_address_the_proxy_appended_counts() {
 /// of them added.
 #[tokio::test]
 async fn behind_trusted_proxies_the_first_untrusted_forwarded_entry_counts() {
-    let app = spawn_app_with(|s| {
-        s.auth.enabled = true;
-        s.rate_limit.per_minute = 1;
-        s.rate_limit.burst = 2;
-        s.rate_limit.trust_forwarded_for = true;
-        s.rate_limit.forwarded_header = ForwardedHeader::Forwarded;
-        s.rate_limit.trusted_proxies = vec![
+    let app = spawn_behind_proxies(|limit| {
+        limit.forwarded_header = ForwardedHeader::Forwarded;
+        limit.trusted_proxies = vec![
             "127.0.0.0/8".parse().unwrap(),
             "10.0.0.0/8".parse().unwrap(),
         ];
     })
     .await;
-    let guess = |spoofed: String| {
-        app.client
-            .get(app.url("/files"))
-            .bearer_auth("intake_guess")
-            .header(
-                "Forwarded",
-                format!("for={spoofed}, for=198.51.100.9;proto=https, for=10.0.0.5"),
-            )
-            .send()
-    };
-    for i in 0..2 {
-        let refused = guess(format!("10.1.0.{i}")).await.unwrap();
-        assert_problem(refused, 401, "unauthorized").await;
-    }
-    assert_limited(guess("10.1.0.99".into()).await.unwrap()).await;
+    let chain =
+        |spoofed: &str| format!("for={spoofed}, for=198.51.100.9;proto=https, for=10.0.0.5");
+    assert_guesses_share_a_bucket(&app, "Forwarded", chain).await;
 }
