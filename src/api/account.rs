@@ -10,7 +10,10 @@ use crate::{
         auth::{self, Owner},
         quota::Quota,
     },
-    api::openapi::{Documented, responses::Authenticated},
+    api::{
+        self,
+        openapi::{Documented, responses::Authenticated},
+    },
     base::error::ApiError,
 };
 
@@ -55,7 +58,7 @@ async fn me(
     )
     .fetch_one(pool.get_ref())
     .await?;
-    Ok(HttpResponse::Ok().json(Account {
+    Ok(api::owned(&mut HttpResponse::Ok()).json(Account {
         name: account.name,
         used_bytes: account.used_bytes,
         quota_bytes: quota.limit(),

@@ -18,3 +18,12 @@ pub fn declared_length(headers: &actix_web::http::header::HeaderMap) -> Option<u
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }
+
+/// Marks an answer about one user's data: never kept by a shared cache, nor stored at all.
+pub fn owned(builder: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
+    use actix_web::http::header::{CacheControl, CacheDirective};
+    builder.insert_header(CacheControl(vec![
+        CacheDirective::Private,
+        CacheDirective::NoStore,
+    ]))
+}

@@ -13,6 +13,7 @@ mod disk_full;
 mod downloads;
 mod faults;
 mod files;
+mod headers;
 mod health;
 mod helpers;
 mod hostile;

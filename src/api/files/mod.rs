@@ -13,9 +13,12 @@ use crate::{
         auth::{self, Owner},
         quota::{self, Quota},
     },
-    api::openapi::{
-        Documented,
-        responses::{Authenticated, NotFound},
+    api::{
+        self,
+        openapi::{
+            Documented,
+            responses::{Authenticated, NotFound},
+        },
     },
     base::{error::ApiError, problem::Problem, telemetry},
     catalog::record::{self, Cursor, FileObject, FileRecord},
@@ -118,7 +121,7 @@ async fn list(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(Page {
+    Ok(api::owned(&mut HttpResponse::Ok()).json(Page {
         files: rows.iter().map(FileRecord::to_object).collect(),
         next_cursor,
     }))
@@ -133,7 +136,7 @@ async fn metadata(
     pool: web::Data<PgPool>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&pool, owner, *id).await?.to_object()))
+    Ok(api::owned(&mut HttpResponse::Ok()).json(find(&pool, owner, *id).await?.to_object()))
 }
 
 async fn find(pool: &PgPool, owner: Owner, id: Uuid) -> Result<FileRecord, ApiError> {

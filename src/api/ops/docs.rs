@@ -1,10 +1,14 @@
 //! `/openapi.json` (the document as rendered at start-up) and `/docs` (Swagger UI, whose files
 //! come from the `swagger-ui-dist` crate).
 
-use actix_web::{HttpResponse, http::header, web};
+use actix_web::{
+    HttpResponse,
+    http::{StatusCode, header},
+    web,
+};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::api::openapi::Documented;
+use crate::{api::openapi::Documented, base::error::ApiError};
 
 /// The document as served: rendered once, at start-up.
 #[derive(Clone)]
@@ -34,6 +38,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
     )
     .map(|cfg| {
         cfg.route("/docs/start.js", web::get().to(start))
+            // Swagger UI's OAuth2 redirect page has an inline script and none of our headers;
+            // the API's tokens are bearer tokens, not OAuth2: it is not served.
+            .route("/docs/oauth2-redirect.html", web::route().to(absent))
             .service(swagger_ui_dist::generate_scope(
                 swagger_ui_dist::ApiDefinition {
                     uri_prefix: "/docs",
@@ -65,6 +72,10 @@ async fn page() -> HttpResponse {
         .content_type(mime::TEXT_HTML_UTF_8)
         .insert_header((header::CONTENT_SECURITY_POLICY, DOCS_POLICY))
         .body(include_str!("docs.html"))
+}
+
+async fn absent() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::Refused(StatusCode::NOT_FOUND))
 }
 
 async fn start() -> HttpResponse {
