@@ -13,16 +13,24 @@ use sqlx::PgPool;
 
 use self::content_type::AllowList;
 use crate::{
-    access::quota::Quota,
-    base::{configuration::UploadSettings, error::ApiError, in_flight::InFlight},
-    catalog::committer::Committer,
+    access::quota::{Quota, Reservation},
+    base::{
+        configuration::UploadSettings,
+        error::ApiError,
+        in_flight::InFlight,
+        telemetry::{self, metrics},
+    },
+    catalog::{
+        committer::Committer,
+        record::{FileRecord, NewFile},
+    },
     storage::{self, Pending, RowOutcome, Storage},
 };
 
 /// Bytes gathered before they are reserved against the quota and handed to the writer: large
 /// enough that a fast upload costs few thread hops and round trips, small enough that a
 /// thousand slow ones fit in memory.
-pub const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_BYTES: usize = 256 * 1024;
 
 pub struct Limits {
     pub settings: UploadSettings,
@@ -55,6 +63,39 @@ pub struct Ingest {
     pub in_flight: InFlight,
     /// Commits the rows of uploads that finish together in one statement.
     pub committer: Committer,
+}
+
+/// Commits the rows of files whose bytes are stored (`changes` guard their objects), together
+/// with the uploads finishing at the same time, then settles the objects and `reservation` by
+/// the outcome. Spawned so that it runs to its end even if the client goes away: a row committed
+/// while its object is being removed would be lost. `protocol` labels the files-stored metric.
+pub async fn commit(
+    ingest: &Ingest,
+    owner: i64,
+    reservation: Reservation,
+    rows: Vec<NewFile>,
+    changes: Vec<Pending>,
+    protocol: &'static str,
+) -> Result<Vec<FileRecord>, ApiError> {
+    let (pool, committer) = (ingest.pool.clone(), ingest.committer.clone());
+    telemetry::spawn(async move {
+        let claims: Vec<_> = changes.iter().filter_map(Pending::claim).collect();
+        let committed = committer
+            .insert_all(&pool, owner, reservation.id(), rows, &claims)
+            .await;
+        // `None`: the owner was deleted while the files came in; their token went with them.
+        let stored = settle(committed, changes, ApiError::InvalidToken).await;
+        match &stored {
+            Ok(stored) => {
+                metrics::files_stored(protocol, stored.len());
+                reservation.committed();
+            }
+            Err(_) => reservation.release().await,
+        }
+        stored
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 /// The end of every upload: the objects of the commit that wrote the files' rows are settled by

@@ -36,7 +36,7 @@ use crate::{
         quota::{self, Reservation},
     },
     api::openapi::{Documented, responses::Authenticated},
-    base::{configuration::TusSettings, error::ApiError, problem::Problem, telemetry::metrics},
+    base::{configuration::TusSettings, error::ApiError, problem::Problem},
     catalog::record::{FileRecord, NewFile},
     ingest::{self, Ingest, content_type::Detector, filename},
     resumable::{
@@ -257,11 +257,7 @@ async fn store_empty(
     detector: Detector,
     mut payload: web::Payload,
 ) -> Result<FileRecord, ApiError> {
-    let sends_bytes = match payload.next().await {
-        Some(Ok(chunk)) => !chunk.is_empty(),
-        _ => false,
-    };
-    if sends_bytes {
+    if sends_bytes(&mut payload).await {
         return Err(ApiError::BeyondLength(0));
     }
     let content_type = detector.content_type();
@@ -277,22 +273,25 @@ async fn store_empty(
     let ingest = &tus.ingest;
     let reservation =
         Reservation::begin(&ingest.quota, upload.owner, ingest.storage.instance(), None).await?;
-    let committed = ingest
-        .committer
-        .insert_all(
-            &ingest.pool,
-            upload.owner,
-            reservation.id(),
-            vec![file],
-            &[],
-        )
-        .await;
-    // `None`: the owner was deleted meanwhile; their token went with them.
-    let mut stored = ingest::settle(committed, Vec::new(), ApiError::InvalidToken).await?;
-    reservation.committed();
-    metrics::files_stored("tus", 1);
+    let mut stored = ingest::commit(
+        ingest,
+        upload.owner,
+        reservation,
+        vec![file],
+        Vec::new(),
+        "tus",
+    )
+    .await?;
     tracing::info!(id = %upload.id, "empty resumable upload stored");
     Ok(stored.remove(0))
+}
+
+/// Whether a body that should be empty brings bytes (read as far as its first chunk).
+async fn sends_bytes(payload: &mut web::Payload) -> bool {
+    match payload.next().await {
+        Some(Ok(chunk)) => !chunk.is_empty(),
+        _ => false,
+    }
 }
 
 /// Reserves the upload's quota, prepares its storage and records it; undoes what was done if a

@@ -2,7 +2,6 @@
 //! its end (`DELETE`).
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
-use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::{
@@ -14,6 +13,7 @@ use super::{
         http_date, resumable,
     },
     receive::{self, Patched},
+    sends_bytes,
 };
 use crate::{
     access::auth::Owner,
@@ -185,11 +185,7 @@ async fn patch_finished(
             expected: size,
         });
     }
-    let sends_more = match payload.next().await {
-        Some(Ok(chunk)) => !chunk.is_empty(),
-        _ => false,
-    };
-    if sends_more {
+    if sends_bytes(&mut payload).await {
         return Err(ApiError::BeyondLength(size));
     }
     Ok(finished(&mut HttpResponse::NoContent(), &file))

@@ -17,14 +17,9 @@ use crate::{
         Documented,
         responses::{Authenticated, UploadRefused},
     },
-    base::{
-        error::ApiError,
-        in_flight,
-        telemetry::{self, metrics},
-    },
+    base::{error::ApiError, in_flight},
     catalog::record::{FileObject, FileRecord},
     ingest::{self, Ingest},
-    storage::Pending,
 };
 
 /// `POST` on these brings a file's bytes.
@@ -197,34 +192,22 @@ async fn receive_files(
     Ok(files)
 }
 
-/// Writes the rows for files already durable on disk. Spawned so that it runs to its end even
-/// if the client goes away: a row committed while its object is being removed would be lost.
+/// Writes the rows for the files of one request, already durable in storage.
 async fn commit(
     ingest: &Ingest,
     owner: Owner,
     received: Received,
 ) -> Result<Vec<FileRecord>, ApiError> {
-    let (pool, committer) = (ingest.pool.clone(), ingest.committer.clone());
-    telemetry::spawn(async move {
-        let Received { files, reservation } = received;
-        let (rows, entries): (Vec<_>, Vec<_>) =
-            files.into_iter().map(|f| (f.file, f.entry)).unzip();
-        let entries: Vec<_> = entries.into_iter().flatten().collect();
-        let claims: Vec<_> = entries.iter().filter_map(Pending::claim).collect();
-        let committed = committer
-            .insert_all(&pool, owner.user_id, reservation.id(), rows, &claims)
-            .await;
-        // `None`: the owner was deleted while the files streamed in; their token went with them.
-        let stored = ingest::settle(committed, entries, ApiError::InvalidToken).await;
-        match &stored {
-            Ok(stored) => {
-                metrics::files_stored("multipart", stored.len());
-                reservation.committed();
-            }
-            Err(_) => reservation.release().await,
-        }
-        stored
-    })
+    let Received { files, reservation } = received;
+    let (rows, entries): (Vec<_>, Vec<_>) = files.into_iter().map(|f| (f.file, f.entry)).unzip();
+    let entries = entries.into_iter().flatten().collect();
+    ingest::commit(
+        ingest,
+        owner.user_id,
+        reservation,
+        rows,
+        entries,
+        "multipart",
+    )
     .await
-    .map_err(ApiError::internal)?
 }
