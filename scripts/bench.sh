@@ -119,7 +119,7 @@ start_intake() { # extra VAR=value settings
   STORAGE=$WORK/storage-$INTAKE_RUNS
   psql "$ROLE_URL/intake" -q -c "DROP DATABASE IF EXISTS intake_bench WITH (FORCE)" -c "CREATE DATABASE intake_bench"
   env APP__SERVER__PORT=$PORT APP__DATABASE__URL=$DB_URL APP__STORAGE__ROOT=$STORAGE \
-    APP__LOG__LEVEL=warn APP_ENVIRONMENT=local "$@" target/release/intake &
+    APP__LOG__LEVEL=warn APP__UPLOAD__MAX_IN_FLIGHT_PER_USER=0 APP_ENVIRONMENT=local "$@" target/release/intake &
   SERVER_PID=$!
   wait_for "http://127.0.0.1:$PORT/health/ready"
 }

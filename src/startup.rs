@@ -17,6 +17,7 @@ use crate::{
         auth::Auth,
         quota::{self, Quota},
         rate_limit::RateLimit,
+        upload_slots::UploadSlots,
     },
     api::{
         checkout::{Checkout, Checkouts, KeysInUse},
@@ -115,6 +116,7 @@ impl Application {
             limits: Limits::new(settings.upload.clone(), settings.storage.inline_max_bytes),
             in_flight: in_flight.clone(),
             committer: Committer::start(pool.clone()),
+            slots: UploadSlots::new(settings.upload.max_in_flight_per_user),
         });
         // Each area's own.
         let auth = web::Data::new(Auth::new(settings.auth.enabled, pool.clone()).await?);

@@ -79,6 +79,12 @@ pub enum ApiError {
     QuotaExceeded(u64),
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
+    #[error("you have {0} uploads in flight, the most at once; send this one when one has ended")]
+    TooManyUploads(usize),
+    #[error(
+        "you hold {max} unfinished uploads, the most you may: finish or terminate (DELETE) one, or retry once one has expired"
+    )]
+    TooManyUnfinished { max: u64, retry_after: u64 },
     #[error("{0}")]
     InvalidRequest(String),
     #[error("the request has invalid fields")]
@@ -151,6 +157,8 @@ impl ApiError {
             Self::MissingToken | Self::InvalidToken => (C::Unauthorized, S::UNAUTHORIZED),
             Self::QuotaExceeded(_) => (C::QuotaExceeded, S::PAYLOAD_TOO_LARGE),
             Self::RateLimited(_) => (C::RateLimited, S::TOO_MANY_REQUESTS),
+            Self::TooManyUploads(_) => (C::TooManyUploads, S::TOO_MANY_REQUESTS),
+            Self::TooManyUnfinished { .. } => (C::TooManyUnfinishedUploads, S::TOO_MANY_REQUESTS),
             Self::InvalidRequest(_) => (C::InvalidRequest, S::BAD_REQUEST),
             Self::Validation(_) => (C::InvalidRequest, S::UNPROCESSABLE_ENTITY),
             Self::IdempotencyKeyReused => (C::IdempotencyKeyReused, S::UNPROCESSABLE_ENTITY),
@@ -269,7 +277,11 @@ impl ResponseError for ApiError {
             Self::DatabaseUnavailable(_) | Self::StorageUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            Self::RateLimited(seconds) => {
+            Self::RateLimited(seconds)
+            | Self::TooManyUnfinished {
+                retry_after: seconds,
+                ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
             }
             Self::TusVersion(version) => {
@@ -278,7 +290,7 @@ impl ResponseError for ApiError {
                     HeaderValue::from_static(version),
                 );
             }
-            Self::UploadLocked => {
+            Self::UploadLocked | Self::TooManyUploads(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::RangeNotSatisfiable(size) => {

@@ -44,6 +44,8 @@ codes! {
     Unauthorized = "unauthorized",
     QuotaExceeded = "quota_exceeded",
     RateLimited = "rate_limited",
+    TooManyUploads = "too_many_uploads",
+    TooManyUnfinishedUploads = "too_many_unfinished_uploads",
     InvalidRequest = "invalid_request",
     PaymentDeclined = "payment_declined",
     ProviderUnavailable = "provider_unavailable",

@@ -73,6 +73,7 @@ mod tests {
             min_rate_window_secs: 10,
             min_rate_grace_secs: 5,
             allowed_content_types: Vec::new(),
+            max_in_flight_per_user: 0,
         }
     }
 

@@ -13,7 +13,10 @@ use sqlx::PgPool;
 
 use self::content_type::AllowList;
 use crate::{
-    access::quota::{Quota, Reservation},
+    access::{
+        quota::{Quota, Reservation},
+        upload_slots::UploadSlots,
+    },
     base::{
         configuration::UploadSettings,
         error::ApiError,
@@ -63,6 +66,8 @@ pub struct Ingest {
     pub in_flight: InFlight,
     /// Commits the rows of uploads that finish together in one statement.
     pub committer: Committer,
+    /// The uploads each caller has in flight here.
+    pub slots: UploadSlots,
 }
 
 /// Commits the rows of files whose bytes are stored (`changes` guard their objects), together

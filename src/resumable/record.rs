@@ -76,6 +76,40 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
     Ok(())
 }
 
+/// How many unfinished uploads (not expired) an owner holds, and when the first of them expires.
+pub struct Unfinished {
+    pub count: i64,
+    pub earliest_expiry: OffsetDateTime,
+}
+
+/// Counts `owner`'s unfinished uploads, first taking a lock, held until `tx` ends, that every
+/// other creation of theirs waits for: what is counted stays true until this one is recorded.
+#[tracing::instrument(name = "db.count_unfinished_uploads", skip_all, fields(owner))]
+pub async fn unfinished(tx: &mut PgConnection, owner: i64) -> Result<Unfinished, sqlx::Error> {
+    // Advisory locks of two keys: a space of their own, apart from the instances' (one key).
+    // Owners whose ids agree modulo 2^31 share a lock, which only makes them wait.
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock($1, ($2::int8 % 2147483647)::int4)",
+        UNFINISHED_LOCKS,
+        owner
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query_as!(
+        Unfinished,
+        r#"
+        SELECT count(*) AS "count!", coalesce(min(expires_at), now()) AS "earliest_expiry!"
+        FROM resumable_uploads WHERE owner_id = $1 AND expires_at > now()
+        "#,
+        owner
+    )
+    .fetch_one(tx)
+    .await
+}
+
+/// The first key of the advisory locks that serialise one owner's creations.
+const UNFINISHED_LOCKS: i32 = 0x7475_7301;
+
 #[tracing::instrument(name = "db.upload_status", skip_all, fields(upload_id = %id))]
 pub async fn status(pool: &PgPool, id: Uuid, owner: i64) -> Result<Option<Status>, sqlx::Error> {
     sqlx::query_as!(
@@ -234,13 +268,35 @@ pub async fn save(
     Ok(saved?.rows_affected() == 1)
 }
 
-/// Gives the lease back without changing the upload.
+/// Gives the lease back without recording anything, and what the request reserved of the
+/// owner's quota beyond `kept` (what the upload held when the lease was taken) and the bytes
+/// recorded: a refused or cut PATCH holds no more than before, save what it checkpointed.
 #[tracing::instrument(name = "db.release_lease", skip_all, fields(upload_id = %id))]
-pub async fn release(pool: &PgPool, id: Uuid, lease: Uuid) -> Result<(), sqlx::Error> {
+pub async fn release(pool: &PgPool, id: Uuid, lease: Uuid, kept: i64) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE resumable_uploads SET lease = NULL, lease_holder = NULL WHERE id = $1 AND lease = $2",
+        r#"
+        WITH released AS (
+            UPDATE resumable_uploads SET lease = NULL, lease_holder = NULL
+            WHERE id = $1 AND lease = $2
+            RETURNING id, greatest($3, received) AS kept
+        ), beyond AS (
+            SELECT reservation.upload_id, reservation.user_id, released.kept,
+                reservation.bytes - released.kept AS freed
+            FROM quota_reservations AS reservation JOIN released ON upload_id = released.id
+            WHERE reservation.bytes > released.kept
+        ), emptied AS (
+            DELETE FROM quota_reservations AS reservation USING beyond
+            WHERE reservation.upload_id = beyond.upload_id AND beyond.kept = 0
+        ), shrunk AS (
+            UPDATE quota_reservations AS reservation SET bytes = beyond.kept
+            FROM beyond WHERE reservation.upload_id = beyond.upload_id AND beyond.kept > 0
+        )
+        UPDATE users SET reserved_bytes = reserved_bytes - beyond.freed
+        FROM beyond WHERE users.id = beyond.user_id
+        "#,
         id,
-        lease
+        lease,
+        kept
     )
     .execute(pool)
     .await?;

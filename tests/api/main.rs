@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod caller_limits;
 mod checkout;
 mod child;
 mod client;
@@ -32,4 +33,5 @@ mod traces;
 mod tus;
 mod tus_clients;
 mod tus_edges;
+mod tus_refusals;
 mod uploads;

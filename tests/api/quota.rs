@@ -20,7 +20,7 @@ async fn spawn_with_quota(quota: usize) -> TestApp {
 impl TestApp {
     /// (used_bytes, reserved_bytes, reservation rows) of a user, once the usage changes that the
     /// server applies every second are applied.
-    async fn usage(&self, user: &str) -> (i64, i64, i64) {
+    pub(crate) async fn usage(&self, user: &str) -> (i64, i64, i64) {
         quota::apply_changes(&self.pool, None).await.unwrap();
         sqlx::query_as(
             "SELECT used_bytes, reserved_bytes,

@@ -18,9 +18,11 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use self::store::Caller;
 use crate::{
-    access::rate_limit::{self, RateKey, RateLimit},
+    access::{
+        rate_limit::{self, RateKey, RateLimit},
+        upload_slots::Caller,
+    },
     base::error::ApiError,
 };
 
@@ -65,7 +67,7 @@ impl Auth {
         !self.enabled || owner.user_id == user_id
     }
 
-    async fn identify(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    async fn identify(&self, headers: &HeaderMap) -> Result<store::Caller, ApiError> {
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or(ApiError::MissingToken)?;
@@ -117,37 +119,47 @@ async fn identify_then(
         .app_data::<web::Data<RateLimit>>()
         .expect("the rate limiter is registered");
     let found = identity(auth, limit, &req, required).await;
-    let checked = found.map(|identity| {
-        req.extensions_mut().insert(identity);
+    let checked = found.map(|(identity, caller)| {
+        let mut extensions = req.extensions_mut();
+        extensions.insert(identity);
+        if let Some(caller) = caller {
+            extensions.insert(caller);
+        }
     });
     rate_limit::continue_unless_refused(req, next, checked).await
 }
 
-/// Who the request acts for, once its bucket has a request left for it.
+/// Who the request acts for, once its bucket has a request left for it, and whose upload slots
+/// it takes (none when it was not identified).
 async fn identity(
     auth: &Auth,
     limit: &RateLimit,
     req: &ServiceRequest,
     required: TokenRequired,
-) -> Result<Identity, ApiError> {
+) -> Result<(Identity, Option<Caller>), ApiError> {
     let client = limit.client_key(req);
     let anonymous = !auth.enabled
         || (required == TokenRequired::No && !req.headers().contains_key(header::AUTHORIZATION));
     if anonymous {
         limit.check(client)?;
-        return Ok(Identity(Ok(auth.anonymous)));
+        let address = match client {
+            RateKey::Client(address) => address,
+            RateKey::Token(_) => None,
+        };
+        return Ok((Identity(Ok(auth.anonymous)), Some(Caller::Address(address))));
     }
     limit.check_blocked(client)?;
     match auth.identify(req.headers()).await {
-        Ok(caller) => {
-            limit.check(RateKey::Token(caller.token_id))?;
-            Ok(Identity(Ok(Owner {
-                user_id: caller.user_id,
-            })))
+        Ok(found) => {
+            limit.check(RateKey::Token(found.token_id))?;
+            let owner = Owner {
+                user_id: found.user_id,
+            };
+            Ok((Identity(Ok(owner)), Some(Caller::User(found.user_id))))
         }
         Err(error) => {
             limit.check(client)?;
-            Ok(Identity(Err(error)))
+            Ok((Identity(Err(error)), None))
         }
     }
 }

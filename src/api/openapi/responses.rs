@@ -16,7 +16,7 @@ pub enum Authenticated {
     Unauthorized(Problem),
     #[response(
         status = 429,
-        description = "`rate_limited`: too many requests; `Retry-After` says when to retry",
+        description = "`rate_limited`: too many requests; on uploads also `too_many_uploads` (the caller's uploads in flight) or, creating a resumable upload, `too_many_unfinished_uploads`. `Retry-After` says when to retry",
         content_type = "application/problem+json",
         headers(("Retry-After" = u64, description = "seconds to wait"))
     )]

@@ -36,26 +36,43 @@ impl<'a> Holding<'a> {
         let appender = self.appender.take();
         release(
             self.tus.ingest.pool.clone(),
-            self.upload.id,
-            self.upload.lease,
+            Lease::from(&self.upload),
             appender,
         )
         .await;
     }
 }
 
-/// Waits for storage writes under way, then gives the lease back. A failure is logged: another
-/// instance takes the lease over once this one is gone, and a newer request asks for it.
-async fn release(
-    pool: sqlx::PgPool,
+/// What giving a lease back needs: the upload, the lease, and the quota it held when leased.
+struct Lease {
     id: uuid::Uuid,
     lease: uuid::Uuid,
-    appender: Option<Appender>,
-) {
+    reserved: i64,
+}
+
+impl From<&Leased> for Lease {
+    fn from(upload: &Leased) -> Self {
+        Self {
+            id: upload.id,
+            lease: upload.lease,
+            reserved: upload.reserved,
+        }
+    }
+}
+
+/// Waits for storage writes under way, then gives the lease back with what the request reserved
+/// beyond it. A failure is logged: another instance takes the lease over once this one is gone,
+/// and a newer request asks for it (what stays reserved goes with the upload's end).
+async fn release(pool: sqlx::PgPool, lease: Lease, appender: Option<Appender>) {
     if let Some(appender) = appender {
         appender.drain().await;
     }
-    if let Err(error) = record::release(&pool, id, lease).await {
+    let Lease {
+        id,
+        lease,
+        reserved,
+    } = lease;
+    if let Err(error) = record::release(&pool, id, lease, reserved).await {
         tracing::warn!(%id, %error, "could not give an upload's lease back");
     }
 }
@@ -69,8 +86,7 @@ impl Drop for Holding<'_> {
         let appender = self.appender.take();
         tokio::spawn(release(
             self.tus.ingest.pool.clone(),
-            self.upload.id,
-            self.upload.lease,
+            Lease::from(&self.upload),
             appender,
         ));
     }

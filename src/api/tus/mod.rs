@@ -201,6 +201,10 @@ async fn create(
     if !with_data && crate::api::declared_length(headers).is_some_and(|body| body > 0) {
         return Err(ApiError::NotOffsetOctetStream);
     }
+    let _slot = match with_data {
+        true => tus.ingest.slots.take(&req)?,
+        false => None,
+    };
     let metadata = protocol::metadata(headers)?;
     let declared_type = metadata
         .filetype
@@ -294,17 +298,30 @@ async fn sends_bytes(payload: &mut web::Payload) -> bool {
     }
 }
 
-/// Reserves the upload's quota, prepares its storage and records it; undoes what was done if a
-/// step fails.
+/// Reserves the upload's quota, prepares its storage and records it, unless its owner holds as
+/// many unfinished uploads as they may; undoes what was done if a step fails.
 async fn start(tus: &Tus, mut upload: NewUpload) -> Result<NewUpload, ApiError> {
+    // Creations of one owner wait for each other here, so that together they cannot pass the cap.
+    let mut tx = tus.ingest.pool.begin().await?;
+    let max = tus.settings.max_unfinished_per_user;
+    if max > 0 {
+        let unfinished = record::unfinished(&mut tx, upload.owner).await?;
+        if unfinished.count >= max as i64 {
+            let until = unfinished.earliest_expiry - OffsetDateTime::now_utc();
+            return Err(ApiError::TooManyUnfinished {
+                max,
+                retry_after: until.whole_seconds().max(1) as u64,
+            });
+        }
+    }
     let mut reservation = Reservation::resume(&tus.ingest.quota, upload.id, upload.owner, 0, 0);
     if let Some(length) = upload.length {
         reservation.reserve_total(length).await?;
     }
     let recorded = async {
         upload.multipart_id = tus.ingest.storage.start_resumable(upload.id).await?;
-        let mut conn = tus.ingest.pool.acquire().await?;
-        record::create(&mut conn, &upload).await?;
+        record::create(&mut tx, &upload).await?;
+        tx.commit().await?;
         Ok::<_, ApiError>(())
     }
     .await;

@@ -208,9 +208,12 @@ impl Body<'_> {
             self.checksum = Some(sum.update(full.chunks.clone()).await?);
         }
         appender.write(full.chunks).await?;
-        // A checked chunk is kept whole or not at all: no progress before its end.
-        let due = self.incoming.size() - self.recorded >= self.tus.settings.checkpoint_bytes;
-        if self.checksum.is_none() && due {
+        // A checked chunk is kept whole or not at all: no progress before its end. Nor is the
+        // last byte recorded before the body has ended: a body that goes on past the length is
+        // refused, and must not leave a whole upload behind.
+        let size = self.incoming.size();
+        let due = size - self.recorded >= self.tus.settings.checkpoint_bytes;
+        if self.checksum.is_none() && due && self.length != Some(size) {
             let partial = appender.checkpoint().await?;
             let content_type = known_type(&self.incoming, self.upload, 0)?;
             let (tus, upload) = (self.tus, self.upload);

@@ -154,6 +154,7 @@ pub(super) async fn patch(
     }
     let offset = protocol::number(headers, &UPLOAD_OFFSET)?
         .ok_or_else(|| ApiError::InvalidRequest("a PATCH needs `Upload-Offset`".into()))?;
+    let _slot = tus.ingest.slots.take(&req)?;
     let id = id.into_inner();
     let leased = match lease(&tus, id, owner).await? {
         Ok(leased) => leased,

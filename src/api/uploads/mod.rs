@@ -12,6 +12,7 @@ use crate::{
     access::{
         auth::{self, Owner},
         quota::Reservation,
+        upload_slots::Slot,
     },
     api::openapi::{
         Documented,
@@ -124,10 +125,12 @@ enum Expect {
     Many,
 }
 
-/// The files of one request, on disk, and the quota they hold.
+/// The files of one request, on disk, the quota they hold, and the caller's upload slot, held
+/// until their commit.
 struct Received {
     files: Vec<ReceivedFile>,
     reservation: Reservation,
+    _slot: Option<Slot>,
 }
 
 /// Reads the whole form, streaming the expected file parts to storage and skipping the rest.
@@ -138,6 +141,7 @@ async fn receive(
     owner: Owner,
     expect: Expect,
 ) -> Result<Received, ApiError> {
+    let slot = ingest.slots.take(req)?;
     let in_flight = std::sync::Arc::new(ingest.in_flight.enter());
     let mut form = Form::new(req, payload, &ingest.limits)?;
     let mut reservation = Reservation::begin(
@@ -148,7 +152,11 @@ async fn receive(
     )
     .await?;
     match receive_files(&mut form, ingest, &mut reservation, expect, &in_flight).await {
-        Ok(files) => Ok(Received { files, reservation }),
+        Ok(files) => Ok(Received {
+            files,
+            reservation,
+            _slot: slot,
+        }),
         Err(error) => {
             reservation.release().await;
             Err(error)
@@ -198,7 +206,11 @@ async fn commit(
     owner: Owner,
     received: Received,
 ) -> Result<Vec<FileRecord>, ApiError> {
-    let Received { files, reservation } = received;
+    let Received {
+        files,
+        reservation,
+        _slot,
+    } = received;
     let (rows, entries): (Vec<_>, Vec<_>) = files.into_iter().map(|f| (f.file, f.entry)).unzip();
     let entries = entries.into_iter().flatten().collect();
     ingest::commit(

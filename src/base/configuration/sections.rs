@@ -80,6 +80,9 @@ pub struct UploadSettings {
     pub min_rate_window_secs: u64,
     pub min_rate_grace_secs: u64,
     pub allowed_content_types: Vec<String>,
+    /// Uploads (multipart requests, PATCHes and creations with data) one user, or one client
+    /// address acting as `anonymous`, may have in flight on an instance; 0 = no cap.
+    pub max_in_flight_per_user: usize,
 }
 
 /// Resumable uploads (`/tus/`).
@@ -90,6 +93,8 @@ pub struct TusSettings {
     /// A PATCH records its progress every this many bytes, so that a crash loses at most this
     /// much of it (clients such as tus-js-client send a whole file in one PATCH by default).
     pub checkpoint_bytes: u64,
+    /// Unfinished uploads (not expired) a user may hold; a creation beyond is refused. 0 = no cap.
+    pub max_unfinished_per_user: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
