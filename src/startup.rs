@@ -47,6 +47,8 @@ const USAGE_APPLYING: Duration = Duration::from_secs(1);
 const RATE_LIMIT_PRUNING: Duration = Duration::from_secs(60);
 /// How often freed heap memory is handed back to the system.
 const HEAP_TRIMMING: Duration = Duration::from_secs(10);
+/// How often connections that clients broke are told in the log (at most one line each time).
+const CLIENT_FAULTS_REPORTING: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -102,6 +104,9 @@ impl Application {
         background.extend(rate_limit.spawn_pruning(RATE_LIMIT_PRUNING));
         background.push(telemetry::metrics::spawn_upkeep(metrics.clone()));
         background.push(heap::spawn_trimming(HEAP_TRIMMING));
+        background.push(telemetry::client_faults::spawn_reporting(
+            CLIENT_FAULTS_REPORTING,
+        ));
         let in_flight = InFlight::default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))
@@ -201,6 +206,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let result = self.server.await;
         self.background.iter().for_each(JoinHandle::abort);
+        telemetry::client_faults::report();
         self.pool.close().await;
         result
     }

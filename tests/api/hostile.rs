@@ -286,3 +286,47 @@ async fn client_controlled_sizes_are_bounded() {
         "the server still serves"
     );
 }
+
+/// Garbage sent by anyone must not fill the error log: actix-http's one ERROR per broken
+/// connection becomes a count, told at WARN at most once a minute (and at shutdown).
+#[tokio::test]
+async fn malformed_requests_are_counted_and_told_at_warn_never_at_error() {
+    let db = spawn_app().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut server = crate::child::ChildServer::start(&db.db_url(), root.path(), &[]).await;
+    const SENT: usize = 7;
+    for _ in 0..SENT {
+        let mut stream = tokio::net::TcpStream::connect(&server.address)
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+    }
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains(&format!("intake_http_connection_errors_total {SENT}")),
+        "{metrics}"
+    );
+
+    server.signal("TERM");
+    let logs = server.remaining_logs().await;
+    assert!(!logs.contains(r#""level":"ERROR""#), "{logs}");
+    let told: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|event: &serde_json::Value| event["count"].is_number())
+        .collect();
+    assert_eq!(told.len(), 1, "{logs}");
+    assert_eq!(told[0]["level"], "WARN");
+    assert_eq!(told[0]["count"], SENT);
+    assert!(
+        told[0]["last"].as_str().unwrap().contains("stream error"),
+        "{logs}"
+    );
+}

@@ -127,6 +127,10 @@ fn describe() {
         "Requests that waited database.acquire_timeout_secs for a connection and got none"
     );
     describe_counter!(
+        "intake_http_connection_errors_total",
+        "Connections the HTTP layer ended for the client's fault: malformed, stalled or gone"
+    );
+    describe_counter!(
         "intake_checkout_provider_calls_total",
         "Checkout provider calls, by provider (payment, email) and outcome"
     );
@@ -323,6 +327,10 @@ pub fn sweep_actions(action: &'static str, count: usize) {
 
 pub fn pool_timed_out() {
     counter!("intake_db_pool_timeouts_total").increment(1);
+}
+
+pub fn connection_error() {
+    counter!("intake_http_connection_errors_total").increment(1);
 }
 
 /// `provider`: `payment` or `email`; `outcome`: the status the order reports.

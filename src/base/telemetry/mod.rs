@@ -1,6 +1,7 @@
 //! Logging (readable lines locally, JSON in production; `RUST_LOG` overrides `log.level`),
 //! traces exported over OTLP when `telemetry.otlp_endpoint` is set, and metrics.
 
+pub mod client_faults;
 pub mod metrics;
 
 use std::io::IsTerminal;
@@ -65,6 +66,7 @@ pub fn init(
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer(SCOPE)));
     tracing_subscriber::registry()
         .with(filter)
+        .with(client_faults::ClientFaults)
         .with(lines)
         .with(spans)
         .init();
