@@ -52,7 +52,7 @@ impl Modify for BearerTokens {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
         components.add_security_scheme(
-            "metrics token",
+            "metrics_token",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
@@ -97,6 +97,15 @@ pub fn document() -> openapi::OpenApi {
             .1
     });
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    // One handler for GET and HEAD is described once, for both: an operation id must be unique.
+    for item in document.paths.paths.values_mut() {
+        if let (Some(get), Some(head)) = (&item.get, &mut item.head)
+            && head.operation_id == get.operation_id
+            && let Some(id) = &mut head.operation_id
+        {
+            id.push_str("_head");
+        }
+    }
     document
 }
 

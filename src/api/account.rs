@@ -40,7 +40,7 @@ pub struct Account {
 
 /// The caller's account: name, bytes stored, quota.
 #[utoipa::path(get, path = "/me", tag = "files", security(("token" = [])),
-    responses((status = 200, body = Account), Authenticated))]
+    responses((status = 200, body = Account, description = "the caller's account"), Authenticated))]
 async fn me(
     pool: web::Data<PgPool>,
     quota: web::Data<Quota>,

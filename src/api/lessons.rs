@@ -139,7 +139,7 @@ async fn on_blocking_pool<T: Send + 'static>(
 }
 
 /// The cheapest answer: the framework's and the network's own cost.
-#[utoipa::path(get, path = "/ping", tag = "lessons", responses((status = 200, body = Pong), Limited))]
+#[utoipa::path(get, path = "/ping", tag = "lessons", responses((status = 200, body = Pong, description = "pong"), Limited))]
 async fn ping() -> HttpResponse {
     HttpResponse::Ok().json(Pong { message: "pong" })
 }
@@ -203,7 +203,7 @@ impl Wait {
 
 /// `await`s a timer: the worker serves other requests meanwhile (`asyncio.sleep`).
 #[utoipa::path(get, path = "/slow", tag = "lessons", params(Wait),
-    responses((status = 200, body = Waited), WaitRefused, Limited))]
+    responses((status = 200, body = Waited, description = "waited"), WaitRefused, Limited))]
 async fn slow(
     query: web::Query<Wait>,
     lessons: web::Data<Lessons>,
@@ -226,7 +226,7 @@ async fn wait(query: &Wait, max_ms: u64) -> Result<u64, ApiError> {
 /// Blocking work (here `thread::sleep`, standing for a blocking library call or heavy CPU
 /// work) goes to the blocking thread pool, never onto the event loop.
 #[utoipa::path(get, path = "/blocking", tag = "lessons", params(Wait),
-    responses((status = 200, body = Waited), WaitRefused, Limited))]
+    responses((status = 200, body = Waited, description = "waited"), WaitRefused, Limited))]
 async fn blocking(
     query: web::Query<Wait>,
     lessons: web::Data<Lessons>,
@@ -265,7 +265,7 @@ pub struct User {
 /// their own account.
 #[utoipa::path(get, path = "/users/{id}", tag = "lessons", security(("token" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, body = User), NotFound, Authenticated))]
+    responses((status = 200, body = User, description = "the user"), NotFound, Authenticated))]
 async fn user(
     id: web::Path<i64>,
     pool: web::Data<PgPool>,
@@ -300,7 +300,7 @@ pub struct Fetched<'a> {
 /// An awaited outbound HTTP call under a timeout: `502` when it fails, `504` when it is late.
 #[utoipa::path(get, path = "/external", tag = "lessons",
     responses(
-        (status = 200, body = Fetched),
+        (status = 200, body = Fetched, description = "the upstream answered"),
         (status = 502, body = Problem, content_type = "application/problem+json",
             description = "`provider_unavailable`: the call failed"),
         (status = 504, body = Problem, content_type = "application/problem+json",

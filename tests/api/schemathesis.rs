@@ -1,6 +1,8 @@
 //! Schemathesis (PyPI) against a running intake, with the document it serves: every route,
 //! valid and invalid requests, status codes, content types, headers and response bodies
-//! checked against the document. `.ci/run` installs it under target/schemathesis.
+//! checked against the document. `.ci/run` installs it under target/schemathesis. And the
+//! document itself, served and committed, checked by openapi-spec-validator (PyPI, under
+//! target/openapi-validator): Schemathesis forgives a document much that client generators stop at.
 
 use std::{path::Path, process::Command};
 
@@ -67,4 +69,36 @@ async fn the_server_conforms_to_its_openapi_document() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(report.contains("Tested: "), "{report}");
+}
+
+#[tokio::test]
+async fn the_served_and_the_committed_documents_are_valid_openapi_3_1() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let validator = root.join("target/openapi-validator/venv/bin/openapi-spec-validator");
+    if installed(&validator).is_none() {
+        return;
+    }
+    let app = spawn_app_with(|settings| settings.auth.enabled = true).await;
+    let served = app.get("/openapi.json").await.text().await.unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let served_path = folder.path().join("served.json");
+    std::fs::write(&served_path, served).unwrap();
+
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(validator)
+            .args(["--schema", "3.1", "--validation-errors", "all"])
+            .arg(&served_path)
+            .arg(root.join("docs/openapi.json"))
+            .output()
+            .expect("openapi-spec-validator runs")
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(report.matches(": OK").count(), 2, "{report}");
 }

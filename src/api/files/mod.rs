@@ -85,7 +85,7 @@ pub struct Page {
 #[utoipa::path(get, path = "/files", tag = "files", security(("token" = [])),
     params(ListQuery),
     responses(
-        (status = 200, body = Page),
+        (status = 200, body = Page, description = "a page of files, newest first"),
         (status = 400, body = Problem, content_type = "application/problem+json",
             description = "`invalid_request`: a limit out of range or a cursor not valid"),
         Authenticated,
@@ -130,7 +130,7 @@ async fn list(
 /// One file's metadata.
 #[utoipa::path(get, path = "/files/{id}", tag = "files", security(("token" = [])),
     params(("id" = Uuid, Path, description = "the file's id")),
-    responses((status = 200, body = FileObject), NotFound, Authenticated))]
+    responses((status = 200, body = FileObject, description = "the file's metadata"), NotFound, Authenticated))]
 async fn metadata(
     id: web::Path<Uuid>,
     pool: web::Data<PgPool>,

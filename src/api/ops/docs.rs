@@ -65,7 +65,7 @@ async fn openapi_json(rendered: web::Data<Rendered>) -> HttpResponse {
 ///
 /// Our own page rather than the crate's, whose start-up script is inline: every script here
 /// is a file, so the page works under a Content-Security-Policy without `unsafe-inline`.
-#[utoipa::path(get, path = "/docs", tag = "operations",
+#[utoipa::path(get, path = "/docs", tag = "operations", operation_id = "docs_page",
     responses((status = 200, description = "an HTML page", content_type = "text/html")))]
 async fn page() -> HttpResponse {
     HttpResponse::Ok()

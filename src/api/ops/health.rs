@@ -41,7 +41,7 @@ const HEALTHY: Healthy = Healthy { status: "ok" };
 
 /// Live: the process answers.
 #[utoipa::path(get, path = "/health/live", tag = "operations",
-    responses((status = 200, body = Healthy)))]
+    responses((status = 200, body = Healthy, description = "the process is up")))]
 async fn live() -> HttpResponse {
     HttpResponse::Ok().json(HEALTHY)
 }
@@ -50,7 +50,7 @@ async fn live() -> HttpResponse {
 /// failing part's code.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses(
-        (status = 200, body = Healthy),
+        (status = 200, body = Healthy, description = "Postgres and the storage answer"),
         (status = 503, body = problem::Problem, content_type = "application/problem+json",
             description = "`database_unavailable` or `storage_unavailable`"),
     ))]

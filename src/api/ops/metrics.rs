@@ -35,7 +35,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
 ///
 /// Never rate-limited (a scraper must not be refused for scraping); open unless
 /// `telemetry.metrics_token` is set.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics token" = [])),
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("metrics_token" = [])),
     responses(
         (status = 200, description = "the Prometheus text format",
             content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),

@@ -52,7 +52,7 @@ const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
 /// The upload page.
-#[utoipa::path(get, path = "/", tag = "operations",
+#[utoipa::path(get, path = "/", tag = "operations", operation_id = "upload_page",
     responses((status = 200, description = "an HTML page", content_type = "text/html")))]
 async fn page() -> HttpResponse {
     HttpResponse::Ok()
