@@ -463,11 +463,27 @@ async fn idempotency_keys_belong_to_their_caller() {
     let statuses = [
         as_caller(Some(&alice), &order()).await.unwrap().status(),
         as_caller(Some(&bob), &other).await.unwrap().status(),
-        // Without a token: the anonymous user, a caller of its own.
-        as_caller(None, &other).await.unwrap().status(),
     ];
 
-    assert_eq!(statuses.map(|s| s.as_u16()), [201, 201, 201]);
+    assert_eq!(statuses.map(|s| s.as_u16()), [201, 201]);
+    // Without a token every caller is `anonymous`: one caller's key would replay another's
+    // order. Refused, and nothing is charged; without a key the order goes through.
+    let tokenless = as_caller(None, &other).await.unwrap();
+    let problem = assert_problem(tokenless, 400, "invalid_request").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("needs a bearer token")
+    );
+    let without_key = app
+        .client
+        .post(app.url("/checkout"))
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_key.status(), 201);
     let reused = as_caller(Some(&alice), &other).await.unwrap();
     assert_problem(reused, 422, "idempotency_key_reused").await;
     let invalid = as_caller(Some("intake_nope"), &order()).await.unwrap();

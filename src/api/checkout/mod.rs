@@ -88,11 +88,12 @@ pub struct Unpaid<'a> {
 
 /// Place an order: the payment and the confirmation email run concurrently.
 ///
-/// Without a token the order is the anonymous user's. With `Idempotency-Key`, a retry with
-/// the same body gets the first answer (`Idempotent-Replayed: true`) and never charges twice.
+/// Without a token the order is the anonymous user's. With `Idempotency-Key` (and, when auth is
+/// on, a token), a retry with the same body gets the first answer (`Idempotent-Replayed: true`)
+/// and never charges twice.
 #[utoipa::path(post, path = "/checkout", tag = "checkout", security((), ("token" = [])),
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
-        description = "up to 255 visible ASCII characters, scoped to the caller")),
+        description = "up to 255 visible ASCII characters, scoped to the caller; with auth on, only with a token")),
     request_body(content = Order, content_type = "application/json"),
     responses(
         (status = 201, body = Placed, description = "paid",
@@ -127,6 +128,13 @@ async fn checkout(
     let mut order_id = Uuid::now_v7();
     let held = match idempotency_key(&req)? {
         None => None,
+        // Callers without a token are all `anonymous`: their keys would meet.
+        Some(_) if auth::tokenless(&req) => {
+            return Err(ApiError::InvalidRequest(
+                "an Idempotency-Key needs a bearer token: callers without one would share their keys"
+                    .into(),
+            ));
+        }
         Some(key) => {
             let held = checkouts
                 .keys
