@@ -15,6 +15,7 @@ use tracing_actix_web::TracingLogger;
 use crate::{
     access::{
         auth::Auth,
+        hosts::{self, Hosts},
         quota::{self, Quota},
         rate_limit::RateLimit,
         upload_slots::UploadSlots,
@@ -126,6 +127,10 @@ impl Application {
         // Each area's own.
         let auth = web::Data::new(Auth::new(settings.auth.enabled, pool.clone()).await?);
         let rate_limit = web::Data::new(rate_limit);
+        let allowed_hosts = web::Data::new(Hosts::new(
+            settings.auth.enabled,
+            &settings.server.allowed_hosts,
+        ));
         let tus = web::Data::new(Tus {
             ingest: ingest.clone(),
             settings: settings.tus.clone(),
@@ -163,6 +168,7 @@ impl Application {
                 .app_data(ingest.clone())
                 .app_data(auth.clone())
                 .app_data(rate_limit.clone())
+                .app_data(allowed_hosts.clone())
                 .app_data(tus.clone())
                 .app_data(checkouts.clone())
                 .app_data(lessons.clone())
@@ -178,6 +184,7 @@ impl Application {
                 .app_data(document.clone())
                 .configure(routes::register)
                 .wrap(ErrorHandlers::new().default_handler(render_framework_errors))
+                .wrap(from_fn(hosts::check))
                 .wrap(from_fn(telemetry::metrics::record_request))
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())

@@ -75,6 +75,10 @@ pub enum ApiError {
     MissingToken,
     #[error("the bearer token is malformed, unknown, revoked or expired")]
     InvalidToken,
+    #[error(
+        "auth is off: only requests to localhost are served, not to `{0}`; turn auth on or list the host in server.allowed_hosts"
+    )]
+    HostNotAllowed(String),
     #[error("the upload would go over your quota of {0} bytes")]
     QuotaExceeded(u64),
     #[error("too many requests; retry in {0} s")]
@@ -155,6 +159,7 @@ impl ApiError {
             Self::NotFound(_) => (C::NotFound, S::NOT_FOUND),
             Self::RangeNotSatisfiable(_) => (C::InvalidRequest, S::RANGE_NOT_SATISFIABLE),
             Self::MissingToken | Self::InvalidToken => (C::Unauthorized, S::UNAUTHORIZED),
+            Self::HostNotAllowed(_) => (C::HostNotAllowed, S::FORBIDDEN),
             Self::QuotaExceeded(_) => (C::QuotaExceeded, S::PAYLOAD_TOO_LARGE),
             Self::RateLimited(_) => (C::RateLimited, S::TOO_MANY_REQUESTS),
             Self::TooManyUploads(_) => (C::TooManyUploads, S::TOO_MANY_REQUESTS),

@@ -42,6 +42,7 @@ codes! {
     UploadTimeout = "upload_timeout",
     NotFound = "not_found",
     Unauthorized = "unauthorized",
+    HostNotAllowed = "host_not_allowed",
     QuotaExceeded = "quota_exceeded",
     RateLimited = "rate_limited",
     TooManyUploads = "too_many_uploads",

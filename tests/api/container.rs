@@ -342,6 +342,7 @@ async fn the_healthcheck_command_passes_on_a_ready_server_and_fails_without_one(
     let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
     let server = |port| ServerSettings {
         host: "0.0.0.0".into(),
+        allowed_hosts: Vec::new(),
         port,
         workers: 1,
         max_blocking_threads: 0,

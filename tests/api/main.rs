@@ -18,6 +18,7 @@ mod headers;
 mod health;
 mod helpers;
 mod hostile;
+mod hosts;
 mod layers;
 mod lessons;
 mod load;

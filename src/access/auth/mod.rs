@@ -46,13 +46,24 @@ pub struct Auth {
 /// What the `Authorization` header turned out to be, left for the `Owner` extractor.
 struct Identity(Result<Owner, ApiError>);
 
+/// Marks a request let in as `anonymous` without a token although auth is on (`/checkout`).
+struct Tokenless;
+
+/// Whether the request acts as `anonymous` for want of a token while auth is on: it shares
+/// whatever `anonymous` holds with every other caller without one.
+pub fn tokenless(req: &HttpRequest) -> bool {
+    req.extensions().contains::<Tokenless>()
+}
+
 impl Auth {
     pub async fn new(enabled: bool, pool: PgPool) -> Result<Self, sqlx::Error> {
         let anonymous = Owner {
             user_id: store::anonymous_id(&pool).await?,
         };
         if !enabled {
-            tracing::warn!("auth is off: every request acts as the `{ANONYMOUS}` user");
+            tracing::warn!(
+                "auth is off: every request acts as the `{ANONYMOUS}` user, and only requests to localhost (or server.allowed_hosts) are served"
+            );
         }
         Ok(Self {
             enabled,
@@ -118,12 +129,16 @@ async fn identify_then(
     let limit = req
         .app_data::<web::Data<RateLimit>>()
         .expect("the rate limiter is registered");
+    let tokenless = auth.enabled && !req.headers().contains_key(header::AUTHORIZATION);
     let found = identity(auth, limit, &req, required).await;
     let checked = found.map(|(identity, caller)| {
         let mut extensions = req.extensions_mut();
         extensions.insert(identity);
         if let Some(caller) = caller {
             extensions.insert(caller);
+        }
+        if tokenless {
+            extensions.insert(Tokenless);
         }
     });
     rate_limit::continue_unless_refused(req, next, checked).await

@@ -102,6 +102,7 @@ impl Settings {
                     .ignore_empty(true)
                     .list_separator(",")
                     .with_list_parse_key("upload.allowed_content_types")
+                    .with_list_parse_key("server.allowed_hosts")
                     .with_list_parse_key("rate_limit.trusted_proxies")
                     .source(Some(vars)),
             )

@@ -12,6 +12,8 @@ use super::SettingsError;
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerSettings {
     pub host: String,
+    /// With auth off, the hosts besides loopback ones that requests may be addressed to.
+    pub allowed_hosts: Vec<String>,
     pub port: u16,
     pub workers: usize,
     /// Threads each worker may run blocking work on (disk writes, hashing); 0 = actix-web's
