@@ -56,18 +56,23 @@ enum Command {
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    // The client needs nothing of the server's configuration: its flags and INTAKE_* only.
+    if let Command::Upload(args) = command {
+        return exit(client::upload(args).await);
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => return fail(&error),
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => serve(settings).await,
         Command::Migrate => exit(db::migrate_once(&settings.database).await),
         Command::Healthcheck => exit(health::check_local(&settings.server).await),
         Command::Users { command } => {
             exit(admin::users(command, &settings.database, &mut std::io::stdout()).await)
         }
-        Command::Upload(args) => exit(client::upload(args).await),
+        Command::Upload(_) => unreachable!("answered above"),
         Command::Openapi => {
             print!("{}", routes::render(&settings));
             ExitCode::SUCCESS

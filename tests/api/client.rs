@@ -148,3 +148,108 @@ async fn a_refused_file_stops_the_run_with_the_servers_reason() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn a_folder_among_the_files_is_refused_before_anything_is_sent() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "a.txt", b"a\n");
+    let folder = dir.path().join("photos");
+    std::fs::create_dir(&folder).unwrap();
+    let state = dir.path().join("state.json");
+
+    let output = intake_upload(&app.address, &state, &[&file, &folder])
+        .output()
+        .await
+        .unwrap();
+
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("is not a regular file"), "{said}");
+    assert!(!said.contains("retrying"), "{said}");
+    assert!(app.row_ids().await.is_empty(), "a file was stored");
+    assert_nothing_resumable_left(&app).await;
+    assert!(!state.exists() || remembered(&state) == serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn without_a_terminal_progress_is_told_in_lines_and_no_server_configuration_is_read() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "big.bin", &random_bytes(3 * MIB + 5, 4));
+
+    // An environment the server has no configuration for: the client needs none.
+    let output = intake_upload(&app.address, &dir.path().join("s.json"), &[&file])
+        .env("APP_ENVIRONMENT", "staging")
+        .output()
+        .await
+        .unwrap();
+
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"big.bin: 3145733 bytes to send"),
+        "{said}"
+    );
+    for tenth in (10..=100).step_by(10) {
+        let told = format!("big.bin: {tenth}% (");
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with(&told)).count(),
+            1,
+            "{said}"
+        );
+    }
+    assert_eq!(
+        lines.last(),
+        Some(&"big.bin: stored, 3145733 bytes"),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_table_starts_on_a_line_of_its_own() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "a.bin", &random_bytes(2 * MIB, 5));
+    let command = format!(
+        "'{}' upload '{}' --url {} --state '{}'",
+        env!("CARGO_BIN_EXE_intake"),
+        file.display(),
+        app.address,
+        dir.path().join("s.json").display()
+    );
+
+    // `script` gives the client a terminal: its bar is drawn, then the table is printed.
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .await
+        .unwrap();
+
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    let header = shown.find("id  ").expect("the table's header");
+    assert!(shown[..header].ends_with('\n'), "{shown:?}");
+    assert!(shown.contains("a.bin: stored, 2097152 bytes"), "{shown:?}");
+}
+
+#[tokio::test]
+async fn giving_up_tells_how_many_attempts_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "a.txt", b"a\n");
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", nobody.local_addr().unwrap());
+    drop(nobody);
+
+    let output = intake_upload(&url, &dir.path().join("s.json"), &[&file])
+        .args(["--retries", "0"])
+        .output()
+        .await
+        .unwrap();
+
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("after 1 failed attempt in a row"), "{said}");
+}

@@ -3,6 +3,8 @@
 //! run, on whichever instance `--url` reaches; network errors and busy answers are retried
 //! with backoff. At the end the server's SHA-256 is compared with the file's own.
 
+mod body;
+mod progress;
 mod resume;
 mod transfer;
 
@@ -45,6 +47,13 @@ pub async fn upload(args: UploadArgs) -> Result<(), UploadError> {
         Some(path) => path.clone(),
         None => resume::default_path().ok_or(UploadError::NoStateDir)?,
     };
+    // Every file is checked before any is sent: a folder among them creates nothing.
+    for file in &args.files {
+        let metadata = std::fs::metadata(file).map_err(|e| UploadError::File(file.clone(), e))?;
+        if !metadata.is_file() {
+            return Err(UploadError::NotAFile(file.clone()));
+        }
+    }
     let client = transfer::Client::new(&args)?;
     let mut stored: Vec<Value> = Vec::new();
     for file in &args.files {
@@ -75,7 +84,19 @@ fn print_table(files: &[Value]) {
     }
 }
 
-/// Waits before the `attempt`th retry: 0.5 s, doubled each time, at most 30 s.
+/// Waits before the `attempt`th retry (from 1): 0.5 s, doubled each time, at most 30 s.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500 * 2u64.pow(attempt.min(6))).min(Duration::from_secs(30))
+    let doublings = attempt.saturating_sub(1).min(6);
+    Duration::from_millis(500 * 2u64.pow(doublings)).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_retry_waits_half_a_second_then_twice_as_long_up_to_30_s() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_millis() as u64).collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    }
 }

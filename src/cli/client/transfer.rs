@@ -2,21 +2,21 @@
 //! asking the server where it stands after any failure.
 
 use std::{
-    io::{self, SeekFrom},
+    io,
     path::{Path, PathBuf},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use futures_util::TryStreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
-use super::{UploadArgs, backoff, resume};
+use super::{
+    UploadArgs, backoff,
+    body::{chunk, local_read, sha256_of},
+    progress::Progress,
+    resume,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -24,6 +24,8 @@ pub enum UploadError {
     NoStateDir,
     #[error("cannot read {}", .0.display())]
     File(PathBuf, #[source] io::Error),
+    #[error("{} is not a regular file (a folder, a device, a pipe…): nothing was sent", .0.display())]
+    NotAFile(PathBuf),
     #[error("cannot keep the resume state in {}", .0.display())]
     State(PathBuf, #[source] io::Error),
     #[error("the server refused {}: {status} {detail}", .file.display())]
@@ -32,7 +34,7 @@ pub enum UploadError {
         status: u16,
         detail: String,
     },
-    #[error("gave up on {} after {attempts} failed attempts in a row (run again to resume)", .file.display())]
+    #[error("gave up on {} after {} in a row (run again to resume)", .file.display(), failed_attempts(*.attempts))]
     GaveUp {
         file: PathBuf,
         attempts: u32,
@@ -80,7 +82,7 @@ struct Upload<'a> {
     /// The server's offset, when the last answer gave it.
     offset: Option<u64>,
     resumed: bool,
-    bar: ProgressBar,
+    bar: Progress,
 }
 
 impl Client {
@@ -113,7 +115,7 @@ impl Client {
             key,
             offset: None,
             resumed: false,
-            bar: progress_bar(file, length),
+            bar: Progress::new(file, length),
         };
         let mut failures = 0;
         let location = loop {
@@ -130,21 +132,20 @@ impl Client {
                             last: error,
                         });
                     }
-                    say(
-                        &upload.bar,
-                        format!(
-                            "{}: {error}; retrying in {:?}",
-                            file.display(),
-                            backoff(failures)
-                        ),
-                    );
+                    upload.bar.say(format!(
+                        "{}: {error}; retrying in {:?}",
+                        file.display(),
+                        backoff(failures)
+                    ));
                     upload.offset = None;
                     tokio::time::sleep(backoff(failures)).await;
                 }
             }
         };
-        upload.bar.finish();
         let stored = self.stored(&location, file).await?;
+        upload
+            .bar
+            .finish(stored["size"].as_u64().unwrap_or_default());
         upload.remember(None)?;
         let local = hashing
             .await
@@ -173,13 +174,10 @@ impl Client {
             None => {
                 let head = self.request(Method::HEAD, &path).send().await?;
                 if matches!(head.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
-                    say(
-                        &upload.bar,
-                        format!(
-                            "{}: the server no longer has its upload; starting over",
-                            upload.file.display()
-                        ),
-                    );
+                    upload.bar.say(format!(
+                        "{}: the server no longer has its upload; starting over",
+                        upload.file.display()
+                    ));
                     upload.path = None;
                     upload.remember(None)?;
                     return Ok(None);
@@ -190,14 +188,11 @@ impl Client {
                 }
                 let offset = number(&head, "upload-offset")?;
                 if offset > 0 && !upload.resumed {
-                    say(
-                        &upload.bar,
-                        format!(
-                            "{}: resuming at byte {offset} of {}",
-                            upload.file.display(),
-                            upload.length
-                        ),
-                    );
+                    upload.bar.say(format!(
+                        "{}: resuming at byte {offset} of {}",
+                        upload.file.display(),
+                        upload.length
+                    ));
                 }
                 offset
             }
@@ -222,7 +217,17 @@ impl Client {
                 return Ok(None);
             }
             Ok(response) => upload.accepted(response).await?,
-            Err(error) => return Err(error.into()),
+            // The file could not be read: no retry makes it readable.
+            Err(error) => match local_read(&error) {
+                Some(read) => {
+                    let error = io::Error::new(read.kind(), read.to_string());
+                    return Err(Failure::Fatal(UploadError::File(
+                        upload.file.to_owned(),
+                        error,
+                    )));
+                }
+                None => return Err(error.into()),
+            },
         };
         upload.offset = Some(number(&patched, "upload-offset")?);
         Ok(text(&patched, header::CONTENT_LOCATION))
@@ -356,50 +361,9 @@ fn number(response: &Response, name: &str) -> Result<u64, Failure> {
         .ok_or_else(|| Failure::Retry(format!("the answer has no valid {name}").into()))
 }
 
-/// `size` bytes of `file` from `offset`, read as they are sent; each counts on the bar.
-async fn chunk(file: &Path, offset: u64, size: u64, bar: ProgressBar) -> io::Result<reqwest::Body> {
-    let mut opened = tokio::fs::File::open(file).await?;
-    opened.seek(SeekFrom::Start(offset)).await?;
-    let stream = ReaderStream::new(opened.take(size)).inspect_ok(move |bytes| {
-        bar.inc(bytes.len() as u64);
-    });
-    Ok(reqwest::Body::wrap_stream(stream))
-}
-
-/// A line above the bar, or on stderr when there is no bar (not a terminal).
-fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
-fn progress_bar(file: &Path, length: u64) -> ProgressBar {
-    let bar = ProgressBar::new(length);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg:20!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(
-        file.file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
-    bar
-}
-
-fn sha256_of(file: &Path) -> io::Result<String> {
-    use std::io::Read;
-    let (mut opened, mut hasher) = (std::fs::File::open(file)?, Sha256::new());
-    let mut buffer = vec![0; 1024 * 1024];
-    loop {
-        match opened.read(&mut buffer)? {
-            0 => return Ok(hex::encode(hasher.finalize())),
-            read => hasher.update(&buffer[..read]),
-        }
+fn failed_attempts(attempts: u32) -> String {
+    match attempts {
+        1 => "1 failed attempt".to_owned(),
+        n => format!("{n} failed attempts"),
     }
 }
