@@ -151,12 +151,7 @@ async fn a_user_holding_the_most_unfinished_uploads_gets_429_until_one_ends() {
     // The first of the three expires within tus.expiry_secs.
     assert!((1..=EXPIRY_SECS).contains(&retry_after), "{retry_after}");
     assert_problem(refused, 429, "too_many_unfinished_uploads").await;
-    let deferred = tus
-        .request(reqwest::Method::POST, "/tus/")
-        .header("Upload-Defer-Length", "1")
-        .send()
-        .await
-        .unwrap();
+    let deferred = tus.create_deferred().await;
     assert_problem(deferred, 429, "too_many_unfinished_uploads").await;
     Tus::of(&app).with_token(&bob).created(10, "bobs.bin").await;
 

@@ -38,36 +38,23 @@ async fn the_server_conforms_to_its_openapi_document() {
     .await;
     let token = app.user_with_token("schemathesis").await;
 
-    let run = tokio::task::spawn_blocking({
-        let document = app.url("/openapi.json");
-        let config = root.join("tests/schemathesis");
-        move || {
-            // Run from target/: Schemathesis keeps a cache in its working directory.
-            Command::new(schemathesis)
-                .current_dir(root.join("target/schemathesis"))
-                .env("SCHEMATHESIS_HOOKS", "hooks")
-                .env("PYTHONPATH", &config)
-                .env("PYTHONDONTWRITEBYTECODE", "1")
-                .arg("--config-file")
-                .arg(config.join("schemathesis.toml"))
-                .args(["--no-color", "run"])
-                .arg(document)
-                .args(["--header", &format!("Authorization: Bearer {token}")])
-                // A fixed seed: the same cases on every run, so that CI does not fail on a
-                // case it never generated before (run without it to look for new ones).
-                .args(["--max-examples", "50", "--seed", "1"])
-                .output()
-                .expect("schemathesis runs")
-        }
-    })
-    .await
-    .unwrap();
-    let report = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "schemathesis found failures:\n{report}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (document, config) = (app.url("/openapi.json"), root.join("tests/schemathesis"));
+    // Run from target/: Schemathesis keeps a cache in its working directory.
+    let mut command = Command::new(schemathesis);
+    command
+        .current_dir(root.join("target/schemathesis"))
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PYTHONPATH", &config)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg("--config-file")
+        .arg(config.join("schemathesis.toml"))
+        .args(["--no-color", "run"])
+        .arg(document)
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        // A fixed seed: the same cases on every run, so that CI does not fail on a case it
+        // never generated before (run without it to look for new ones).
+        .args(["--max-examples", "50", "--seed", "1"]);
+    let report = succeeded(command, "schemathesis found failures").await;
     assert!(report.contains("Tested: "), "{report}");
 }
 
@@ -84,21 +71,22 @@ async fn the_served_and_the_committed_documents_are_valid_openapi_3_1() {
     let served_path = folder.path().join("served.json");
     std::fs::write(&served_path, served).unwrap();
 
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(validator)
-            .args(["--schema", "3.1", "--validation-errors", "all"])
-            .arg(&served_path)
-            .arg(root.join("docs/openapi.json"))
-            .output()
-            .expect("openapi-spec-validator runs")
-    })
-    .await
-    .unwrap();
-    let report = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let mut command = Command::new(validator);
+    command
+        .args(["--schema", "3.1", "--validation-errors", "all"])
+        .arg(&served_path)
+        .arg(root.join("docs/openapi.json"));
+    let report = succeeded(command, "the document is not valid").await;
     assert_eq!(report.matches(": OK").count(), 2, "{report}");
+}
+
+/// Runs `command` off the test's threads; its output, once it has exited with success.
+async fn succeeded(mut command: Command, failed: &str) -> String {
+    let run = tokio::task::spawn_blocking(move || command.output().expect("the tool runs"))
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&run.stdout).into_owned();
+    let errors = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{failed}:\n{report}\n{errors}");
+    report
 }

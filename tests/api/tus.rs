@@ -75,6 +75,15 @@ impl<'a> Tus<'a> {
             .unwrap()
     }
 
+    /// Creates an upload whose length comes later (`Upload-Defer-Length: 1`).
+    pub async fn create_deferred(&self) -> Response {
+        self.request(reqwest::Method::POST, "/tus/")
+            .header("Upload-Defer-Length", "1")
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Creates an upload and returns its path (`/tus/{id}`).
     pub async fn created(&self, length: u64, filename: &str) -> String {
         let response = self.create(length, filename).await;
@@ -436,12 +445,7 @@ async fn a_deferred_length_counts_against_the_quota_as_bytes_arrive() {
     .await;
     let token = app.user_with_token("ada").await;
     let tus = Tus::of(&app).with_token(&token);
-    let created = tus
-        .request(reqwest::Method::POST, "/tus/")
-        .header("Upload-Defer-Length", "1")
-        .send()
-        .await
-        .unwrap();
+    let created = tus.create_deferred().await;
     let path = header(&created, "location");
     assert_eq!(tus.patch(&path, 0, vec![1u8; 900_000]).await.status(), 204);
 

@@ -24,12 +24,7 @@ async fn with_quota(bytes: u64) -> (TestApp, String) {
 }
 
 async fn deferred(tus: &Tus<'_>) -> String {
-    let created = tus
-        .request(reqwest::Method::POST, "/tus/")
-        .header("Upload-Defer-Length", "1")
-        .send()
-        .await
-        .unwrap();
+    let created = tus.create_deferred().await;
     assert_eq!(created.status(), 201);
     header(&created, "location")
 }
