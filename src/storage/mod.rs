@@ -296,7 +296,7 @@ impl Pending {
     async fn defer_to_sweep(self) {
         match self {
             Self::Fs(entry) => entry.defer_to_sweep().await,
-            Self::S3(intent) => intent.defer_to_sweep(),
+            Self::S3(intent) => intent.defer_to_sweep().await,
         }
     }
 

@@ -108,11 +108,11 @@ impl Intent {
     }
 
     /// The row's outcome is unknown: this instance's sweep decides once Postgres answers.
-    pub fn defer_to_sweep(mut self) {
+    pub async fn defer_to_sweep(mut self) {
         if let Some(store) = self.store.take()
             && self.recorded
         {
-            store.defer(self.id);
+            store.defer(self.id).await;
         }
     }
 

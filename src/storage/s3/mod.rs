@@ -96,8 +96,8 @@ pub struct S3Store {
     parts_in_flight: usize,
     instance: Uuid,
     pool: PgPool,
-    /// Intents whose database outcome was unknown (Postgres went away mid-statement): this
-    /// instance's own sweep settles them once Postgres answers.
+    /// Intents left to this instance's sweep that could not be marked so in Postgres (it was
+    /// away): the sweep marks them once it answers (`repair`).
     deferred: std::sync::Mutex<Vec<Uuid>>,
     /// Tells other instances' sweeps that this one runs.
     _liveness: Liveness,
@@ -310,14 +310,21 @@ impl S3Store {
         };
         if let Err(error) = forgotten {
             tracing::warn!(%id, %error, "could not remove an object from the bucket; the sweep will");
-            self.defer(id);
+            self.defer(id).await;
         }
     }
 
-    fn defer(&self, id: Uuid) {
-        self.deferred
-            .lock()
-            .expect("the deferred list is never poisoned")
-            .push(id);
+    /// Leaves intent `id` to this instance's sweep: marked in Postgres, or, when Postgres cannot
+    /// be told, in memory until the sweep can mark it.
+    async fn defer(&self, id: Uuid) {
+        let marked = sqlx::query!(
+            "UPDATE storage_intents SET deferred = true WHERE object_id = $1",
+            id
+        )
+        .execute(&self.pool)
+        .await;
+        if marked.is_err() {
+            self.deferred.lock().expect("never poisoned").push(id);
+        }
     }
 }

@@ -5,21 +5,16 @@ use uuid::Uuid;
 
 use super::S3Store;
 use crate::{
-    base::liveness,
+    base::{liveness, telemetry::cause_chain},
     storage::{RepairError, Repaired},
 };
 
 impl S3Store {
     /// Settles this instance's deferred intents and those of instances that are gone. Returns
-    /// what it did and the instances running.
+    /// what it did and the instances running. An intent it cannot settle stays for the next
+    /// pass: deferred in Postgres, or, while Postgres cannot be told, in memory.
     pub async fn repair(&self) -> Result<(Repaired, Vec<Uuid>), RepairError> {
-        let mut report = Repaired::default();
-        let deferred = std::mem::take(
-            &mut *self
-                .deferred
-                .lock()
-                .expect("the deferred list is never poisoned"),
-        );
+        self.record_deferred().await?;
         let others = sqlx::query_scalar!(
             r#"
             SELECT DISTINCT instance FROM storage_intents WHERE instance <> $1
@@ -28,42 +23,65 @@ impl S3Store {
             self.instance
         )
         .fetch_all(&self.pool)
-        .await;
-        let others: Vec<Uuid> = match others {
-            Ok(rows) => rows.into_iter().flatten().collect(),
-            Err(error) => {
-                self.deferred
-                    .lock()
-                    .expect("never poisoned")
-                    .extend(deferred);
-                return Err(error.into());
-            }
-        };
+        .await?;
+        let others: Vec<Uuid> = others.into_iter().flatten().collect();
         let mut alive = liveness::running(&self.pool, &others).await?;
         let dead: Vec<Uuid> = others
             .into_iter()
             .filter(|other| !alive.contains(other))
             .collect();
-        let mut orphans = sqlx::query_scalar!(
-            "SELECT object_id FROM storage_intents WHERE instance = ANY($1)",
-            &dead
+        let due = sqlx::query_scalar!(
+            r#"
+            SELECT object_id FROM storage_intents
+            WHERE instance = ANY($1) OR (instance = $2 AND deferred)
+            "#,
+            &dead,
+            self.instance
         )
         .fetch_all(&self.pool)
         .await?;
-        orphans.extend(deferred);
-        for id in orphans {
+        // Each is tried, whatever happened to the one before.
+        let mut report = Repaired::default();
+        let mut failed = None;
+        for id in due {
             match self.settle(id).await {
                 Ok(Some(true)) => report.kept += 1,
                 Ok(Some(false)) => report.removed += 1,
                 Ok(None) => {}
                 Err(error) => {
-                    self.defer(id);
-                    return Err(error);
+                    tracing::warn!(%id, error = %cause_chain(&error), "could not settle an intent; the next sweep will");
+                    failed.get_or_insert(error);
                 }
             }
         }
+        if let Some(error) = failed {
+            return Err(error);
+        }
         alive.push(self.instance);
         Ok((report, alive))
+    }
+
+    /// Marks the intents deferred in memory as deferred in Postgres; those it cannot mark stay
+    /// in memory.
+    async fn record_deferred(&self) -> Result<(), RepairError> {
+        let deferred = std::mem::take(&mut *self.deferred.lock().expect("never poisoned"));
+        if deferred.is_empty() {
+            return Ok(());
+        }
+        let marked = sqlx::query!(
+            "UPDATE storage_intents SET deferred = true WHERE object_id = ANY($1)",
+            &deferred
+        )
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = marked {
+            self.deferred
+                .lock()
+                .expect("never poisoned")
+                .extend(deferred);
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     /// Settles one intent, holding its row locked throughout so that a commit that claims it
