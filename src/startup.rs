@@ -23,7 +23,7 @@ use crate::{
     api::{
         checkout::{Checkout, Checkouts, KeysInUse},
         lessons::Lessons,
-        ops::{docs::Rendered, metrics::Metrics},
+        ops::{docs::Rendered, health::Health, metrics::Metrics},
         tus::Tus,
     },
     base::{
@@ -158,6 +158,9 @@ impl Application {
         );
         let in_flight_data = web::Data::new(in_flight.clone());
         let upload_routes = web::Data::new(routes::upload_routes());
+        let health = web::Data::new(Health {
+            timeout: Duration::from_millis(settings.health.timeout_ms.max(1)),
+        });
 
         let server = server::serve(listener, &settings, move || {
             App::new()
@@ -174,6 +177,7 @@ impl Application {
                 .app_data(lessons.clone())
                 .app_data(metrics.clone())
                 .app_data(upload_routes.clone())
+                .app_data(health.clone())
                 .app_data(
                     web::PathConfig::default()
                         .error_handler(|_, _| ApiError::NotFound("resource").into()),

@@ -1,5 +1,7 @@
 //! Liveness and readiness probes.
 
+use std::{io, time::Duration};
+
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -57,13 +59,38 @@ async fn live() -> HttpResponse {
 async fn ready(
     pool: web::Data<PgPool>,
     storage: web::Data<Storage>,
+    health: web::Data<Health>,
 ) -> Result<HttpResponse, ApiError> {
     let ping = sqlx::query("SELECT 1").execute(pool.get_ref());
-    ping.instrument(tracing::info_span!("db.ping"))
-        .await
-        .map_err(ApiError::DatabaseUnavailable)?;
-    storage.probe().await?;
+    let ping = ping.instrument(tracing::info_span!("db.ping"));
+    // At once, so that the answer comes within one timeout whatever hangs.
+    let (pinged, probed) = futures_util::future::join(
+        tokio::time::timeout(health.timeout, ping),
+        tokio::time::timeout(health.timeout, storage.probe()),
+    )
+    .await;
+    match pinged {
+        Ok(pinged) => pinged.map_err(ApiError::DatabaseUnavailable)?,
+        Err(_) => return Err(ApiError::DatabaseUnavailable(sqlx::Error::Io(too_slow()))),
+    };
+    match probed {
+        Ok(probed) => probed?,
+        Err(_) => return Err(ApiError::StorageUnavailable(too_slow())),
+    }
     Ok(HttpResponse::Ok().json(HEALTHY))
+}
+
+/// The readiness probe's state: how long Postgres and the storage may take to answer
+/// (`health.timeout_ms`, both asked at once), so that one that hangs is told within it.
+pub struct Health {
+    pub timeout: Duration,
+}
+
+fn too_slow() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no answer within health.timeout_ms",
+    )
 }
 
 #[derive(Debug, thiserror::Error)]

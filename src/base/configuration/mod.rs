@@ -26,6 +26,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub health: HealthSettings,
 }
 
 #[derive(Debug, thiserror::Error)]

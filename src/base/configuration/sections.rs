@@ -69,6 +69,12 @@ pub struct S3Settings {
     /// Parts of one upload being sent at once; memory per upload is about
     /// `part_size_bytes` × (this + 1).
     pub parts_in_flight: usize,
+    /// A request to the bucket that brings no byte for this long fails (and is retried once
+    /// within the retry window): a bucket that hangs is answered within about this.
+    pub read_timeout_secs: u64,
+    /// The longest any request but a download may take in all. A download has no total bound,
+    /// only `read_timeout_secs` of silence, so that a slow client's long download finishes.
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +157,13 @@ pub struct LessonSettings {
     pub blocking_max_concurrent: usize,
     pub external_url: String,
     pub external_timeout_ms: u64,
+}
+
+/// The readiness probe (`/health/ready`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HealthSettings {
+    /// Postgres and the storage each answer within this, or readiness is `503`.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -57,6 +57,23 @@ pub enum OpenError {
 
 /// The bucket's client as `settings` describe it.
 pub fn client(settings: &S3Settings) -> object_store::Result<AmazonS3> {
+    let total = Duration::from_secs(settings.request_timeout_secs.max(1));
+    build(settings, options(settings).with_timeout(total))
+}
+
+/// The client downloads go through: bounded by silence only, never by their total time.
+fn reader(settings: &S3Settings) -> object_store::Result<AmazonS3> {
+    build(settings, options(settings).with_timeout_disabled())
+}
+
+fn options(settings: &S3Settings) -> ClientOptions {
+    ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_read_timeout(Duration::from_secs(settings.read_timeout_secs.max(1)))
+        .with_allow_http(settings.endpoint.starts_with("http://"))
+}
+
+fn build(settings: &S3Settings, options: ClientOptions) -> object_store::Result<AmazonS3> {
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&settings.bucket)
         .with_region(&settings.region)
@@ -69,12 +86,7 @@ pub fn client(settings: &S3Settings) -> object_store::Result<AmazonS3> {
             retry_timeout: Duration::from_secs(10),
             ..RetryConfig::default()
         })
-        .with_client_options(
-            ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(60))
-                .with_allow_http(settings.endpoint.starts_with("http://")),
-        );
+        .with_client_options(options);
     if !settings.endpoint.is_empty() {
         builder = builder.with_endpoint(&settings.endpoint);
     }
@@ -91,6 +103,8 @@ pub fn object_key(prefix: &str, id: Uuid) -> Path {
 #[derive(Debug)]
 pub struct S3Store {
     client: AmazonS3,
+    /// Downloads' (see `reader`).
+    reader: AmazonS3,
     prefix: String,
     part_size: usize,
     parts_in_flight: usize,
@@ -115,6 +129,7 @@ impl S3Store {
         let client = client(settings).map_err(OpenError::Settings)?;
         let store = Self {
             client,
+            reader: reader(settings).map_err(OpenError::Settings)?,
             prefix: settings.prefix.clone(),
             part_size: settings.part_size_bytes.max(MIN_PART_SIZE),
             parts_in_flight: settings.parts_in_flight.max(1),
@@ -249,7 +264,7 @@ impl S3Store {
             range: Some(GetRange::Bounded(start..start + length)),
             ..GetOptions::default()
         };
-        let object = self.client.get_opts(&self.key(id), options).await?;
+        let object = self.reader.get_opts(&self.key(id), options).await?;
         Ok(object.into_stream().map_err(io::Error::from).boxed())
     }
 

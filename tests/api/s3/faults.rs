@@ -1,10 +1,17 @@
-//! The bucket under faults: taken away while uploads and deletes need it, then given back.
-//! Nothing that had to be cleaned up is forgotten, however many sweeps fail in between.
+//! The bucket under faults: taken away while uploads and deletes need it, then given back
+//! (nothing that had to be cleaned up is forgotten, however many sweeps fail in between); a
+//! bucket that hangs (answered within bounds), that answers slowly (a long download finishes),
+//! or that cuts its answers (a download ends as an error, never as a short body).
 
-use super::server::{S3Server, app_on, pairs};
-use crate::{
-    child::ChildServer,
-    helpers::{GENEROUS_TIMEOUT_MS, NOT_INLINE, assert_problem, random_bytes},
+use std::time::Duration;
+
+use super::{
+    proxy::{FaultyProxy, Mode},
+    server::{MIB, S3Server, app_on, app_via, pairs},
+};
+use crate::child::ChildServer;
+use crate::helpers::{
+    GENEROUS_TIMEOUT_MS, NOT_INLINE, TestApp, assert_problem, random_bytes, sha256_hex,
 };
 
 async fn upload(server: &ChildServer, seed: u64) -> reqwest::Response {
@@ -84,4 +91,102 @@ async fn a_cleanup_left_by_an_instance_killed_while_the_bucket_was_away_is_done_
     let _next = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
     assert!(db.leftovers().await.is_empty());
     assert_eq!(bucket.objects("killed/"), Vec::<std::path::PathBuf>::new());
+}
+
+/// The answer, or a failure of the test if it takes longer than any bound the server promises
+/// (rather than a test that hangs as long as the server does).
+async fn bounded<T>(answer: impl std::future::Future<Output = T>) -> T {
+    let limit = Duration::from_millis(GENEROUS_TIMEOUT_MS);
+    tokio::time::timeout(limit, answer)
+        .await
+        .expect("answered within its bound")
+}
+
+async fn behind_a_proxy(
+    customize: impl FnOnce(&mut intake::base::configuration::Settings),
+) -> Option<(S3Server, FaultyProxy, TestApp)> {
+    let bucket = S3Server::start().await?;
+    let proxy = FaultyProxy::start(bucket.port).await;
+    let app = app_via(&bucket, proxy.port, customize).await;
+    Some((bucket, proxy, app))
+}
+
+#[tokio::test]
+async fn a_bucket_that_hangs_gets_readiness_and_uploads_a_503_within_their_bounds() {
+    let Some((_bucket, proxy, app)) = behind_a_proxy(|s| {
+        s.health.timeout_ms = 500;
+        s.storage.s3.read_timeout_secs = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+
+    proxy.set(Mode::Hang);
+    let ready = bounded(app.get("/health/ready")).await;
+    assert_problem(ready, 503, "storage_unavailable").await;
+    let upload = bounded(app.upload_file("hung.bin", random_bytes(NOT_INLINE, 4), None)).await;
+    assert_problem(upload, 503, "storage_unavailable").await;
+
+    proxy.set(Mode::Forward);
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_download_that_takes_longer_than_any_request_may_gets_every_byte() {
+    // Every request but a download may take 1 s in all; this one takes about 4.
+    let Some((_bucket, proxy, app)) = behind_a_proxy(|s| {
+        s.storage.s3.request_timeout_secs = 1;
+        s.storage.s3.read_timeout_secs = 5;
+    })
+    .await
+    else {
+        return;
+    };
+    let bytes = random_bytes(4 * MIB, 5);
+    let stored = app.upload_file("long.bin", bytes.clone(), None).await;
+    assert_eq!(stored.status(), 201);
+    let id = stored.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    proxy.set(Mode::Slow { bytes_per_sec: MIB });
+    let download = app.get(&format!("/files/{id}/content")).await;
+    assert_eq!(download.status(), 200);
+    let body = bounded(download.bytes()).await.expect("every byte arrives");
+    assert_eq!(body.len(), bytes.len());
+    assert_eq!(sha256_hex(&body), sha256_hex(&bytes));
+}
+
+#[tokio::test]
+async fn a_download_the_bucket_cuts_ends_as_an_error_never_as_a_short_body() {
+    let Some((_bucket, proxy, app)) = behind_a_proxy(|_| {}).await else {
+        return;
+    };
+    let bytes = random_bytes(4 * MIB, 6);
+    let stored = app.upload_file("cut.bin", bytes.clone(), None).await;
+    let id = stored.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Every connection to the bucket is cut after 1 MiB of answer, retries included.
+    proxy.set(Mode::Cut { after: MIB });
+    let download = app.get(&format!("/files/{id}/content")).await;
+    let body = bounded(async {
+        match download.status().as_u16() {
+            200 => download.bytes().await.map(|body| body.to_vec()),
+            status => panic!("{status}"),
+        }
+    })
+    .await;
+
+    // Either the whole file (the client got the rest on a retry) or an error: a body short of
+    // its Content-Length that the client would take for the file is the one wrong answer.
+    match body {
+        Ok(body) => assert_eq!(sha256_hex(&body), sha256_hex(&bytes)),
+        Err(error) => assert!(error.is_body() || error.is_decode(), "{error:?}"),
+    }
 }

@@ -5,6 +5,7 @@
 //! bucket under faults: `faults`.
 
 mod faults;
+mod proxy;
 mod server;
 
 use std::path::PathBuf;

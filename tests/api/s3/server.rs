@@ -164,7 +164,17 @@ pub fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 pub async fn app_on(server: &S3Server, customize: impl FnOnce(&mut Settings)) -> TestApp {
-    let url = server.url(SECRET);
+    app_via(server, server.port, customize).await
+}
+
+/// As `app_on`, the bucket reached through `port` (a proxy in front of the server).
+pub async fn app_via(
+    server: &S3Server,
+    port: u16,
+    customize: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut url = server.url(SECRET);
+    url.set_port(Some(port)).unwrap();
     spawn_app_with(|s| {
         s.storage.kind = StorageKind::S3;
         use_bucket(&mut s.storage.s3, &url);

@@ -1,0 +1,101 @@
+//! A TCP proxy in front of the S3 server that a test makes misbehave on command: it forwards,
+//! or hangs (takes every byte, answers none), or sends the answers back slowly, or cuts each
+//! connection after some bytes of answer. The mode applies at once, to open connections too
+//! (the client keeps its connections alive between requests).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, tcp::OwnedReadHalf, tcp::OwnedWriteHalf},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Forward,
+    /// Reads what the client sends, answers nothing.
+    Hang,
+    /// Answers at about this many bytes a second.
+    Slow {
+        bytes_per_sec: usize,
+    },
+    /// Closes each connection once this many bytes of answer went through it.
+    Cut {
+        after: usize,
+    },
+}
+
+pub struct FaultyProxy {
+    pub port: u16,
+    mode: Arc<Mutex<Mode>>,
+}
+
+impl FaultyProxy {
+    pub async fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(Mutex::new(Mode::Forward));
+        let shared = Arc::clone(&mode);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(requests(client_read, server_write, Arc::clone(&shared)));
+                tokio::spawn(answers(server_read, client_write, Arc::clone(&shared)));
+            }
+        });
+        Self { port, mode }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+fn mode(shared: &Mutex<Mode>) -> Mode {
+    *shared.lock().unwrap()
+}
+
+/// Client to server; while hanging, what the client sends goes nowhere.
+async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: Arc<Mutex<Mode>>) {
+    let mut buffer = vec![0; 64 * 1024];
+    while let Ok(read @ 1..) = from.read(&mut buffer).await {
+        if mode(&shared) != Mode::Hang && to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Server to client, as the mode says.
+async fn answers(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: Arc<Mutex<Mode>>) {
+    let mut buffer = vec![0; 64 * 1024];
+    let mut sent = 0;
+    while let Ok(read @ 1..) = from.read(&mut buffer).await {
+        let mut chunk = &buffer[..read];
+        while !chunk.is_empty() {
+            let take = match mode(&shared) {
+                Mode::Forward => chunk.len(),
+                // Dropped, the connection kept open.
+                Mode::Hang => break,
+                // A tenth of a second's worth, then a tenth of a second's pause: a slow link,
+                // not something the test waits for.
+                Mode::Slow { bytes_per_sec } => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    (bytes_per_sec / 10).clamp(1, chunk.len())
+                }
+                Mode::Cut { after } if sent >= after => return,
+                Mode::Cut { after } => (after - sent).min(chunk.len()),
+            };
+            if to.write_all(&chunk[..take]).await.is_err() {
+                return;
+            }
+            sent += take;
+            chunk = &chunk[take..];
+        }
+    }
+    let _ = to.shutdown().await;
+}
