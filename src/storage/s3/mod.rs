@@ -207,19 +207,32 @@ impl S3Store {
             self.complete_parts(&key, &upload_id, &mut parts, tail)
                 .await
         };
-        match made {
-            Err(object_store::Error::NotFound { .. }) => {
-                let stored = self.client.head(&key).await?;
-                if stored.size == size {
-                    Ok(())
-                } else {
-                    Err(io::Error::other(format!(
-                        "the multipart upload is gone and the object holds {} bytes, not {size}",
-                        stored.size
-                    )))
-                }
+        self.completed(&key, size, made).await
+    }
+
+    /// What completing a multipart upload of `size` bytes at `key` came to. A completion whose
+    /// answer was lost may have succeeded: its retry then gets `NotFound` (the upload is gone),
+    /// or no retry came. Whatever the error, the object is made if it is there with `size` bytes
+    /// (each key is a new file's, never an older object's).
+    pub(super) async fn completed(
+        &self,
+        key: &Path,
+        size: u64,
+        made: object_store::Result<()>,
+    ) -> io::Result<()> {
+        let Err(error) = made else {
+            return Ok(());
+        };
+        match self.client.head(key).await {
+            Ok(stored) if stored.size == size => {
+                tracing::info!(%key, size, %error, "the multipart upload was completed despite the error");
+                Ok(())
             }
-            other => Ok(other?),
+            Ok(stored) => Err(io::Error::other(format!(
+                "the multipart upload failed ({error}) and the object holds {} bytes, not {size}",
+                stored.size
+            ))),
+            Err(_) => Err(error.into()),
         }
     }
 

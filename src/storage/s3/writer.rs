@@ -150,11 +150,13 @@ impl S3Writer {
             }
             parts.all_sent().await?;
             let sent = std::mem::take(&mut parts.sent);
-            parts
-                .store
+            let store = &parts.store;
+            let made = store
                 .client
                 .complete_multipart(&parts.key, &upload_id, sent)
-                .await?;
+                .await
+                .map(drop);
+            store.completed(&parts.key, parts.size, made).await?;
         } else {
             self.intent.record(None).await?;
             let payload: PutPayload = std::mem::take(&mut parts.part).into_iter().collect();

@@ -190,3 +190,33 @@ async fn a_download_the_bucket_cuts_ends_as_an_error_never_as_a_short_body() {
         Err(error) => assert!(error.is_body() || error.is_decode(), "{error:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_completion_whose_answer_is_lost_still_stores_the_file() {
+    let Some((bucket, proxy, app)) = behind_a_proxy(|_| {}).await else {
+        return;
+    };
+    // Three parts of 5 MiB: a multipart upload, completed at the end.
+    let bytes = random_bytes(12 * MIB, 7);
+
+    proxy.set(Mode::LoseCompletion);
+    let stored = bounded(app.upload_file("lost.bin", bytes.clone(), None)).await;
+
+    assert_eq!(stored.status(), 201);
+    let id = stored.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        proxy.mode(),
+        Mode::Forward,
+        "no completion went through the proxy"
+    );
+    let download = app.get(&format!("/files/{id}/content")).await;
+    assert_eq!(
+        sha256_hex(&download.bytes().await.unwrap()),
+        sha256_hex(&bytes)
+    );
+    assert!(app.leftovers().await.is_empty());
+    assert_eq!(bucket.unfinished_parts(), Vec::<std::path::PathBuf>::new());
+}

@@ -3,7 +3,10 @@
 //! connection after some bytes of answer. The mode applies at once, to open connections too
 //! (the client keeps its connections alive between requests).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -23,6 +26,9 @@ pub enum Mode {
     Cut {
         after: usize,
     },
+    /// Lets the next CompleteMultipartUpload through, and closes its connection when the
+    /// server's answer comes, instead of passing it on; then forwards.
+    LoseCompletion,
 }
 
 pub struct FaultyProxy {
@@ -43,8 +49,13 @@ impl FaultyProxy {
                 };
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
-                tokio::spawn(requests(client_read, server_write, Arc::clone(&shared)));
-                tokio::spawn(answers(server_read, client_write, Arc::clone(&shared)));
+                let losing = Arc::new(AtomicBool::new(false));
+                let connection = Connection {
+                    mode: Arc::clone(&shared),
+                    losing,
+                };
+                tokio::spawn(requests(client_read, server_write, connection.clone()));
+                tokio::spawn(answers(server_read, client_write, connection));
             }
         });
         Self { port, mode }
@@ -53,6 +64,17 @@ impl FaultyProxy {
     pub fn set(&self, mode: Mode) {
         *self.mode.lock().unwrap() = mode;
     }
+
+    pub fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap()
+    }
+}
+
+/// One connection's view of the proxy: the mode, and whether its next answer is to be lost.
+#[derive(Clone)]
+struct Connection {
+    mode: Arc<Mutex<Mode>>,
+    losing: Arc<AtomicBool>,
 }
 
 fn mode(shared: &Mutex<Mode>) -> Mode {
@@ -60,10 +82,20 @@ fn mode(shared: &Mutex<Mode>) -> Mode {
 }
 
 /// Client to server; while hanging, what the client sends goes nowhere.
-async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: Arc<Mutex<Mode>>) {
+async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, connection: Connection) {
     let mut buffer = vec![0; 64 * 1024];
     while let Ok(read @ 1..) = from.read(&mut buffer).await {
-        if mode(&shared) != Mode::Hang && to.write_all(&buffer[..read]).await.is_err() {
+        let chunk = &buffer[..read];
+        let current = mode(&connection.mode);
+        // A completion is `POST <key>?uploadId=…` (a creation is `POST <key>?uploads`).
+        if current == Mode::LoseCompletion
+            && chunk.starts_with(b"POST ")
+            && chunk.windows(9).any(|w| w == b"uploadId=")
+        {
+            connection.losing.store(true, Ordering::SeqCst);
+            *connection.mode.lock().unwrap() = Mode::Forward;
+        }
+        if current != Mode::Hang && to.write_all(chunk).await.is_err() {
             return;
         }
     }
@@ -71,14 +103,19 @@ async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: Arc<M
 }
 
 /// Server to client, as the mode says.
-async fn answers(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: Arc<Mutex<Mode>>) {
+async fn answers(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, connection: Connection) {
+    let shared = connection.mode;
     let mut buffer = vec![0; 64 * 1024];
     let mut sent = 0;
     while let Ok(read @ 1..) = from.read(&mut buffer).await {
+        // The server has answered the completion: the client never hears of it.
+        if connection.losing.load(Ordering::SeqCst) {
+            return;
+        }
         let mut chunk = &buffer[..read];
         while !chunk.is_empty() {
             let take = match mode(&shared) {
-                Mode::Forward => chunk.len(),
+                Mode::Forward | Mode::LoseCompletion => chunk.len(),
                 // Dropped, the connection kept open.
                 Mode::Hang => break,
                 // A tenth of a second's worth, then a tenth of a second's pause: a slow link,
