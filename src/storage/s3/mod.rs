@@ -302,11 +302,17 @@ impl S3Store {
         self.check_bucket().await.map_err(io::Error::from)
     }
 
+    /// Where the readiness probe's objects go; one whose delete failed is removed by a sweep
+    /// once it is a minute old (`repair`).
+    fn probes(&self) -> Path {
+        Path::from(format!("{}probes", self.prefix))
+    }
+
     /// Writes and removes a small object of its own (a HEAD could not tell a missing bucket
     /// from a missing key), proving the address, the bucket, the signature and the right to
     /// write.
     async fn check_bucket(&self) -> object_store::Result<()> {
-        let probe = Path::from(format!("{}.probe-{}", self.prefix, Uuid::new_v4()));
+        let probe = self.probes().join(Uuid::new_v4().to_string());
         self.client
             .put(&probe, PutPayload::from_static(b"probe"))
             .await?;

@@ -1,9 +1,17 @@
 //! The bucket's part of the storage's repair pass: intents left by this instance (their
 //! outcome was unknown) and by instances that are gone, each settled by whether its row exists.
 
+use std::io;
+
+use futures_util::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
 use uuid::Uuid;
 
 use super::S3Store;
+
+/// A probe object older than this, in seconds, is no probe's under way (the probe's answer is
+/// bounded by `health.timeout_ms`, seconds).
+const STALE_PROBE_SECS: i64 = 60;
 use crate::{
     base::{liveness, telemetry::cause_chain},
     storage::{RepairError, Repaired},
@@ -57,8 +65,32 @@ impl S3Store {
         if let Some(error) = failed {
             return Err(error);
         }
+        report.removed += self.remove_stale_probes().await?;
         alive.push(self.instance);
         Ok((report, alive))
+    }
+
+    /// Removes the readiness probe's objects that outlived their probe (its delete failed, or
+    /// the probe was cut short by its timeout). A probe under way is younger than `STALE_PROBE_SECS`.
+    async fn remove_stale_probes(&self) -> Result<usize, RepairError> {
+        let stale_before = time::OffsetDateTime::now_utc().unix_timestamp() - STALE_PROBE_SECS;
+        let probes: Vec<_> = self
+            .client
+            .list(Some(&self.probes()))
+            .try_collect()
+            .await
+            .map_err(io::Error::from)?;
+        let mut removed = 0;
+        for probe in probes
+            .into_iter()
+            .filter(|probe| probe.last_modified.timestamp() < stale_before)
+        {
+            match self.client.delete(&probe.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                Err(error) => return Err(io::Error::from(error).into()),
+            }
+        }
+        Ok(removed)
     }
 
     /// Marks the intents deferred in memory as deferred in Postgres; those it cannot mark stay

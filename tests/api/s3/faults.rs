@@ -220,3 +220,44 @@ async fn a_completion_whose_answer_is_lost_still_stores_the_file() {
     assert!(app.leftovers().await.is_empty());
     assert_eq!(bucket.unfinished_parts(), Vec::<std::path::PathBuf>::new());
 }
+
+#[tokio::test]
+async fn a_probe_object_whose_delete_failed_is_removed_by_a_later_sweep() {
+    let Some(bucket) = S3Server::start().await else {
+        return;
+    };
+    let proxy = FaultyProxy::start(bucket.port).await;
+    let db = app_on(&bucket, |_| {}).await;
+    let root = tempfile::tempdir().unwrap();
+    let mut env = bucket.env("probed/");
+    for (name, value) in &mut env {
+        if name == "APP__STORAGE__S3__ENDPOINT" {
+            *value = format!("http://127.0.0.1:{}", proxy.port);
+        }
+    }
+    env.push(("APP__STORAGE__SWEEP_INTERVAL_SECS".into(), "1".into()));
+    let mut intake = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
+
+    proxy.set(Mode::RefuseDeletes);
+    let ready = reqwest::get(intake.url("/health/ready")).await.unwrap();
+    assert_problem(ready, 503, "storage_unavailable").await;
+    let probes = bucket.objects("probed/probes");
+    assert_eq!(probes.len(), 1, "the probe's object stayed");
+    // A minute old: no probe under way is.
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&probes[0])
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(600))
+        .unwrap();
+
+    proxy.set(Mode::Forward);
+    let swept = intake.wait_for(|event| {
+        event["message"] == "storage sweep repaired leftovers" && event["removed"] == 1
+    });
+    bounded(swept).await;
+    assert_eq!(
+        bucket.objects("probed/probes"),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

@@ -29,6 +29,8 @@ pub enum Mode {
     /// Lets the next CompleteMultipartUpload through, and closes its connection when the
     /// server's answer comes, instead of passing it on; then forwards.
     LoseCompletion,
+    /// Closes the connection of every delete, passes the rest.
+    RefuseDeletes,
 }
 
 pub struct FaultyProxy {
@@ -95,11 +97,23 @@ async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, connection: C
             connection.losing.store(true, Ordering::SeqCst);
             *connection.mode.lock().unwrap() = Mode::Forward;
         }
+        if current == Mode::RefuseDeletes && is_delete(chunk) {
+            return;
+        }
         if current != Mode::Hang && to.write_all(chunk).await.is_err() {
             return;
         }
     }
     let _ = to.shutdown().await;
+}
+
+/// `DELETE <key>`, or the bulk delete `POST <bucket>?delete` (what the client sends for one).
+fn is_delete(request: &[u8]) -> bool {
+    let line = request
+        .split(|byte| *byte == b'\r')
+        .next()
+        .unwrap_or_default();
+    line.starts_with(b"DELETE ") || line.windows(8).any(|w| w == b"?delete ")
 }
 
 /// Server to client, as the mode says.
@@ -115,7 +129,7 @@ async fn answers(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, connection: Co
         let mut chunk = &buffer[..read];
         while !chunk.is_empty() {
             let take = match mode(&shared) {
-                Mode::Forward | Mode::LoseCompletion => chunk.len(),
+                Mode::Forward | Mode::LoseCompletion | Mode::RefuseDeletes => chunk.len(),
                 // Dropped, the connection kept open.
                 Mode::Hang => break,
                 // A tenth of a second's worth, then a tenth of a second's pause: a slow link,
