@@ -261,3 +261,57 @@ async fn a_probe_object_whose_delete_failed_is_removed_by_a_later_sweep() {
         Vec::<std::path::PathBuf>::new()
     );
 }
+
+#[tokio::test]
+async fn a_tus_patch_the_bucket_goes_away_under_resumes_once_it_is_back() {
+    let Some(mut bucket) = S3Server::start().await else {
+        return;
+    };
+    let app = app_on(&bucket, |_| {}).await;
+    let tus = crate::tus::Tus::of(&app);
+    let bytes = random_bytes(12 * MIB, 8);
+    let path = tus.created(bytes.len() as u64, "away.bin").await;
+
+    // More than a part goes, then the bucket goes, then the rest of the body comes.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+    let body = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    let patch = {
+        let tus = crate::tus::Tus::of(&app);
+        let path = path.clone();
+        tokio::spawn(async move { tus.patch(&path, 0, reqwest::Body::wrap_stream(body)).await })
+    };
+    for chunk in bytes[..6 * MIB].chunks(MIB) {
+        sender
+            .send(Ok(bytes::Bytes::copy_from_slice(chunk)))
+            .await
+            .unwrap();
+    }
+    bucket.stop().await;
+    for chunk in bytes[6 * MIB..].chunks(MIB) {
+        if sender
+            .send(Ok(bytes::Bytes::copy_from_slice(chunk)))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(sender);
+    let answered = bounded(patch).await.unwrap();
+    assert_problem(answered, 503, "storage_unavailable").await;
+
+    bucket.restart().await;
+    let offset = tus.offset(&path).await;
+    let finished = tus
+        .patch(&path, offset, bytes[offset as usize..].to_vec())
+        .await;
+    assert_eq!(finished.status(), 204);
+    let id = crate::tus::id_of(&path);
+    let download = app.get(&format!("/files/{id}/content")).await;
+    assert_eq!(
+        sha256_hex(&download.bytes().await.unwrap()),
+        sha256_hex(&bytes)
+    );
+    crate::tus::assert_nothing_resumable_left(&app).await;
+    assert_eq!(bucket.unfinished_parts(), Vec::<std::path::PathBuf>::new());
+}
