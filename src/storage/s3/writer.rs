@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{Intent, MIN_PART_SIZE, S3Store};
+use super::{Intent, S3Store};
 use crate::{
     base::{in_flight, telemetry},
     storage::{
@@ -80,10 +80,27 @@ impl Parts {
         }
     }
 
-    /// Starts sending the filled part; waits for the oldest one when too many are on their way.
+    /// Starts sending the part being filled, cut at exactly `part_size` (what is beyond stays
+    /// for the next part), so that every part but the last has the same size, as providers
+    /// such as R2 require; waits for the oldest part when too many are on their way.
     async fn send(&mut self, upload_id: &str) -> io::Result<()> {
-        let payload: PutPayload = std::mem::take(&mut self.part).into_iter().collect();
-        self.part_bytes = 0;
+        let mut room = self.store.part_size;
+        let (mut part, mut rest) = (Vec::new(), Vec::new());
+        for mut chunk in std::mem::take(&mut self.part) {
+            if room == 0 {
+                rest.push(chunk);
+            } else if chunk.len() <= room {
+                room -= chunk.len();
+                part.push(chunk);
+            } else {
+                part.push(chunk.split_to(room));
+                room = 0;
+                rest.push(chunk);
+            }
+        }
+        self.part_bytes = rest.iter().map(Bytes::len).sum();
+        self.part = rest;
+        let payload: PutPayload = part.into_iter().collect();
         let index = self.sent.len() + self.sending.len();
         let (store, key, upload_id) = (
             Arc::clone(&self.store),
@@ -129,7 +146,7 @@ impl S3Writer {
 
     pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         self.parts.take(batch).await?;
-        if self.parts.is_full() {
+        while self.parts.is_full() {
             let upload_id = match &self.intent.upload_id {
                 Some(upload_id) => upload_id.clone(),
                 None => self.start_multipart().await?,
@@ -145,7 +162,7 @@ impl S3Writer {
         let parts = &mut self.parts;
         parts.take(last).await?;
         if let Some(upload_id) = self.intent.upload_id.clone() {
-            if parts.part_bytes > 0 {
+            while parts.part_bytes > 0 {
                 parts.send(&upload_id).await?;
             }
             parts.all_sent().await?;
@@ -230,7 +247,7 @@ impl S3Appender {
     pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         // The tail is in `part` already and was hashed when it arrived: only new bytes count.
         self.parts.take(batch).await?;
-        if self.parts.is_full() {
+        while self.parts.is_full() {
             self.parts.send(&self.upload_id).await?;
         }
         Ok(())
@@ -246,10 +263,7 @@ impl S3Appender {
     /// Waits for the parts on their way without ending the PATCH: what is returned (the part
     /// being filled as the tail) may be recorded.
     pub async fn checkpoint(&mut self) -> io::Result<Partial> {
-        // A tail long enough to be a part goes as one, rather than into the upload's row.
-        if self.parts.part_bytes >= MIN_PART_SIZE {
-            self.parts.send(&self.upload_id).await?;
-        }
+        // The tail, shorter than a part, goes into the upload's row: parts are all one size.
         self.parts.all_sent().await?;
         let hasher = self.parts.hashed().await?;
         self.parts.hashing = Some(Hashing::Ready(hasher.clone()));

@@ -36,6 +36,8 @@ pub enum Mode {
 pub struct FaultyProxy {
     pub port: u16,
     mode: Arc<Mutex<Mode>>,
+    /// The `Content-Length` of every part upload (`PUT …?partNumber=…`) that went through.
+    parts: Arc<Mutex<Vec<usize>>>,
 }
 
 impl FaultyProxy {
@@ -43,7 +45,8 @@ impl FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(Mutex::new(Mode::Forward));
-        let shared = Arc::clone(&mode);
+        let parts: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let (shared, seen) = (Arc::clone(&mode), Arc::clone(&parts));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
@@ -55,12 +58,18 @@ impl FaultyProxy {
                 let connection = Connection {
                     mode: Arc::clone(&shared),
                     losing,
+                    parts: Arc::clone(&seen),
                 };
                 tokio::spawn(requests(client_read, server_write, connection.clone()));
                 tokio::spawn(answers(server_read, client_write, connection));
             }
         });
-        Self { port, mode }
+        Self { port, mode, parts }
+    }
+
+    /// The sizes of the parts sent so far, in order.
+    pub fn part_sizes(&self) -> Vec<usize> {
+        self.parts.lock().unwrap().clone()
     }
 
     pub fn set(&self, mode: Mode) {
@@ -77,6 +86,7 @@ impl FaultyProxy {
 struct Connection {
     mode: Arc<Mutex<Mode>>,
     losing: Arc<AtomicBool>,
+    parts: Arc<Mutex<Vec<usize>>>,
 }
 
 fn mode(shared: &Mutex<Mode>) -> Mode {
@@ -97,6 +107,9 @@ async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, connection: C
             connection.losing.store(true, Ordering::SeqCst);
             *connection.mode.lock().unwrap() = Mode::Forward;
         }
+        if let Some(size) = part_upload(chunk) {
+            connection.parts.lock().unwrap().push(size);
+        }
         if current == Mode::RefuseDeletes && is_delete(chunk) {
             return;
         }
@@ -105,6 +118,20 @@ async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, connection: C
         }
     }
     let _ = to.shutdown().await;
+}
+
+/// The `Content-Length` of a part upload's head (`PUT <key>?partNumber=…`).
+fn part_upload(request: &[u8]) -> Option<usize> {
+    let head = String::from_utf8_lossy(request);
+    let line = head.lines().next()?;
+    if !(line.starts_with("PUT ") && line.contains("partNumber=")) {
+        return None;
+    }
+    head.lines().find_map(|header| {
+        let (name, value) = header.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
+    })
 }
 
 /// `DELETE <key>`, or the bulk delete `POST <bucket>?delete` (what the client sends for one).

@@ -1,0 +1,80 @@
+//! Every part of a multipart upload but the last has the same size (`storage.s3.part_size_bytes`),
+//! as providers such as Cloudflare R2 require, whatever the chunks the client sends and however
+//! a resumable upload's bytes are split into PATCHes.
+
+use super::{
+    proxy::FaultyProxy,
+    server::{MIB, S3Server, app_via},
+};
+use crate::{
+    helpers::{random_bytes, sha256_hex},
+    tus::Tus,
+};
+
+const PART: usize = 6 * MIB;
+
+/// Sizes in chunks of 100,000 bytes: batches that do not divide a part.
+fn uneven(bytes: &[u8]) -> reqwest::Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+}
+
+fn assert_equal_but_the_last(sizes: &[usize], total: usize) {
+    let (last, rest) = sizes.split_last().expect("parts were sent");
+    assert!(rest.iter().all(|size| *size == PART), "{sizes:?}");
+    assert!(*last <= PART, "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), total, "{sizes:?}");
+}
+
+#[tokio::test]
+async fn an_upload_sent_in_uneven_chunks_is_stored_in_equal_parts() {
+    let Some(bucket) = S3Server::start().await else {
+        return;
+    };
+    let proxy = FaultyProxy::start(bucket.port).await;
+    let app = app_via(&bucket, proxy.port, |s| s.storage.s3.part_size_bytes = PART).await;
+    let bytes = random_bytes(3 * PART + 12_345, 9);
+
+    let part = reqwest::multipart::Part::stream(uneven(&bytes)).file_name("uneven.bin");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let stored = app
+        .client
+        .post(app.url("/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(stored.status(), 201);
+    let file: serde_json::Value = stored.json().await.unwrap();
+    assert_eq!(file["sha256"], sha256_hex(&bytes));
+    assert_equal_but_the_last(&proxy.part_sizes(), bytes.len());
+}
+
+#[tokio::test]
+async fn a_resumable_upload_in_patches_that_end_anywhere_is_stored_in_equal_parts() {
+    let Some(bucket) = S3Server::start().await else {
+        return;
+    };
+    let proxy = FaultyProxy::start(bucket.port).await;
+    let app = app_via(&bucket, proxy.port, |s| s.storage.s3.part_size_bytes = PART).await;
+    let bytes = random_bytes(3 * PART + 777, 10);
+    let tus = Tus::of(&app);
+    let path = tus.created(bytes.len() as u64, "patches.bin").await;
+
+    // PATCHes that end past a part's minimum (5 MiB) but short of a part, and across parts.
+    let mut offset = 0;
+    for end in [PART - MIB / 2, 2 * PART + MIB, bytes.len()] {
+        let patched = tus
+            .patch(&path, offset as u64, uneven(&bytes[offset..end]))
+            .await;
+        assert_eq!(patched.status(), 204, "{:?}", patched.text().await);
+        offset = end;
+    }
+
+    let id = crate::tus::id_of(&path);
+    let file: serde_json::Value = app.get(&format!("/files/{id}")).await.json().await.unwrap();
+    assert_eq!(file["sha256"], sha256_hex(&bytes));
+    assert_equal_but_the_last(&proxy.part_sizes(), bytes.len());
+}
