@@ -8,13 +8,13 @@ use super::record;
 use crate::{
     access::quota,
     base::liveness,
-    storage::{RepairError, Storage},
+    storage::{RepairError, RowOutcome, Storage},
 };
 
 /// Removes an upload whose lease is held (`lease`): its row and its quota first, in one
-/// transaction, then its bytes. A failure after the commit leaves bytes without a row, which
-/// the sweep (files on disk) or the bucket's lifecycle rule (multipart uploads) removes; the
-/// other order could leave a row whose bytes are gone.
+/// transaction (with, on S3, the intent to abort its multipart upload), then its bytes. A
+/// failure after the commit leaves bytes without a row, which the sweep removes (files on disk;
+/// on S3 by the intent); the other order could leave a row whose bytes are gone.
 pub async fn remove(
     pool: &PgPool,
     storage: &Storage,
@@ -27,9 +27,17 @@ pub async fn remove(
         return Ok(false);
     }
     quota::release(&mut *tx, id).await?;
+    let discard = storage
+        .begin_discard_resumable(id, multipart, &mut tx)
+        .await?;
     tx.commit().await?;
-    if let Err(error) = storage.discard_resumable(id, multipart).await {
-        tracing::warn!(%id, %error, "could not remove a resumable upload's bytes");
+    match discard {
+        Some(intent) => intent.settle(RowOutcome::Committed).await,
+        None => {
+            if let Err(error) = storage.discard_resumable(id, multipart).await {
+                tracing::warn!(%id, %error, "could not remove a resumable upload's bytes; the sweep will");
+            }
+        }
     }
     Ok(true)
 }

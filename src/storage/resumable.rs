@@ -5,6 +5,7 @@
 use std::io;
 
 use bytes::Bytes;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Pending, Storage, partial::Partial, s3};
@@ -90,6 +91,24 @@ impl Storage {
 
     /// Removes whatever a resumable upload that will never be a file left behind. Only while
     /// its row exists (and so no file row does).
+    /// Records, in the transaction that deletes the upload's row, that its bytes are to go: on
+    /// S3 an intent (its multipart upload aborted on `commit`, or by the sweep if that fails).
+    /// `None` on disk, where the sweep removes upload files without a row.
+    pub async fn begin_discard_resumable(
+        &self,
+        id: Uuid,
+        multipart: Option<&str>,
+        tx: &mut PgConnection,
+    ) -> sqlx::Result<Option<Pending>> {
+        match (self, multipart) {
+            (Self::S3(store), Some(upload_id)) => {
+                let intent = store.begin_discard(id, upload_id, tx).await?;
+                Ok(Some(Pending::S3(intent)))
+            }
+            _ => Ok(None),
+        }
+    }
+
     pub async fn discard_resumable(&self, id: Uuid, multipart: Option<&str>) -> io::Result<()> {
         observed(self.backend(), "discard", async {
             match (self, multipart) {

@@ -76,7 +76,7 @@ pub fn report() {
 /// Reports every `interval`.
 pub fn spawn_reporting(interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             ticks.tick().await;
             report();

@@ -44,13 +44,14 @@ impl Intent {
         }
     }
 
-    pub(super) fn for_delete(store: Arc<S3Store>, id: Uuid) -> Self {
+    /// `upload_id`: a resumable upload's multipart upload, to abort with it.
+    pub(super) fn for_delete(store: Arc<S3Store>, id: Uuid, upload_id: Option<String>) -> Self {
         Self {
             store: Some(store),
             id,
             change: Change::Delete,
             recorded: true,
-            upload_id: None,
+            upload_id,
             hold: None,
             parts_sending: VecDeque::new(),
         }
@@ -95,7 +96,9 @@ impl Intent {
     /// now (and its intent after it).
     pub async fn commit(mut self) {
         if let (Some(store), Change::Delete) = (self.store.take(), self.change) {
-            store.remove_and_forget(self.id, None).await;
+            store
+                .remove_and_forget(self.id, self.upload_id.as_deref())
+                .await;
         }
     }
 

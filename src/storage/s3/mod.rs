@@ -287,14 +287,36 @@ impl S3Store {
         id: Uuid,
         tx: &mut PgConnection,
     ) -> sqlx::Result<Intent> {
+        self.begin_removal(id, None, tx).await
+    }
+
+    /// Records, in the transaction that deletes a resumable upload's row, that its multipart
+    /// upload is to be aborted: a failure after the commit leaves the intent to the sweep.
+    pub async fn begin_discard(
+        self: &Arc<Self>,
+        id: Uuid,
+        upload_id: &str,
+        tx: &mut PgConnection,
+    ) -> sqlx::Result<Intent> {
+        self.begin_removal(id, Some(upload_id), tx).await
+    }
+
+    async fn begin_removal(
+        self: &Arc<Self>,
+        id: Uuid,
+        upload_id: Option<&str>,
+        tx: &mut PgConnection,
+    ) -> sqlx::Result<Intent> {
         sqlx::query!(
-            "INSERT INTO storage_intents (object_id, instance) VALUES ($1, $2)",
+            "INSERT INTO storage_intents (object_id, instance, upload_id) VALUES ($1, $2, $3)",
             id,
-            self.instance
+            self.instance,
+            upload_id
         )
         .execute(tx)
         .await?;
-        Ok(Intent::for_delete(Arc::clone(self), id))
+        let upload_id = upload_id.map(str::to_owned);
+        Ok(Intent::for_delete(Arc::clone(self), id, upload_id))
     }
 
     /// The readiness check: the bucket takes a write from us and forgets it again.

@@ -315,3 +315,34 @@ async fn a_tus_patch_the_bucket_goes_away_under_resumes_once_it_is_back() {
     crate::tus::assert_nothing_resumable_left(&app).await;
     assert_eq!(bucket.unfinished_parts(), Vec::<std::path::PathBuf>::new());
 }
+
+#[tokio::test]
+async fn a_resumable_upload_terminated_while_the_bucket_is_away_leaves_no_part_once_it_is_back() {
+    let Some(mut bucket) = S3Server::start().await else {
+        return;
+    };
+    let db = app_on(&bucket, |_| {}).await;
+    let root = tempfile::tempdir().unwrap();
+    let mut env = bucket.env("terminated/");
+    env.push(("APP__STORAGE__SWEEP_INTERVAL_SECS".into(), "1".into()));
+    let mut intake = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
+    let tus = crate::tus::Tus::new(&format!("http://{}", intake.address));
+    let path = tus.created(12 * MIB as u64, "terminated.bin").await;
+    // A part of 5 MiB goes to the bucket; the rest waits in the row.
+    let patched = tus.patch(&path, 0, random_bytes(6 * MIB, 11)).await;
+    assert_eq!(patched.status(), 204);
+    assert_eq!(bucket.unfinished_parts().len(), 1);
+
+    bucket.stop().await;
+    assert_eq!(tus.delete(&path).await.status(), 204);
+    let failed = intake.wait_for_log("could not remove an object from the bucket; the sweep will");
+    bounded(failed).await;
+
+    bucket.restart().await;
+    let swept = intake.wait_for(|event| {
+        event["message"] == "storage sweep repaired leftovers" && event["removed"] == 1
+    });
+    bounded(swept).await;
+    assert_eq!(bucket.unfinished_parts(), Vec::<std::path::PathBuf>::new());
+    assert!(db.leftovers().await.is_empty());
+}

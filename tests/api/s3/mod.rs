@@ -292,12 +292,12 @@ async fn what_the_bucket_refused_to_remove_is_removed_by_the_next_sweep() {
 }
 
 #[tokio::test]
-async fn a_resumable_upload_keeps_short_tails_in_its_row_and_long_ones_as_parts() {
+async fn a_resumable_upload_keeps_its_tail_in_its_row_until_it_fills_a_part() {
     let Some(server) = S3Server::start().await else {
         return;
     };
-    // Parts of 8 MiB, chunks of 3 MiB: tails of 3 and 6 MiB; the second is long enough to be
-    // a part (S3's minimum is 5 MiB), so it goes as one.
+    // Parts of 8 MiB, chunks of 3 MiB: tails of 3 and 6 MiB stay in the row (a part of 6 MiB
+    // would be shorter than the others); at 9 MiB one part goes and 1 MiB stays.
     let app = app_on(&server, |s| s.storage.s3.part_size_bytes = 8 * MIB).await;
     let tus = crate::tus::Tus::of(&app);
     let bytes = random_bytes(20 * MIB + 7, 33);
@@ -312,7 +312,7 @@ async fn a_resumable_upload_keeps_short_tails_in_its_row_and_long_ones_as_parts(
     };
 
     let mut offset = 0;
-    for (chunk, expected) in [(3, (3 * MIB, 0)), (3, (0, 1)), (3, (3 * MIB, 1))] {
+    for (chunk, expected) in [(3, (3 * MIB, 0)), (3, (6 * MIB, 0)), (3, (MIB, 1))] {
         let end = offset + chunk * MIB;
         let patched = tus
             .patch(&path, offset as u64, bytes[offset..end].to_vec())
