@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{
     proxy::{FaultyProxy, Mode},
-    server::{MIB, S3Server, app_on, app_via, pairs},
+    server::{MIB, S3Server, app_on, app_via, pairs, sweeping_instance},
 };
 use crate::child::ChildServer;
 use crate::helpers::{
@@ -26,11 +26,7 @@ async fn every_cleanup_that_failed_while_the_bucket_was_away_is_done_once_it_is_
     let Some(mut bucket) = S3Server::start().await else {
         return;
     };
-    let db = app_on(&bucket, |_| {}).await;
-    let root = tempfile::tempdir().unwrap();
-    let mut env = bucket.env("away/");
-    env.push(("APP__STORAGE__SWEEP_INTERVAL_SECS".into(), "1".into()));
-    let mut intake = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
+    let (db, _root, mut intake) = sweeping_instance(&bucket, "away/", None).await;
     let stored = upload(&intake, 1).await;
     assert_eq!(stored.status(), 201);
     let id = stored.json::<serde_json::Value>().await.unwrap()["id"]
@@ -227,16 +223,7 @@ async fn a_probe_object_whose_delete_failed_is_removed_by_a_later_sweep() {
         return;
     };
     let proxy = FaultyProxy::start(bucket.port).await;
-    let db = app_on(&bucket, |_| {}).await;
-    let root = tempfile::tempdir().unwrap();
-    let mut env = bucket.env("probed/");
-    for (name, value) in &mut env {
-        if name == "APP__STORAGE__S3__ENDPOINT" {
-            *value = format!("http://127.0.0.1:{}", proxy.port);
-        }
-    }
-    env.push(("APP__STORAGE__SWEEP_INTERVAL_SECS".into(), "1".into()));
-    let mut intake = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
+    let (_db, _root, mut intake) = sweeping_instance(&bucket, "probed/", Some(proxy.port)).await;
 
     proxy.set(Mode::RefuseDeletes);
     let ready = reqwest::get(intake.url("/health/ready")).await.unwrap();
@@ -321,11 +308,7 @@ async fn a_resumable_upload_terminated_while_the_bucket_is_away_leaves_no_part_o
     let Some(mut bucket) = S3Server::start().await else {
         return;
     };
-    let db = app_on(&bucket, |_| {}).await;
-    let root = tempfile::tempdir().unwrap();
-    let mut env = bucket.env("terminated/");
-    env.push(("APP__STORAGE__SWEEP_INTERVAL_SECS".into(), "1".into()));
-    let mut intake = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
+    let (db, _root, mut intake) = sweeping_instance(&bucket, "terminated/", None).await;
     let tus = crate::tus::Tus::new(&format!("http://{}", intake.address));
     let path = tus.created(12 * MIB as u64, "terminated.bin").await;
     // A part of 5 MiB goes to the bucket; the rest waits in the row.

@@ -261,11 +261,7 @@ async fn what_the_bucket_refused_to_remove_is_removed_by_the_next_sweep() {
     let Some(mut server) = S3Server::start().await else {
         return;
     };
-    let db = app_on(&server, |_| {}).await;
-    let root = tempfile::tempdir().unwrap();
-    let mut env = server.env("deferred/");
-    env.push(("APP__STORAGE__SWEEP_INTERVAL_SECS".into(), "1".into()));
-    let mut intake = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
+    let (db, _root, mut intake) = server::sweeping_instance(&server, "deferred/", None).await;
 
     server.stop().await;
     let form = reqwest::multipart::Form::new().part(

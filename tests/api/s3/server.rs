@@ -183,3 +183,26 @@ pub async fn app_via(
     })
     .await
 }
+
+/// An intake binary of its own on `bucket` (objects under `prefix`, reached through `via`, a
+/// proxy's port, when given), sweeping every second, with the test's database: the database's
+/// app, the storage root, and the running instance.
+pub async fn sweeping_instance(
+    bucket: &S3Server,
+    prefix: &str,
+    via: Option<u16>,
+) -> (TestApp, tempfile::TempDir, ChildServer) {
+    let db = app_on(bucket, |_| {}).await;
+    let root = tempfile::tempdir().unwrap();
+    let mut env = bucket.env(prefix);
+    if let Some(port) = via {
+        for (name, value) in &mut env {
+            if name == "APP__STORAGE__S3__ENDPOINT" {
+                *value = format!("http://127.0.0.1:{port}");
+            }
+        }
+    }
+    env.push(("APP__STORAGE__SWEEP_INTERVAL_SECS".into(), "1".into()));
+    let intake = ChildServer::start(&db.db_url(), root.path(), &pairs(&env)).await;
+    (db, root, intake)
+}
