@@ -82,10 +82,10 @@ pub struct Unfinished {
     pub earliest_expiry: OffsetDateTime,
 }
 
-/// Counts `owner`'s unfinished uploads, first taking a lock, held until `tx` ends, that every
-/// other creation of theirs waits for: what is counted stays true until this one is recorded.
-#[tracing::instrument(name = "db.count_unfinished_uploads", skip_all, fields(owner))]
-pub async fn unfinished(tx: &mut PgConnection, owner: i64) -> Result<Unfinished, sqlx::Error> {
+/// Takes a lock, held until `tx` ends, that every other creation of `owner`'s waits for: what
+/// `unfinished` counts inside `tx` stays true until this creation is recorded.
+#[tracing::instrument(name = "db.lock_creations", skip_all, fields(owner))]
+pub async fn lock_creations(tx: &mut PgConnection, owner: i64) -> Result<(), sqlx::Error> {
     // Advisory locks of two keys: a space of their own, apart from the instances' (one key).
     // Owners whose ids agree modulo 2^31 share a lock, which only makes them wait.
     sqlx::query!(
@@ -93,8 +93,14 @@ pub async fn unfinished(tx: &mut PgConnection, owner: i64) -> Result<Unfinished,
         UNFINISHED_LOCKS,
         owner
     )
-    .execute(&mut *tx)
+    .execute(tx)
     .await?;
+    Ok(())
+}
+
+/// Counts `owner`'s unfinished uploads (see `lock_creations` for a count that stays true).
+#[tracing::instrument(name = "db.count_unfinished_uploads", skip_all, fields(owner))]
+pub async fn unfinished(conn: &mut PgConnection, owner: i64) -> Result<Unfinished, sqlx::Error> {
     sqlx::query_as!(
         Unfinished,
         r#"
@@ -103,7 +109,7 @@ pub async fn unfinished(tx: &mut PgConnection, owner: i64) -> Result<Unfinished,
         "#,
         owner
     )
-    .fetch_one(tx)
+    .fetch_one(conn)
     .await
 }
 

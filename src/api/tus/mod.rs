@@ -22,6 +22,7 @@ use actix_web::{
 };
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
@@ -301,18 +302,11 @@ async fn sends_bytes(payload: &mut web::Payload) -> bool {
 /// Reserves the upload's quota, prepares its storage and records it, unless its owner holds as
 /// many unfinished uploads as they may; undoes what was done if a step fails.
 async fn start(tus: &Tus, mut upload: NewUpload) -> Result<NewUpload, ApiError> {
-    // Creations of one owner wait for each other here, so that together they cannot pass the cap.
-    let mut tx = tus.ingest.pool.begin().await?;
     let max = tus.settings.max_unfinished_per_user;
+    // A first look, so that a flood of creations beyond the cap costs the bucket nothing.
     if max > 0 {
-        let unfinished = record::unfinished(&mut tx, upload.owner).await?;
-        if unfinished.count >= max as i64 {
-            let until = unfinished.earliest_expiry - OffsetDateTime::now_utc();
-            return Err(ApiError::TooManyUnfinished {
-                max,
-                retry_after: until.whole_seconds().max(1) as u64,
-            });
-        }
+        let mut conn = tus.ingest.pool.acquire().await?;
+        refuse_beyond(&mut conn, upload.owner, max).await?;
     }
     let mut reservation = Reservation::resume(&tus.ingest.quota, upload.id, upload.owner, 0, 0);
     if let Some(length) = upload.length {
@@ -320,6 +314,13 @@ async fn start(tus: &Tus, mut upload: NewUpload) -> Result<NewUpload, ApiError> 
     }
     let recorded = async {
         upload.multipart_id = tus.ingest.storage.start_resumable(upload.id).await?;
+        // The look that counts: creations of one owner wait for each other here, so that
+        // together they cannot pass the cap (and no connection waits on the bucket meanwhile).
+        let mut tx = tus.ingest.pool.begin().await?;
+        if max > 0 {
+            record::lock_creations(&mut tx, upload.owner).await?;
+            refuse_beyond(&mut tx, upload.owner, max).await?;
+        }
         record::create(&mut tx, &upload).await?;
         tx.commit().await?;
         Ok::<_, ApiError>(())
@@ -343,6 +344,20 @@ async fn start(tus: &Tus, mut upload: NewUpload) -> Result<NewUpload, ApiError> 
         "resumable upload created"
     );
     Ok(upload)
+}
+
+/// `429 too_many_unfinished_uploads` when `owner` holds `max` unfinished uploads, with the
+/// seconds until the first of them expires.
+async fn refuse_beyond(conn: &mut PgConnection, owner: i64, max: u64) -> Result<(), ApiError> {
+    let unfinished = record::unfinished(conn, owner).await?;
+    if unfinished.count < max as i64 {
+        return Ok(());
+    }
+    let until = unfinished.earliest_expiry - OffsetDateTime::now_utc();
+    Err(ApiError::TooManyUnfinished {
+        max,
+        retry_after: until.whole_seconds().max(1) as u64,
+    })
 }
 
 /// Waits after asking the request that holds an upload's lease to let go: it records what it

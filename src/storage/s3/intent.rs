@@ -73,15 +73,9 @@ impl Intent {
     #[tracing::instrument(name = "db.record_intent", skip_all, fields(object_id = %self.id))]
     pub(super) async fn record(&mut self, upload_id: Option<String>) -> io::Result<()> {
         let store = self.store.as_ref().expect("an unsettled intent");
-        sqlx::query!(
-            "INSERT INTO storage_intents (object_id, instance, upload_id) VALUES ($1, $2, $3)",
-            self.id,
-            store.instance,
-            upload_id
-        )
-        .execute(&store.pool)
-        .await
-        .map_err(io::Error::other)?;
+        insert(&store.pool, self.id, store.instance, upload_id.as_deref())
+            .await
+            .map_err(io::Error::other)?;
         self.recorded = true;
         self.upload_id = upload_id;
         Ok(())
@@ -136,6 +130,24 @@ impl Intent {
             .await;
         drop(self.hold.take());
     }
+}
+
+/// Records intent `id` of `instance` (with the multipart upload to abort, if any).
+pub(super) async fn insert(
+    conn: impl sqlx::PgExecutor<'_>,
+    id: Uuid,
+    instance: Uuid,
+    upload_id: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO storage_intents (object_id, instance, upload_id) VALUES ($1, $2, $3)",
+        id,
+        instance,
+        upload_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 impl Drop for Intent {

@@ -307,14 +307,7 @@ impl S3Store {
         upload_id: Option<&str>,
         tx: &mut PgConnection,
     ) -> sqlx::Result<Intent> {
-        sqlx::query!(
-            "INSERT INTO storage_intents (object_id, instance, upload_id) VALUES ($1, $2, $3)",
-            id,
-            self.instance,
-            upload_id
-        )
-        .execute(tx)
-        .await?;
+        intent::insert(tx, id, self.instance, upload_id).await?;
         let upload_id = upload_id.map(str::to_owned);
         Ok(Intent::for_delete(Arc::clone(self), id, upload_id))
     }
