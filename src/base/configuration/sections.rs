@@ -69,6 +69,12 @@ pub struct S3Settings {
     /// Parts of one upload being sent at once; memory per upload is about
     /// `part_size_bytes` × (this + 1).
     pub parts_in_flight: usize,
+    /// Memory for the parts of every upload together (at least two parts); beyond it a part
+    /// being filled spills to `spill_dir`.
+    pub buffer_memory_bytes: usize,
+    /// Where parts spill when the memory budget is full; empty: the system's temporary
+    /// directory.
+    pub spill_dir: String,
     /// A request to the bucket that brings no byte for this long fails (and is retried once
     /// within the retry window): a bucket that hangs is answered within about this.
     pub read_timeout_secs: u64,

@@ -109,6 +109,10 @@ fn describe() {
         Unit::Seconds,
         "Storage operations, by backend, operation and outcome"
     );
+    describe_counter!(
+        "intake_s3_part_buffers_total",
+        "Parts that found the memory budget full: spilled to disk while filling, or waited to be read back"
+    );
     describe_counter!("intake_sweep_runs_total", "Storage sweeps run, by outcome");
     describe_counter!(
         "intake_sweep_actions_total",
@@ -312,6 +316,11 @@ async fn observe<T, E>(
     )
     .record(took);
     (result, took)
+}
+
+/// `event`: `spilled` or `waited`.
+pub fn part_buffer(event: &'static str) {
+    counter!("intake_s3_part_buffers_total", "event" => event).increment(1);
 }
 
 pub fn sweep_run(outcome: &'static str) {

@@ -12,6 +12,7 @@
 //! fails, an intent is left for the sweep: row present → the object stays; absent → it goes, and
 //! its multipart upload is aborted.
 
+mod buffer;
 mod intent;
 mod repair;
 mod writer;
@@ -39,6 +40,9 @@ use crate::base::{configuration::S3Settings, in_flight, liveness::Liveness};
 
 /// S3's smallest part but the last.
 pub(super) const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// The largest part kept in memory.
+const MAX_PART_SIZE: usize = 1024 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -108,6 +112,8 @@ pub struct S3Store {
     prefix: String,
     part_size: usize,
     parts_in_flight: usize,
+    /// Memory for the parts being filled, shared by every upload.
+    budget: buffer::Budget,
     instance: Uuid,
     pool: PgPool,
     /// Intents left to this instance's sweep that could not be marked so in Postgres (it was
@@ -127,12 +133,18 @@ impl S3Store {
         liveness: Liveness,
     ) -> Result<Self, OpenError> {
         let client = client(settings).map_err(OpenError::Settings)?;
+        let part_size = settings.part_size_bytes.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
         let store = Self {
             client,
             reader: reader(settings).map_err(OpenError::Settings)?,
             prefix: settings.prefix.clone(),
-            part_size: settings.part_size_bytes.max(MIN_PART_SIZE),
+            part_size,
             parts_in_flight: settings.parts_in_flight.max(1),
+            budget: buffer::Budget::new(
+                settings.buffer_memory_bytes,
+                part_size,
+                &settings.spill_dir,
+            ),
             instance,
             pool,
             deferred: std::sync::Mutex::default(),

@@ -1,17 +1,17 @@
 //! Streams one object to the bucket. Bytes gather into parts of `part_size`; each full part is
-//! sent while the next is received, at most `parts_in_flight` at once, so an upload holds about
-//! `part_size × (parts_in_flight + 1)` bytes whatever its size. The SHA-256 is computed on the
-//! blocking pool as batches arrive. An object smaller than one part is stored with one PUT.
+//! sent while the next is received, at most `parts_in_flight` at once, in memory from the
+//! process's budget or, when it is full, spilled to disk (`buffer`). The SHA-256 is computed on
+//! the blocking pool as batches arrive. An object smaller than one part is stored with one PUT.
 
 use std::{collections::VecDeque, io, sync::Arc};
 
 use bytes::Bytes;
-use object_store::{ObjectStoreExt, PutPayload, multipart::MultipartStore, multipart::PartId};
+use object_store::{ObjectStoreExt, multipart::MultipartStore, multipart::PartId};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{Intent, S3Store};
+use super::{Intent, S3Store, buffer::Buffer};
 use crate::{
     base::{in_flight, telemetry},
     storage::{
@@ -31,8 +31,7 @@ pub(super) struct Parts {
     key: object_store::path::Path,
     hashing: Option<Hashing>,
     size: u64,
-    part: Vec<Bytes>,
-    part_bytes: usize,
+    part: Buffer,
     sent: Vec<PartId>,
     sending: VecDeque<JoinHandle<object_store::Result<PartId>>>,
 }
@@ -44,8 +43,7 @@ impl Parts {
             store,
             hashing: Some(Hashing::Ready(Sha256::new())),
             size: 0,
-            part: Vec::new(),
-            part_bytes: 0,
+            part: Buffer::default(),
             sent: Vec::new(),
             sending: VecDeque::new(),
         }
@@ -60,16 +58,12 @@ impl Parts {
             to_hash.iter().for_each(|chunk| hasher.update(chunk));
             hasher
         })));
-        for chunk in batch {
-            self.size += chunk.len() as u64;
-            self.part_bytes += chunk.len();
-            self.part.push(chunk);
-        }
-        Ok(())
+        self.size += batch.iter().map(|chunk| chunk.len() as u64).sum::<u64>();
+        self.part.push(&self.store.budget, batch).await
     }
 
     fn is_full(&self) -> bool {
-        self.part_bytes >= self.store.part_size
+        self.part.len() >= self.store.part_size
     }
 
     async fn hashed(&mut self) -> io::Result<Sha256> {
@@ -82,25 +76,14 @@ impl Parts {
 
     /// Starts sending the part being filled, cut at exactly `part_size` (what is beyond stays
     /// for the next part), so that every part but the last has the same size, as providers
-    /// such as R2 require; waits for the oldest part when too many are on their way.
+    /// such as R2 require; waits for the oldest part when too many are on their way. The part's
+    /// share of the memory budget goes with it and comes back when it has been sent.
     async fn send(&mut self, upload_id: &str) -> io::Result<()> {
-        let mut room = self.store.part_size;
-        let (mut part, mut rest) = (Vec::new(), Vec::new());
-        for mut chunk in std::mem::take(&mut self.part) {
-            if room == 0 {
-                rest.push(chunk);
-            } else if chunk.len() <= room {
-                room -= chunk.len();
-                part.push(chunk);
-            } else {
-                part.push(chunk.split_to(room));
-                room = 0;
-                rest.push(chunk);
-            }
-        }
-        self.part_bytes = rest.iter().map(Bytes::len).sum();
+        let buffer = std::mem::take(&mut self.part);
+        let (payload, held, rest) = buffer
+            .split_off(&self.store.budget, self.store.part_size)
+            .await?;
         self.part = rest;
-        let payload: PutPayload = part.into_iter().collect();
         let index = self.sent.len() + self.sending.len();
         let (store, key, upload_id) = (
             Arc::clone(&self.store),
@@ -108,6 +91,7 @@ impl Parts {
             upload_id.to_owned(),
         );
         self.sending.push_back(telemetry::spawn(async move {
+            let _held = held;
             store
                 .client
                 .put_part(&key, &upload_id, index, payload)
@@ -162,7 +146,7 @@ impl S3Writer {
         let parts = &mut self.parts;
         parts.take(last).await?;
         if let Some(upload_id) = self.intent.upload_id.clone() {
-            while parts.part_bytes > 0 {
+            while parts.part.len() > 0 {
                 parts.send(&upload_id).await?;
             }
             parts.all_sent().await?;
@@ -176,7 +160,8 @@ impl S3Writer {
             store.completed(&parts.key, parts.size, made).await?;
         } else {
             self.intent.record(None).await?;
-            let payload: PutPayload = std::mem::take(&mut parts.part).into_iter().collect();
+            let buffer = std::mem::take(&mut parts.part);
+            let (payload, _held, _) = buffer.split_off(&parts.store.budget, usize::MAX).await?;
             parts.store.client.put(&parts.key, payload).await?;
         }
         let sha256 = parts.hashed().await?.finalize().into();
@@ -235,8 +220,7 @@ impl S3Appender {
             .map(|content_id| PartId { content_id })
             .collect();
         if !multipart.tail.is_empty() {
-            parts.part_bytes = multipart.tail.len();
-            parts.part.push(multipart.tail);
+            parts.part = Buffer::holding(vec![multipart.tail]);
         }
         Self {
             parts,
@@ -275,7 +259,7 @@ impl S3Appender {
                 .iter()
                 .map(|part| part.content_id.clone())
                 .collect(),
-            tail: concat(self.parts.part.clone()),
+            tail: self.parts.part.contents(&self.parts.store.budget).await?,
         };
         Ok(Partial {
             size: self.parts.size,
@@ -290,13 +274,5 @@ impl S3Appender {
         for part in std::mem::take(&mut self.parts.sending) {
             let _ = part.await;
         }
-    }
-}
-
-fn concat(chunks: Vec<Bytes>) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.into_iter().next().expect("one chunk"),
-        _ => chunks.concat().into(),
     }
 }

@@ -5,6 +5,7 @@
 //! bucket under faults: `faults`.
 
 mod faults;
+mod killed;
 mod parts;
 mod proxy;
 mod server;

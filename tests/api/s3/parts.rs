@@ -2,6 +2,8 @@
 //! as providers such as Cloudflare R2 require, whatever the chunks the client sends and however
 //! a resumable upload's bytes are split into PATCHes.
 
+use futures_util::StreamExt;
+
 use super::{
     proxy::FaultyProxy,
     server::{MIB, S3Server, app_via},
@@ -77,4 +79,83 @@ async fn a_resumable_upload_in_patches_that_end_anywhere_is_stored_in_equal_part
     let file: serde_json::Value = app.get(&format!("/files/{id}")).await.json().await.unwrap();
     assert_eq!(file["sha256"], sha256_hex(&bytes));
     assert_equal_but_the_last(&proxy.part_sizes(), bytes.len());
+}
+
+/// The spilled parts counted by the process's recorder (shared by every app of this process,
+/// so it only grows).
+async fn spilled(app: &crate::helpers::TestApp) -> f64 {
+    let scrape = app.get("/metrics").await.text().await.unwrap();
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix("intake_s3_part_buffers_total{event=\"spilled\"} "))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+/// Three uploads at once through the smallest budget (a part and a step for parts being
+/// filled): each has received 5 MiB, less than a part, before any may go on, so together they
+/// hold more than the budget has and some of it spills. Every byte arrives in equal parts.
+#[tokio::test]
+async fn a_full_memory_budget_spills_parts_and_loses_no_byte() {
+    let Some(bucket) = S3Server::start().await else {
+        return;
+    };
+    let proxy = FaultyProxy::start(bucket.port).await;
+    let app = app_via(&bucket, proxy.port, |s| {
+        s.storage.s3.part_size_bytes = PART;
+        s.storage.s3.buffer_memory_bytes = 0;
+    })
+    .await;
+    let before = spilled(&app).await;
+    let halfway = std::sync::Arc::new(tokio::sync::Barrier::new(3));
+    let uploads = (0..3u64).map(|seed| {
+        let bytes = random_bytes(2 * PART + 4321, 20 + seed);
+        let (first, second) = bytes.split_at(5 * MIB);
+        let halfway = std::sync::Arc::clone(&halfway);
+        let (first, second) = (first.to_vec(), second.to_vec());
+        let body = async_stream_of(first, second, halfway);
+        let part = reqwest::multipart::Part::stream(body).file_name("spilled.bin");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let request = app.client.post(app.url("/upload")).multipart(form).send();
+        async move { (request.await.unwrap(), sha256_hex(&bytes)) }
+    });
+
+    for (stored, sha256) in futures_util::future::join_all(uploads).await {
+        assert_eq!(stored.status(), 201);
+        let file: serde_json::Value = stored.json().await.unwrap();
+        assert_eq!(file["sha256"], sha256);
+        let content = app
+            .get(&format!("/files/{}/content", file["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(sha256_hex(&content.bytes().await.unwrap()), sha256);
+    }
+    assert!(spilled(&app).await > before);
+    let sizes = proxy.part_sizes();
+    assert_eq!(sizes.len(), 9, "{sizes:?}");
+    assert!(
+        sizes.iter().all(|size| *size == PART || *size == 4321),
+        "{sizes:?}"
+    );
+}
+
+/// `first`, then, once every upload has sent its first, `second`; in chunks of 100,000 bytes.
+fn async_stream_of(
+    first: Vec<u8>,
+    second: Vec<u8>,
+    halfway: std::sync::Arc<tokio::sync::Barrier>,
+) -> reqwest::Body {
+    let chunks = |bytes: Vec<u8>| {
+        bytes
+            .chunks(100_000)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = (chunks(first), chunks(second));
+    let wait = futures_util::stream::once(async move {
+        halfway.wait().await;
+        Ok(Vec::new())
+    });
+    let stream = futures_util::stream::iter(first)
+        .chain(wait)
+        .chain(futures_util::stream::iter(second));
+    reqwest::Body::wrap_stream(stream)
 }
