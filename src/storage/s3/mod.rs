@@ -62,10 +62,13 @@ pub enum OpenError {
 /// The bucket's client as `settings` describe it.
 pub fn client(settings: &S3Settings) -> object_store::Result<AmazonS3> {
     let total = Duration::from_secs(settings.request_timeout_secs.max(1));
-    build(settings, options(settings).with_timeout(total))
+    let options = options(settings).with_read_timeout(silence(settings));
+    build(settings, options.with_timeout(total))
 }
 
-/// The client downloads go through: bounded by silence only, never by their total time.
+/// The client downloads go through: no bound of its own on a body, whose reads wait for the
+/// client at the other end as much as for the bucket (`S3Store::read` bounds the bucket's
+/// silence alone).
 fn reader(settings: &S3Settings) -> object_store::Result<AmazonS3> {
     build(settings, options(settings).with_timeout_disabled())
 }
@@ -73,8 +76,11 @@ fn reader(settings: &S3Settings) -> object_store::Result<AmazonS3> {
 fn options(settings: &S3Settings) -> ClientOptions {
     ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
-        .with_read_timeout(Duration::from_secs(settings.read_timeout_secs.max(1)))
         .with_allow_http(settings.endpoint.starts_with("http://"))
+}
+
+fn silence(settings: &S3Settings) -> Duration {
+    Duration::from_secs(settings.read_timeout_secs.max(1))
 }
 
 fn build(settings: &S3Settings, options: ClientOptions) -> object_store::Result<AmazonS3> {
@@ -97,6 +103,16 @@ fn build(settings: &S3Settings, options: ClientOptions) -> object_store::Result<
     builder.build()
 }
 
+/// The bucket did not answer in time: an `object_store` error, as every other failure of the
+/// bucket is (`503 storage_unavailable` when nothing was sent yet).
+fn silent() -> io::Error {
+    let error = object_store::Error::Generic {
+        store: "S3",
+        source: "the bucket sent nothing for storage.s3.read_timeout_secs".into(),
+    };
+    io::Error::new(io::ErrorKind::TimedOut, error)
+}
+
 /// Where object `id` lives under `prefix`: its id's last two hex digits first, so that keys
 /// spread over 256 prefixes.
 pub fn object_key(prefix: &str, id: Uuid) -> Path {
@@ -109,6 +125,8 @@ pub struct S3Store {
     client: AmazonS3,
     /// Downloads' (see `reader`).
     reader: AmazonS3,
+    /// The longest the bucket may keep a download waiting for its answer or its next bytes.
+    silence: Duration,
     prefix: String,
     part_size: usize,
     parts_in_flight: usize,
@@ -137,6 +155,7 @@ impl S3Store {
         let store = Self {
             client,
             reader: reader(settings).map_err(OpenError::Settings)?,
+            silence: silence(settings),
             prefix: settings.prefix.clone(),
             part_size,
             parts_in_flight: settings.parts_in_flight.max(1),
@@ -280,7 +299,9 @@ impl S3Store {
         self.remove_object(id, Some(upload_id)).await
     }
 
-    /// `length` bytes of the object from `start`.
+    /// `length` bytes of the object from `start`. The bucket may be silent for `silence` at
+    /// most, counted only while a read waits for it: a client that reads slowly (the body
+    /// waits for it, full buffers between) never makes the download fail.
     pub async fn read(&self, id: Uuid, start: u64, length: u64) -> io::Result<ByteStream> {
         if length == 0 {
             return Ok(futures_util::stream::empty().boxed());
@@ -289,8 +310,24 @@ impl S3Store {
             range: Some(GetRange::Bounded(start..start + length)),
             ..GetOptions::default()
         };
-        let object = self.reader.get_opts(&self.key(id), options).await?;
-        Ok(object.into_stream().map_err(io::Error::from).boxed())
+        let key = self.key(id);
+        let get = self.reader.get_opts(&key, options);
+        let object = tokio::time::timeout(self.silence, get)
+            .await
+            .map_err(|_| silent())??;
+        let silence = self.silence;
+        let body = object.into_stream().map_err(io::Error::from);
+        Ok(
+            futures_util::stream::unfold(Some(body), move |body| async move {
+                let mut body = body?;
+                match tokio::time::timeout(silence, body.next()).await {
+                    Ok(Some(chunk)) => Some((chunk, Some(body))),
+                    Ok(None) => None,
+                    Err(_) => Some((Err(silent()), None)),
+                }
+            })
+            .boxed(),
+        )
     }
 
     /// Records, in the transaction that deletes the row, that the object is to go.

@@ -5,13 +5,19 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use intake::{
+    base::configuration::{Settings, StorageKind},
+    storage::Storage,
+};
+
 use super::{
     proxy::{FaultyProxy, Mode},
-    server::{MIB, S3Server, app_on, app_via, pairs, sweeping_instance},
+    server::{MIB, S3Server, SECRET, app_on, app_via, pairs, sweeping_instance},
 };
 use crate::child::ChildServer;
 use crate::helpers::{
-    GENEROUS_TIMEOUT_MS, NOT_INLINE, TestApp, assert_problem, random_bytes, sha256_hex,
+    GENEROUS_TIMEOUT_MS, NOT_INLINE, TestApp, assert_problem, random_bytes, sha256_hex, use_bucket,
 };
 
 async fn upload(server: &ChildServer, seed: u64) -> reqwest::Response {
@@ -118,12 +124,21 @@ async fn a_bucket_that_hangs_gets_readiness_and_uploads_a_503_within_their_bound
         return;
     };
     assert_eq!(app.get("/health/ready").await.status(), 200);
+    let stored = app
+        .upload_file("kept.bin", random_bytes(NOT_INLINE, 3), None)
+        .await;
+    let id = stored.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     proxy.set(Mode::Hang);
     let ready = bounded(app.get("/health/ready")).await;
     assert_problem(ready, 503, "storage_unavailable").await;
     let upload = bounded(app.upload_file("hung.bin", random_bytes(NOT_INLINE, 4), None)).await;
     assert_problem(upload, 503, "storage_unavailable").await;
+    let download = bounded(app.get(&format!("/files/{id}/content"))).await;
+    assert_problem(download, 503, "storage_unavailable").await;
 
     proxy.set(Mode::Forward);
     assert_eq!(app.get("/health/ready").await.status(), 200);
@@ -154,6 +169,56 @@ async fn a_download_that_takes_longer_than_any_request_may_gets_every_byte() {
     let body = bounded(download.bytes()).await.expect("every byte arrives");
     assert_eq!(body.len(), bytes.len());
     assert_eq!(sha256_hex(&body), sha256_hex(&bytes));
+}
+
+/// A phone on a train: the client takes a few bytes, then reads nothing for longer than the
+/// bucket may be silent (every buffer between is full, so intake does not ask the bucket for
+/// more), again and again. Only the bucket's own silence counts, while a read waits for it.
+/// (The HTTP client's read timeout ran from the last bytes received, asked for or not: each
+/// pause failed the body, object_store asked again for the rest while its retries lasted, and
+/// then the download ended; a curl reading at 200 KB/s lost its download after about 50 s.)
+#[tokio::test]
+async fn a_download_read_with_pauses_longer_than_the_bucket_may_be_silent_gets_every_byte() {
+    let Some(bucket) = S3Server::start().await else {
+        return;
+    };
+    let prefix = format!("paused-{}/", uuid::Uuid::now_v7().simple());
+    let configure = |s: &mut Settings| {
+        s.storage.s3.prefix = prefix.clone();
+        s.storage.s3.read_timeout_secs = 1;
+    };
+    let app = app_on(&bucket, configure).await;
+    let bytes = random_bytes(4 * MIB, 6);
+    let stored = app.upload_file("paused.bin", bytes.clone(), None).await;
+    let id: uuid::Uuid = stored.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The storage layer itself, so that nothing between (socket buffers) reads ahead for the
+    // paused reader.
+    let mut settings = Settings::load(None).unwrap();
+    settings.storage.kind = StorageKind::S3;
+    use_bucket(&mut settings.storage.s3, &bucket.url(SECRET));
+    configure(&mut settings);
+    let liveness = app.db_url().parse().unwrap();
+    let storage = Storage::open(&settings.storage, &app.pool, liveness)
+        .await
+        .unwrap();
+
+    let mut body = storage.read(id, 0, bytes.len() as u64).await.unwrap();
+    let mut received = Vec::new();
+    // More pauses than the bucket client retries a failed body, each twice the allowed silence:
+    // the pause is what is under test, not a wait for something to happen.
+    for _ in 0..4 {
+        let chunk = bounded(body.next()).await.expect("more to come");
+        received.extend_from_slice(&chunk.expect("a chunk after a pause"));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    while let Some(chunk) = bounded(body.next()).await {
+        received.extend_from_slice(&chunk.expect("the rest"));
+    }
+    assert_eq!(sha256_hex(&received), sha256_hex(&bytes));
 }
 
 #[tokio::test]
