@@ -28,6 +28,8 @@ pub(super) struct Budget {
     filling: Arc<Semaphore>,
     /// For spilled parts read back to be sent.
     sending: Arc<Semaphore>,
+    /// The sending share's size: no read-back asks for more, or it would wait forever.
+    sending_total: usize,
     spill_dir: PathBuf,
 }
 
@@ -42,6 +44,7 @@ impl Budget {
         Self {
             filling: Arc::new(Semaphore::new(total - sending)),
             sending: Arc::new(Semaphore::new(sending)),
+            sending_total: sending,
             spill_dir: if spill_dir.is_empty() {
                 std::env::temp_dir()
             } else {
@@ -56,7 +59,8 @@ impl Budget {
     }
 
     async fn read_back(&self, bytes: usize) -> io::Result<OwnedSemaphorePermit> {
-        let bytes = u32::try_from(bytes).map_err(io::Error::other)?;
+        // A part is at most a part and a batch, which the share holds; never more than it all.
+        let bytes = u32::try_from(bytes.min(self.sending_total)).map_err(io::Error::other)?;
         if let Ok(permit) = Arc::clone(&self.sending).try_acquire_many_owned(bytes) {
             return Ok(permit);
         }
