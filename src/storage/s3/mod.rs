@@ -13,6 +13,7 @@
 //! its multipart upload is aborted.
 
 mod buffer;
+mod client;
 mod intent;
 mod repair;
 mod writer;
@@ -21,17 +22,17 @@ use std::{io, sync::Arc, time::Duration};
 
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-    aws::{AmazonS3, AmazonS3Builder},
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload,
+    aws::AmazonS3,
     multipart::{MultipartStore, PartId},
     path::Path,
 };
-use secrecy::ExposeSecret;
 use sha2::Sha256;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 pub use self::{
+    client::client,
     intent::Intent,
     writer::{S3Appender, S3Writer},
 };
@@ -57,60 +58,6 @@ pub enum OpenError {
         #[source]
         cause: object_store::Error,
     },
-}
-
-/// The bucket's client as `settings` describe it.
-pub fn client(settings: &S3Settings) -> object_store::Result<AmazonS3> {
-    let total = Duration::from_secs(settings.request_timeout_secs.max(1));
-    let options = options(settings).with_read_timeout(silence(settings));
-    build(settings, options.with_timeout(total))
-}
-
-/// The client downloads go through: no bound of its own on a body, whose reads wait for the
-/// client at the other end as much as for the bucket (`S3Store::read` bounds the bucket's
-/// silence alone).
-fn reader(settings: &S3Settings) -> object_store::Result<AmazonS3> {
-    build(settings, options(settings).with_timeout_disabled())
-}
-
-fn options(settings: &S3Settings) -> ClientOptions {
-    ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_allow_http(settings.endpoint.starts_with("http://"))
-}
-
-fn silence(settings: &S3Settings) -> Duration {
-    Duration::from_secs(settings.read_timeout_secs.max(1))
-}
-
-fn build(settings: &S3Settings, options: ClientOptions) -> object_store::Result<AmazonS3> {
-    let mut builder = AmazonS3Builder::new()
-        .with_bucket_name(&settings.bucket)
-        .with_region(&settings.region)
-        .with_access_key_id(&settings.access_key_id)
-        .with_secret_access_key(settings.secret_access_key.expose_secret())
-        .with_virtual_hosted_style_request(!settings.path_style)
-        // A bucket that does not answer fails a request within seconds, not minutes.
-        .with_retry(RetryConfig {
-            max_retries: 2,
-            retry_timeout: Duration::from_secs(10),
-            ..RetryConfig::default()
-        })
-        .with_client_options(options);
-    if !settings.endpoint.is_empty() {
-        builder = builder.with_endpoint(&settings.endpoint);
-    }
-    builder.build()
-}
-
-/// The bucket did not answer in time: an `object_store` error, as every other failure of the
-/// bucket is (`503 storage_unavailable` when nothing was sent yet).
-fn silent() -> io::Error {
-    let error = object_store::Error::Generic {
-        store: "S3",
-        source: "the bucket sent nothing for storage.s3.read_timeout_secs".into(),
-    };
-    io::Error::new(io::ErrorKind::TimedOut, error)
 }
 
 /// Where object `id` lives under `prefix`: its id's last two hex digits first, so that keys
@@ -154,8 +101,8 @@ impl S3Store {
         let part_size = settings.part_size_bytes.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
         let store = Self {
             client,
-            reader: reader(settings).map_err(OpenError::Settings)?,
-            silence: silence(settings),
+            reader: client::reader(settings).map_err(OpenError::Settings)?,
+            silence: client::silence(settings),
             prefix: settings.prefix.clone(),
             part_size,
             parts_in_flight: settings.parts_in_flight.max(1),
@@ -314,7 +261,7 @@ impl S3Store {
         let get = self.reader.get_opts(&key, options);
         let object = tokio::time::timeout(self.silence, get)
             .await
-            .map_err(|_| silent())??;
+            .map_err(|_| client::silent())??;
         let silence = self.silence;
         let body = object.into_stream().map_err(io::Error::from);
         Ok(
@@ -323,7 +270,7 @@ impl S3Store {
                 match tokio::time::timeout(silence, body.next()).await {
                     Ok(Some(chunk)) => Some((chunk, Some(body))),
                     Ok(None) => None,
-                    Err(_) => Some((Err(silent()), None)),
+                    Err(_) => Some((Err(client::silent()), None)),
                 }
             })
             .boxed(),
