@@ -66,8 +66,8 @@ pub struct S3Settings {
     /// Bytes per multipart part (S3's minimum is 5 MiB); an object smaller than one part is
     /// stored with a single PUT.
     pub part_size_bytes: usize,
-    /// Parts of one upload being sent at once; memory per upload is about
-    /// `part_size_bytes` × (this + 1).
+    /// Parts of one upload being sent at once; memory per upload is at most
+    /// `part_size_bytes` × (this + 1), and all uploads' within `buffer_memory_bytes`.
     pub parts_in_flight: usize,
     /// Memory for the parts of every upload together (at least two parts); beyond it a part
     /// being filled spills to `spill_dir`.
