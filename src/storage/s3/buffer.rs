@@ -128,16 +128,15 @@ impl Buffer {
                 .as_ref()
                 .map_or(0, OwnedSemaphorePermit::num_permits);
             let short = (*len + added).saturating_sub(held);
-            if short == 0 {
-                chunks.extend(batch);
-                *len += added;
-                return Ok(());
-            }
-            if let Some(more) = budget.reserve(short.div_ceil(STEP) * STEP) {
-                match reserved {
-                    Some(permit) => permit.merge(more),
-                    None => *reserved = Some(more),
-                }
+            let fits = short == 0
+                || budget
+                    .reserve(short.div_ceil(STEP) * STEP)
+                    .map(|more| match reserved {
+                        Some(permit) => permit.merge(more),
+                        None => *reserved = Some(more),
+                    })
+                    .is_some();
+            if fits {
                 chunks.extend(batch);
                 *len += added;
                 return Ok(());
