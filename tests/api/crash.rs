@@ -2,8 +2,17 @@
 
 use crate::{
     child::{ChildServer, RawUpload},
-    helpers::{TestApp, assert_consistent, journal_files, random_bytes, sha256_hex, spawn_app},
+    helpers::{
+        TestApp, assert_consistent, journal_files, random_bytes, sha256_hex, spawn_app_with,
+    },
 };
+
+/// The database the child servers share, through an in-process server that sweeps only once,
+/// at its start, before any child runs: it has a storage root of its own, so a later sweep of
+/// it could take a child's work for a dead instance's.
+async fn database() -> TestApp {
+    spawn_app_with(|s| s.storage.sweep_interval_secs = 365 * 24 * 3600).await
+}
 
 async fn reservations(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM quota_reservations")
@@ -14,7 +23,7 @@ async fn reservations(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn kill_9_mid_upload_leaves_nothing_after_restart_and_keeps_acknowledged_files() {
-    let db = spawn_app().await;
+    let db = database().await;
     let root = tempfile::tempdir().unwrap();
     // With a quota, so that the upload holds a reservation when it is killed.
     let quota = [("APP__AUTH__DEFAULT_QUOTA_BYTES", "1073741824")];
@@ -85,7 +94,7 @@ async fn kill_9_mid_upload_leaves_nothing_after_restart_and_keeps_acknowledged_f
 
 #[tokio::test]
 async fn sigterm_lets_the_in_flight_upload_finish_then_exits_0() {
-    let db = spawn_app().await;
+    let db = database().await;
     let root = tempfile::tempdir().unwrap();
     let mut server = ChildServer::start(&db.db_url(), root.path(), &[]).await;
     let upload = RawUpload::start(&server.address, 4 * 1024 * 1024, 512 * 1024).await;
@@ -108,7 +117,7 @@ async fn sigterm_lets_the_in_flight_upload_finish_then_exits_0() {
 
 #[tokio::test]
 async fn sigterm_cleans_up_an_upload_that_outlives_the_shutdown_timeout() {
-    let db = spawn_app().await;
+    let db = database().await;
     let root = tempfile::tempdir().unwrap();
     let mut server = ChildServer::start(
         &db.db_url(),

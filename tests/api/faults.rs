@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::{
     child::RawUpload,
-    helpers::{assert_problem, random_bytes, spawn_app, spawn_app_with},
+    helpers::{NOT_INLINE, assert_problem, random_bytes, spawn_app, spawn_app_with},
 };
 
 #[tokio::test]
@@ -64,9 +64,13 @@ async fn a_body_shorter_than_its_content_length_is_400_and_stores_nothing() {
 #[tokio::test]
 async fn postgres_unavailable_is_503_keeps_no_object_and_recovers() {
     let app = spawn_app_with(|s| s.database.acquire_timeout_secs = 1).await;
-    app.upload_file("before.txt", b"before".to_vec(), None)
-        .await;
+    // Both sides of `storage.inline_max_bytes`: one in Postgres, one an object.
+    for (name, size) in [("before.txt", 6), ("before.bin", NOT_INLINE)] {
+        let stored = app.upload_file(name, random_bytes(size, 7), None).await;
+        assert_eq!(stored.status(), 201, "{name}");
+    }
     let before = app.object_ids().await;
+    assert_eq!(before.len(), 1);
 
     app.set_connections_allowed(false).await;
     let refused = app
@@ -93,7 +97,7 @@ async fn postgres_unavailable_is_503_keeps_no_object_and_recovers() {
         "the same server recovers without a restart"
     );
     assert_eq!(app.get("/health/ready").await.status(), 200);
-    assert_eq!(app.assert_consistent().await.len(), 2);
+    assert_eq!(app.assert_consistent().await.len(), 3);
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@ use reqwest::multipart::Form;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, assert_problem, file_part, random_bytes, sha256_hex, spawn_app, spawn_app_with,
+    NOT_INLINE, TestApp, assert_problem, file_part, random_bytes, sha256_hex, spawn_app,
+    spawn_app_with,
 };
 
 async fn batch(app: &TestApp, form: Form) -> reqwest::Response {
@@ -19,8 +20,11 @@ async fn batch(app: &TestApp, form: Form) -> reqwest::Response {
 #[tokio::test]
 async fn a_batch_of_three_is_stored_together() {
     let app = spawn_app().await;
-    let contents: Vec<Vec<u8>> = (0..3)
-        .map(|i| random_bytes(10_000 * (i + 1), i as u64))
+    // In Postgres and in storage: both sides of `storage.inline_max_bytes`.
+    let contents: Vec<Vec<u8>> = [10_000, NOT_INLINE, 3 * NOT_INLINE]
+        .into_iter()
+        .enumerate()
+        .map(|(i, size)| random_bytes(size, i as u64))
         .collect();
     let form = contents
         .iter()
@@ -43,14 +47,17 @@ async fn a_batch_of_three_is_stored_together() {
         assert_eq!(file["size"], content.len());
     }
     assert_eq!(app.assert_consistent().await.len(), 3);
+    assert_eq!(app.object_ids().await.len(), 2);
 }
 
 #[tokio::test]
 async fn a_batch_with_one_oversize_part_keeps_nothing() {
-    let app = spawn_app_with(|s| s.upload.max_file_bytes = 100_000).await;
+    // Parts before the refused one on both sides of `storage.inline_max_bytes`: one kept in
+    // Postgres, one already written as an object, and both rolled back.
+    let app = spawn_app_with(|s| s.upload.max_file_bytes = 300_000).await;
     let form = Form::new()
         .part("a", file_part("a.bin", random_bytes(50_000, 1), None))
-        .part("b", file_part("b.bin", random_bytes(60_000, 2), None))
+        .part("b", file_part("b.bin", random_bytes(200_000, 2), None))
         .part("c", file_part("c.bin", random_bytes(500_000, 3), None));
 
     assert_problem(batch(&app, form).await, 413, "file_too_large").await;
@@ -64,7 +71,7 @@ async fn a_batch_over_max_files_is_refused_and_keeps_nothing() {
     let form = (0..4).fold(Form::new(), |form, i| {
         form.part(
             format!("f{i}"),
-            file_part("x.bin", random_bytes(1000, i), None),
+            file_part("x.bin", random_bytes(NOT_INLINE, i), None),
         )
     });
     assert_problem(batch(&app, form).await, 413, "too_many_files").await;
@@ -119,41 +126,38 @@ async fn metadata_is_the_file_object_and_unknown_ids_are_404() {
 #[tokio::test]
 async fn delete_removes_the_row_and_the_object() {
     let app = spawn_app().await;
-    let keep: serde_json::Value = app
-        .upload_file("keep", b"k".to_vec(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let gone: serde_json::Value = app
-        .upload_file("gone", b"g".to_vec(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = gone["id"].as_str().unwrap();
+    // Both sides of `storage.inline_max_bytes`: bytes in Postgres, and an object in storage.
+    let mut uploaded = Vec::new();
+    for (name, size) in [
+        ("keep", 10),
+        ("keep.big", NOT_INLINE),
+        ("gone", 10),
+        ("gone.big", 2 * NOT_INLINE),
+    ] {
+        let body: serde_json::Value = app
+            .upload_file(name, random_bytes(size, size as u64), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        uploaded.push(body["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+    }
+    let [keep, keep_big, gone, gone_big] = uploaded[..] else {
+        unreachable!()
+    };
+    assert_eq!(app.object_ids().await, BTreeSet::from([keep_big, gone_big]));
 
-    let deleted = app
-        .client
-        .delete(app.url(&format!("/files/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
-
-    assert_problem(app.get(&format!("/files/{id}")).await, 404, "not_found").await;
-    let again = app
-        .client
-        .delete(app.url(&format!("/files/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(again, 404, "not_found").await;
-    let left = app.assert_consistent().await;
+    let delete = |id: Uuid| app.client.delete(app.url(&format!("/files/{id}"))).send();
+    for id in [gone, gone_big] {
+        assert_eq!(delete(id).await.unwrap().status(), 204);
+        assert_problem(app.get(&format!("/files/{id}")).await, 404, "not_found").await;
+        assert_problem(delete(id).await.unwrap(), 404, "not_found").await;
+    }
     assert_eq!(
-        left.into_iter().map(|u| u.to_string()).collect::<Vec<_>>(),
-        [keep["id"].as_str().unwrap()]
+        app.assert_consistent().await,
+        BTreeSet::from([keep, keep_big])
     );
+    assert_eq!(app.object_ids().await, BTreeSet::from([keep_big]));
 }
 
 async fn page(app: &TestApp, limit: usize, cursor: Option<&str>) -> (Vec<String>, Option<String>) {

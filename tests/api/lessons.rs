@@ -26,6 +26,8 @@ async fn slow_waits_the_asked_time_within_its_bound() {
     let app = spawn_app_with(|s| s.lessons.slow_max_ms = 100).await;
     let body = json(&app, "/slow?ms=5").await;
     assert_eq!(body["status"], "done");
+    // What was asked, echoed: that the wait really happens (and holds no thread) is proven on
+    // the paused clock by `api::lessons::tests::a_thousand_slow_waits_overlap`.
     assert_eq!(body["waited_ms"], 5);
     let problem = assert_problem(app.get("/slow?ms=101").await, 422, "invalid_request").await;
     assert_eq!(problem["errors"][0]["field"], "ms");

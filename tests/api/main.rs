@@ -14,6 +14,7 @@ mod disk_full;
 mod downloads;
 mod faults;
 mod files;
+mod group_commit;
 mod headers;
 mod health;
 mod helpers;

@@ -185,14 +185,36 @@ async fn concurrent_chunked_uploads_cannot_together_go_over_the_quota() {
     let app = spawn_with_quota(3 * MIB).await;
     let token = app.user_with_token("alice").await;
 
-    race(&app, &token, chunked_part).await;
+    let statuses = race(&app, &token, chunked_part).await;
 
-    // Without lengths they reserve as they go: which ones win is up to the race, but never
-    // more than the quota.
+    // Without lengths they reserve as they go: which ones win (if any: six can each hold half
+    // a MiB when the quota runs out) is up to the race, but what is answered 201 is stored
+    // whole, the rest keeps nothing, and never more than the quota.
+    let accepted = statuses.iter().filter(|s| **s == 201).count();
     let sizes = app.stored_sizes().await;
+    assert_eq!(
+        sizes,
+        vec![(MIB + MIB / 4) as i64; accepted],
+        "{statuses:?}"
+    );
+    assert!(accepted <= 2, "{statuses:?}");
     let stored: i64 = sizes.iter().sum();
-    assert!(sizes.len() <= 2 && stored <= 3 * MIB as i64, "{sizes:?}");
     assert_eq!(app.usage("alice").await, (stored, 0, 0));
+    // The losers gave back all they had reserved: exactly what is left still fits.
+    let left = 3 * MIB - stored as usize;
+    // On a new connection: a pooled one that carried a refused chunked upload can time out
+    // under load on a bucket (see the issue filed about it), which is not this test's promise.
+    let fresh = reqwest::Client::new()
+        .post(app.url("/upload"))
+        .bearer_auth(&token)
+        .multipart(
+            reqwest::multipart::Form::new().part("file", chunked_part(random_bytes(left, 9))),
+        )
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(fresh.status(), 201);
+    assert_eq!(app.usage("alice").await, (3 * MIB as i64, 0, 0));
     app.assert_consistent().await;
 }
 

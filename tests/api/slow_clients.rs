@@ -1,7 +1,7 @@
 //! Slow clients: an upload waiting for its client holds no thread, a body slower than the
 //! minimum rate is cut off, and a checkout body has a deadline.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -39,7 +39,6 @@ async fn many_trickling_uploads_do_not_starve_uploads_downloads_or_readiness() {
         .build()
         .unwrap();
     let bytes = random_bytes(1024 * 1024, 70);
-    let started = Instant::now();
     let stored: serde_json::Value = client
         .post(app.url("/upload"))
         .multipart(reqwest::multipart::Form::new().part(
@@ -52,8 +51,6 @@ async fn many_trickling_uploads_do_not_starve_uploads_downloads_or_readiness() {
         .json()
         .await
         .unwrap();
-    let uploaded = started.elapsed();
-    let started = Instant::now();
     let download = client
         .get(app.url(stored["url"].as_str().unwrap()))
         .send()
@@ -64,19 +61,17 @@ async fn many_trickling_uploads_do_not_starve_uploads_downloads_or_readiness() {
         sha256_hex(&download.bytes().await.unwrap()),
         sha256_hex(&bytes)
     );
-    let downloaded = started.elapsed();
-    let started = Instant::now();
     let ready = client
         .get(app.url("/health/ready"))
         .send()
         .await
         .expect("readiness answers while the trickles wait");
     assert_eq!(ready.status(), 200);
-    let readied = started.elapsed();
-    eprintln!(
-        "{TRICKLES} trickling uploads, {BLOCKING_THREADS} blocking threads: upload {uploaded:?}, \
-         download {downloaded:?}, ready {readied:?}"
-    );
+    // The bound: all three were answered while every trickle still held its upload open (none
+    // ended, timed out or was refused meanwhile), not once they had gone. How fast is for the
+    // benchmark (scripts/bench.sh), not for a test.
+    let open = *in_flight.wait_for(|n| *n <= TRICKLES).await.unwrap();
+    assert_eq!(open, TRICKLES, "every trickle still open");
     // And each of them still completes once its client sends the rest.
     let finished = futures_util::future::join_all(trickles.into_iter().map(RawUpload::finish));
     for response in finished.await {

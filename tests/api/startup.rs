@@ -7,7 +7,7 @@ use intake::{
 };
 use secrecy::SecretString;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, test_settings};
 
 /// What `intake serve` would print, given these settings.
 async fn start_up_failure(settings: Settings) -> String {
@@ -19,7 +19,7 @@ async fn start_up_failure(settings: Settings) -> String {
 
 /// Settings for this test's own database (made by `spawn_app`), on a free port.
 fn settings_for(db_url: String) -> Settings {
-    let mut settings = Settings::load(None).expect("settings load");
+    let mut settings = test_settings();
     settings.database.url = SecretString::from(db_url);
     settings.server.port = 0;
     settings

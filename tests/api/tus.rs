@@ -3,7 +3,7 @@
 //! `tus_clients`.
 
 use bytes::Bytes;
-use intake::base::configuration::StorageKind;
+use intake::base::configuration::{Settings, StorageKind};
 use reqwest::{Response, header::HeaderMap};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::{
     child::ChildServer,
-    helpers::{TestApp, assert_problem, random_bytes, sha256_hex, spawn_app, spawn_app_with},
+    helpers::{
+        NOT_INLINE, TestApp, assert_problem, random_bytes, sha256_hex, spawn_app, spawn_app_with,
+    },
 };
 
 pub const OCTETS: &str = "application/offset+octet-stream";
@@ -625,9 +627,23 @@ async fn a_patch_cut_mid_body_keeps_the_bytes_that_arrived() {
 
 #[tokio::test]
 async fn an_expired_upload_answers_410_until_the_sweep_removes_it() {
-    let app = spawn_app_with(|s| s.tus.expiry_secs = 0).await;
-    let tus = Tus::of(&app);
-    let path = tus.created(1000, "late.bin").await;
+    let quota = |s: &mut Settings| {
+        s.auth.enabled = true;
+        s.auth.default_quota_bytes = 300_000;
+    };
+    let app = spawn_app_with(quota).await;
+    let token = app.user_with_token("ada").await;
+    let tus = Tus::of(&app).with_token(&token);
+    let path = tus.created(200_000, "late.bin").await;
+    assert_eq!(
+        tus.patch(&path, 0, random_bytes(150_000, 4)).await.status(),
+        204
+    );
+    // Its time runs out: the upload keeps its bytes and its reservation until it is swept.
+    sqlx::query("UPDATE resumable_uploads SET expires_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
 
     assert_eq!(
         tus.head(&path).await.status(),
@@ -635,15 +651,22 @@ async fn an_expired_upload_answers_410_until_the_sweep_removes_it() {
         "HEAD answers have no body"
     );
     assert_problem(
-        tus.patch(&path, 0, vec![1u8; 10]).await,
+        tus.patch(&path, 150_000, vec![1u8; 10]).await,
         410,
         "upload_expired",
     )
     .await;
+    assert_problem(tus.create(200_000, "more").await, 413, "quota_exceeded").await;
+    assert_eq!(count(&app, "quota_reservations").await, 1);
     // The sweep of the instance that starts next runs before it listens.
-    let next = app.another_instance(|_| {}).await;
+    let next = app.another_instance(quota).await;
 
-    assert_eq!(Tus::of(&next).head(&path).await.status(), 404);
+    let tus = Tus::of(&next).with_token(&token);
+    assert_eq!(tus.head(&path).await.status(), 404);
+    assert_nothing_resumable_left(&app).await;
+    // The whole quota is the user's again.
+    let again = tus.created(300_000, "fits.bin").await;
+    assert_eq!(tus.delete(&again).await.status(), 204);
     assert_nothing_resumable_left(&app).await;
 }
 
@@ -817,4 +840,42 @@ async fn a_creation_whose_first_bytes_fail_still_says_where_the_upload_is() {
     assert_eq!(tus.offset(&path).await, 0);
     assert_eq!(tus.delete(&path).await.status(), 204);
     assert_nothing_resumable_left(&app).await;
+}
+
+/// The file's SHA-256 continues from the state saved with the offset, rather than from reading
+/// the stored bytes again: with the saved state swapped for another upload's (of other bytes,
+/// as long), the file gets the hash of those other bytes followed by the rest. No real upload
+/// has its state swapped; this is how the test can tell the two ways apart.
+#[tokio::test]
+async fn the_sha256_continues_from_the_saved_state_not_from_the_stored_bytes() {
+    let app = spawn_app().await;
+    let tus = Tus::of(&app);
+    let (first, other, rest) = (
+        random_bytes(NOT_INLINE, 1),
+        random_bytes(NOT_INLINE, 2),
+        random_bytes(NOT_INLINE, 3),
+    );
+    let path = tus.created(2 * NOT_INLINE as u64, "resumed.bin").await;
+    let donor = tus.created(2 * NOT_INLINE as u64, "donor.bin").await;
+    assert_eq!(tus.patch(&path, 0, first.clone()).await.status(), 204);
+    assert_eq!(tus.patch(&donor, 0, other.clone()).await.status(), 204);
+    sqlx::query(
+        "UPDATE resumable_uploads SET hash_state = (SELECT hash_state FROM resumable_uploads WHERE id = $2) WHERE id = $1",
+    )
+    .bind(id_of(&path))
+    .bind(id_of(&donor))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let last = tus.patch(&path, NOT_INLINE as u64, rest.clone()).await;
+
+    assert_eq!(last.status(), 204);
+    let stored = file_object(&app, id_of(&path)).await;
+    assert_eq!(
+        stored["sha256"],
+        sha256_hex(&[other, rest.clone()].concat())
+    );
+    let content = app.get(&format!("/files/{}/content", id_of(&path))).await;
+    assert_eq!(content.bytes().await.unwrap(), [first, rest].concat());
 }

@@ -2,7 +2,7 @@ use reqwest::multipart::Form;
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_problem, file_part, random_bytes, sha256_hex, spawn_app, spawn_app_with,
+    NOT_INLINE, assert_problem, file_part, random_bytes, sha256_hex, spawn_app, spawn_app_with,
 };
 
 const PNG: &[u8] =
@@ -57,6 +57,9 @@ async fn size_and_sha256_are_computed_while_streaming_a_large_file() {
         .unwrap();
     assert_eq!(row.0 as usize, bytes.len());
     assert_eq!(hex::encode(row.1), sha256_hex(&bytes));
+    // Listed as it was answered.
+    let listed: serde_json::Value = app.get("/files").await.json().await.unwrap();
+    assert_eq!(listed["files"], serde_json::json!([body]));
     app.assert_consistent().await;
 }
 
@@ -198,11 +201,17 @@ async fn a_file_over_the_limit_is_413_while_streaming_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_file_of_exactly_the_limit_is_accepted() {
-    let app = spawn_app_with(|s| s.upload.max_file_bytes = 4096).await;
-    let response = app
-        .upload_file("edge.bin", random_bytes(4096, 3), None)
-        .await;
+    let app = spawn_app_with(|s| s.upload.max_file_bytes = NOT_INLINE as u64).await;
+    let bytes = random_bytes(NOT_INLINE, 3);
+    let response = app.upload_file("edge.bin", bytes.clone(), None).await;
     assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["size"], NOT_INLINE);
+    assert_eq!(body["sha256"], sha256_hex(&bytes));
+    let id = body["id"].as_str().unwrap();
+    let stored = app.get(&format!("/files/{id}/content")).await;
+    assert_eq!(stored.bytes().await.unwrap(), bytes);
+    assert_eq!(app.assert_consistent().await.len(), 1);
 }
 
 #[tokio::test]
@@ -246,16 +255,21 @@ async fn hostile_filenames_are_made_safe_and_never_used_as_paths() {
         ("..", "unnamed".to_owned()),
         (long.as_str(), format!("{}.txt", "a".repeat(251))),
     ];
-    for (raw, expected) in &cases {
-        let response = app
-            .upload_file(raw, b"x".to_vec(), Some("text/plain"))
-            .await;
-        assert_eq!(response.status(), 201, "{raw:?}");
-        let body: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(body["filename"], expected.as_str(), "{raw:?}");
+    // Each name with bytes kept in Postgres and with an object in storage.
+    for size in [1, NOT_INLINE] {
+        for (raw, expected) in &cases {
+            let response = app
+                .upload_file(raw, random_bytes(size, 9), Some("text/plain"))
+                .await;
+            assert_eq!(response.status(), 201, "{raw:?}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["filename"], expected.as_str(), "{raw:?}");
+        }
     }
-    // Every object sits at its id under objects/, nowhere else.
-    assert_eq!(app.assert_consistent().await.len(), cases.len());
+    // Every object sits at its id's place, and nothing was written anywhere else under the
+    // storage root (or the bucket's prefix).
+    assert_eq!(app.assert_consistent().await.len(), 2 * cases.len());
+    assert_eq!(app.object_ids().await.len(), cases.len());
 }
 
 /// Sends one `file` part whose Content-Disposition parameters are written out verbatim.

@@ -70,6 +70,11 @@ impl TestApp {
         );
         assert_inline_intact(&self.pool).await;
         assert_eq!(self.leftovers().await, Vec::<String>::new(), "leftovers");
+        let stray = match &self.bucket {
+            Some(bucket) => bucket.stray_keys().await,
+            None => stray_files(&self.pool, self.storage.path()).await,
+        };
+        assert_eq!(stray, Vec::<String>::new(), "stored outside its place");
         self.row_ids().await
     }
 }
@@ -153,7 +158,41 @@ pub async fn assert_consistent(pool: &PgPool, root: &Path) -> BTreeSet<Uuid> {
         Vec::<PathBuf>::new(),
         "journal leftovers"
     );
+    assert_eq!(
+        stray_files(pool, root).await,
+        Vec::<String>::new(),
+        "stored outside its place"
+    );
     rows
+}
+
+/// Every file under the whole storage root that is not where the layout (see `storage::fs`)
+/// allows it: an object at its id's place, an instance's lock, the journal (see
+/// `journal_files`), a resumable upload whose row exists. Whatever a bug writes anywhere else
+/// is found, under `objects/` or not.
+pub async fn stray_files(pool: &PgPool, root: &Path) -> Vec<String> {
+    let resumable = ids(pool, "SELECT id FROM resumable_uploads").await;
+    let journal = journal_files(root);
+    files_under(root)
+        .into_iter()
+        .filter(|path| {
+            let id = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| Uuid::parse_str(name).ok());
+            let in_tmp = path.parent() == Some(&root.join("tmp"));
+            let allowed = match id {
+                Some(id) => {
+                    *path == object_path(root, id)
+                        || (*path == root.join("uploads").join(id.to_string())
+                            && resumable.contains(&id))
+                }
+                None => in_tmp && path.extension().is_some_and(|e| e == "lock"),
+            };
+            !allowed && !journal.contains(path)
+        })
+        .map(|path| path.display().to_string())
+        .collect()
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -217,18 +256,36 @@ impl TestBucket {
         intake::storage::s3::object_key(&self.prefix, id)
     }
 
+    /// The objects at their id's key.
     pub async fn object_ids(&self) -> BTreeSet<Uuid> {
+        self.keys()
+            .await
+            .iter()
+            .filter_map(|key| self.object_id(key))
+            .collect()
+    }
+
+    /// Every key under the whole prefix that is not an object at its id's key: a readiness
+    /// probe's object left behind, or whatever a bug put anywhere else.
+    pub async fn stray_keys(&self) -> Vec<String> {
+        self.keys()
+            .await
+            .into_iter()
+            .filter(|key| self.object_id(key).is_none())
+            .map(|key| key.to_string())
+            .collect()
+    }
+
+    fn object_id(&self, key: &Key) -> Option<Uuid> {
+        let id = Uuid::parse_str(key.filename()?).ok()?;
+        (*key == self.key(id)).then_some(id)
+    }
+
+    async fn keys(&self) -> Vec<Key> {
         let prefix = Key::from(self.prefix.trim_end_matches('/'));
         self.client
             .list(Some(&prefix))
-            .map_ok(|meta| {
-                let name = meta
-                    .location
-                    .filename()
-                    .expect("a key has a name")
-                    .to_owned();
-                Uuid::parse_str(&name).expect("objects are named by id")
-            })
+            .map_ok(|meta| meta.location)
             .try_collect()
             .await
             .expect("the bucket lists")

@@ -17,7 +17,8 @@ use super::{
 };
 use crate::child::ChildServer;
 use crate::helpers::{
-    GENEROUS_TIMEOUT_MS, NOT_INLINE, TestApp, assert_problem, random_bytes, sha256_hex, use_bucket,
+    GENEROUS_TIMEOUT_MS, NOT_INLINE, TestApp, assert_problem, random_bytes, sha256_hex,
+    test_settings, use_bucket,
 };
 
 async fn upload(server: &ChildServer, seed: u64) -> reqwest::Response {
@@ -197,7 +198,7 @@ async fn a_download_read_with_pauses_longer_than_the_bucket_may_be_silent_gets_e
         .unwrap();
     // The storage layer itself, so that nothing between (socket buffers) reads ahead for the
     // paused reader.
-    let mut settings = Settings::load(None).unwrap();
+    let mut settings = test_settings();
     settings.storage.kind = StorageKind::S3;
     use_bucket(&mut settings.storage.s3, &bucket.url(SECRET));
     configure(&mut settings);

@@ -13,10 +13,7 @@ mod server;
 use std::path::PathBuf;
 
 use intake::{
-    base::{
-        configuration::{Settings, StorageKind},
-        telemetry::cause_chain,
-    },
+    base::{configuration::StorageKind, telemetry::cause_chain},
     startup::Application,
 };
 use tokio::process::Command;
@@ -24,7 +21,9 @@ use tokio::process::Command;
 use self::server::{BUCKET, MIB, S3Server, SECRET, app_on, pairs, swept_one};
 use crate::{
     child::{ChildServer, RawUpload},
-    helpers::{NOT_INLINE, TestBucket, assert_problem, random_bytes, sha256_hex, use_bucket},
+    helpers::{
+        NOT_INLINE, TestBucket, assert_problem, random_bytes, sha256_hex, test_settings, use_bucket,
+    },
 };
 
 #[tokio::test]
@@ -133,7 +132,7 @@ async fn two_instances_share_the_bucket_and_one_settles_what_a_killed_one_left()
     let swept = swept_one(&mut b).await;
     assert_eq!(swept["kept"], 0);
 
-    let mut settings = Settings::load(None).unwrap();
+    let mut settings = test_settings();
     use_bucket(&mut settings.storage.s3, &server.url(SECRET));
     settings.storage.s3.prefix = prefix;
     let bucket = TestBucket::new(&settings.storage.s3);
@@ -149,7 +148,7 @@ async fn wrong_credentials_stop_the_start_up_with_the_bucket_named() {
         return;
     };
     let db = app_on(&server, |_| {}).await;
-    let mut settings = Settings::load(None).unwrap();
+    let mut settings = test_settings();
     settings.database.url = db.db_url().into();
     settings.server.port = 0;
     settings.storage.kind = StorageKind::S3;
@@ -210,8 +209,10 @@ async fn the_suite_passes_against_a_bucket_too() {
     let Some(server) = S3Server::start().await else {
         return;
     };
+    let ran = tempfile::tempdir().unwrap();
     let output = Command::new(std::env::current_exe().unwrap())
         .env("INTAKE_TEST_S3", server.url(SECRET).as_str())
+        .env("INTAKE_TEST_S3_RAN", ran.path())
         // The filesystem backend's own tests, those that start their own processes or servers
         // whatever the backend, and this module.
         .args([
@@ -244,17 +245,14 @@ async fn the_suite_passes_against_a_bucket_too() {
         "{summary}\n\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let passed: usize = summary
-        .split("ok. ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|count| count.parse().ok())
-        .unwrap_or_default();
+    // Only the tests that stored into the bucket count: one that returned early, or that runs
+    // no server, passes without proving anything about a bucket (161 of 168 store into it).
+    let on_bucket = std::fs::read_dir(ran.path()).unwrap().count();
     assert!(
-        passed >= 90,
-        "too few tests ran against the bucket: {summary}"
+        on_bucket >= 155,
+        "only {on_bucket} tests stored into the bucket: {summary}"
     );
-    eprintln!("against a bucket: {summary}");
+    eprintln!("against a bucket: {on_bucket} tests stored into it; {summary}");
 }
 
 #[tokio::test]
