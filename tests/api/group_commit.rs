@@ -49,17 +49,6 @@ async fn commit_together(app: &TestApp, uploads: Vec<(i64, NewFile)>) -> Vec<Out
     join_all(pending).await
 }
 
-async fn usage(app: &TestApp, owner: i64) -> i64 {
-    sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT sum(used_delta)::int8 FROM usage_changes WHERE user_id = $1",
-    )
-    .bind(owner)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap()
-    .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn an_upload_whose_owner_was_deleted_is_skipped_alone() {
     let app = spawn_app().await;
@@ -89,8 +78,14 @@ async fn an_upload_whose_owner_was_deleted_is_skipped_alone() {
     // One statement stored both: one transaction, one `now()`.
     assert_eq!(stored[0].created_at, stored[1].created_at);
     assert_eq!(app.row_ids().await, [ids[0], ids[2]].into_iter().collect());
-    assert_eq!(usage(&app, alice).await, 2000);
-    assert_eq!(usage(&app, gone).await, 0);
+    let gone_changes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM usage_changes WHERE user_id = $1")
+            .bind(gone)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(gone_changes, 0, "nothing counted for the deleted owner");
+    assert_eq!(app.usage("alice").await, (2000, 0, 0));
     app.assert_consistent().await;
 }
 
@@ -124,7 +119,7 @@ async fn a_refused_group_is_retried_one_by_one_so_that_one_cannot_fail_the_other
     );
     // The first file, and the two of the group that could be stored; the refused one's bytes
     // were never counted.
-    assert_eq!(usage(&app, owner).await, 3000);
+    assert_eq!(app.usage("alice").await, (3000, 0, 0));
     let kept: String = sqlx::query_scalar("SELECT filename FROM files WHERE id = $1")
         .bind(taken)
         .fetch_one(&app.pool)
