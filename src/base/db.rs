@@ -41,6 +41,10 @@ fn pool_with(settings: &DatabaseSettings, size: u32, options: PgConnectOptions) 
     PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(settings.acquire_timeout())
+        // A pooled connection is pinged before it is handed out, within the acquire timeout:
+        // a Postgres that accepts and never answers is found there, not by a request that
+        // waits on its statement for as long as the kernel keeps the connection.
+        .test_before_acquire(true)
         .connect_lazy_with(options)
 }
 

@@ -8,7 +8,7 @@ use tokio::process::{Child, Command};
 
 use crate::{
     child::ChildServer,
-    helpers::{installed, random_bytes, sha256_hex, spawn_app, spawn_app_with},
+    helpers::{installed, random_bytes, reserved_port, sha256_hex, spawn_app, spawn_app_with},
 };
 
 const MIB: usize = 1024 * 1024;
@@ -111,12 +111,7 @@ async fn an_upload_cut_by_a_server_restart_resumes_in_the_browser_and_completes(
     let db = spawn_app().await;
     let storage = tempfile::tempdir().unwrap();
     // The page talks to its own origin: the restarted server takes the same port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = reserved_port().to_string();
     let settings = [("APP__SERVER__PORT", port.as_str())];
     let mut server = ChildServer::start(&db.db_url(), storage.path(), &settings).await;
     let bytes = random_bytes(24 * MIB, 11);

@@ -9,7 +9,7 @@ use tokio::process::Command;
 
 use crate::{
     child::ChildServer,
-    helpers::{random_bytes, sha256_hex, spawn_app, spawn_app_with},
+    helpers::{random_bytes, reserved_port, sha256_hex, spawn_app, spawn_app_with},
     tus::{assert_nothing_resumable_left, wait_until_gone},
 };
 
@@ -239,9 +239,7 @@ async fn on_a_terminal_the_table_starts_on_a_line_of_its_own() {
 async fn giving_up_tells_how_many_attempts_failed() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "a.txt", b"a\n");
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", nobody.local_addr().unwrap());
-    drop(nobody);
+    let url = format!("http://127.0.0.1:{}", reserved_port());
 
     let output = intake_upload(&url, &dir.path().join("s.json"), &[&file])
         .args(["--retries", "0"])

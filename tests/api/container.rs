@@ -10,7 +10,7 @@ use intake::{
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{reserved_port, spawn_app};
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
@@ -352,10 +352,7 @@ async fn the_healthcheck_command_passes_on_a_ready_server_and_fails_without_one(
 
     health::check_local(&server(port)).await.expect("ready");
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
-    assert!(health::check_local(&server(closed_port)).await.is_err());
+    assert!(health::check_local(&server(reserved_port())).await.is_err());
 }
 
 #[test]

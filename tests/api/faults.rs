@@ -1,10 +1,17 @@
+use std::time::Duration;
+
 use intake::base::configuration::StorageKind;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::{
     child::RawUpload,
-    helpers::{NOT_INLINE, assert_problem, random_bytes, spawn_app, spawn_app_with},
+    helpers::{
+        GENEROUS_TIMEOUT_MS, NOT_INLINE, assert_problem, random_bytes, spawn_app, spawn_app_with,
+        test_settings,
+    },
+    proxy::{FaultyProxy, Mode},
 };
 
 #[tokio::test]
@@ -97,6 +104,57 @@ async fn postgres_unavailable_is_503_keeps_no_object_and_recovers() {
         "the same server recovers without a restart"
     );
     assert_eq!(app.get("/health/ready").await.status(), 200);
+    assert_eq!(app.assert_consistent().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_postgres_that_accepts_and_never_answers_is_503_within_the_acquire_timeout() {
+    // Between the app and Postgres: a proxy that, once told to hang, takes every byte and
+    // answers none, on the open connections too. Nothing refuses: only a bound can end a wait.
+    let direct = reqwest::Url::parse(test_settings().database.url.expose_secret()).unwrap();
+    let proxy = FaultyProxy::start(direct.port().unwrap_or(5432)).await;
+    let app = spawn_app_with(|s| {
+        s.database.acquire_timeout_secs = 1;
+        let mut url = reqwest::Url::parse(s.database.url.expose_secret()).unwrap();
+        url.set_port(Some(proxy.port)).unwrap();
+        s.database.url = SecretString::from(url.to_string());
+    })
+    .await;
+    for (name, size) in [("before.txt", 6), ("before.bin", NOT_INLINE)] {
+        let stored = app.upload_file(name, random_bytes(size, 7), None).await;
+        assert_eq!(stored.status(), 201, "{name}");
+    }
+    let before = app.object_ids().await;
+
+    proxy.set(Mode::Hang);
+    // The client waits far longer than `database.acquire_timeout_secs`: the answer is bounded
+    // by the server, and a server that waited for Postgres forever fails here.
+    let bounded = Duration::from_millis(GENEROUS_TIMEOUT_MS);
+    let refused = tokio::time::timeout(
+        bounded,
+        app.upload_file("during.bin", random_bytes(300_000, 8), None),
+    )
+    .await
+    .expect("the upload was answered while Postgres stayed silent");
+    let ready = tokio::time::timeout(bounded, app.get("/health/ready"))
+        .await
+        .expect("readiness was answered while Postgres stayed silent");
+
+    assert_eq!(proxy.mode(), Mode::Hang);
+    assert_problem(refused, 503, "database_unavailable").await;
+    assert_problem(ready, 503, "database_unavailable").await;
+    app.uploads_settled().await;
+    assert_eq!(app.object_ids().await, before, "no object was left behind");
+
+    proxy.set(Mode::Forward);
+    let after = app
+        .upload_file("after.bin", random_bytes(NOT_INLINE, 9), None)
+        .await;
+    assert_eq!(
+        after.status(),
+        201,
+        "the same server recovers without a restart"
+    );
     assert_eq!(app.assert_consistent().await.len(), 3);
 }
 

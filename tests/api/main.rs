@@ -24,6 +24,7 @@ mod layers;
 mod lessons;
 mod load;
 mod metrics;
+mod proxy;
 mod quota;
 mod rate_limit;
 mod readme;

@@ -21,7 +21,7 @@ use tokio::{
 
 use crate::{
     child::{ChildServer, send_signal},
-    helpers::spawn_app,
+    helpers::{reserved_port, spawn_app},
 };
 
 const README_PORT: &str = "127.0.0.1:8080";
@@ -389,14 +389,6 @@ async fn start_server(
     Running { pid, log }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn the_readme_marks_the_source_path_and_shows_what_it_checks() {
     let steps = steps(include_str!("../../README.md"));
@@ -415,7 +407,7 @@ async fn the_readme_commands_work_as_written() {
     let db = spawn_app().await;
     let db_url = db.db_url();
     let folder = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = reserved_port();
     let address = format!("127.0.0.1:{port}");
     let mut shell = Shell::start(folder.path(), &db_url, port).await;
     let mut server: Option<Running> = None;

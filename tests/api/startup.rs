@@ -7,7 +7,7 @@ use intake::{
 };
 use secrecy::SecretString;
 
-use crate::helpers::{spawn_app, test_settings};
+use crate::helpers::{reserved_port, spawn_app, test_settings};
 
 /// What `intake serve` would print, given these settings.
 async fn start_up_failure(settings: Settings) -> String {
@@ -27,9 +27,7 @@ fn settings_for(db_url: String) -> Settings {
 
 #[tokio::test]
 async fn an_unreachable_postgres_is_named_with_its_address_role_and_cause() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = reserved_port();
     let settings = settings_for(format!("postgres://someone:pw@127.0.0.1:{port}/files"));
 
     let failure = start_up_failure(settings).await;

@@ -3,6 +3,7 @@
 //! (`stored`) are beside it.
 
 mod bodies;
+mod ports;
 mod stored;
 
 use std::{collections::HashMap, path::Path, sync::LazyLock};
@@ -22,7 +23,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use self::{bodies::*, stored::*};
+pub use self::{bodies::*, ports::reserved_port, stored::*};
 
 /// Logs only when `TEST_LOG` is set: `TEST_LOG=1 cargo test -- some_test`.
 static TRACING: LazyLock<()> = LazyLock::new(|| {

@@ -11,15 +11,13 @@ use intake::{
     storage::Storage,
 };
 
-use super::{
-    proxy::{FaultyProxy, Mode},
-    server::{MIB, S3Server, SECRET, app_on, app_via, pairs, sweeping_instance},
-};
+use super::server::{MIB, S3Server, SECRET, app_on, app_via, pairs, sweeping_instance};
 use crate::child::ChildServer;
 use crate::helpers::{
     GENEROUS_TIMEOUT_MS, NOT_INLINE, TestApp, assert_problem, random_bytes, sha256_hex,
     test_settings, use_bucket,
 };
+use crate::proxy::{FaultyProxy, Mode};
 
 async fn upload(server: &ChildServer, seed: u64) -> reqwest::Response {
     let part = reqwest::multipart::Part::bytes(random_bytes(NOT_INLINE, seed)).file_name("f.bin");

@@ -5,13 +5,11 @@
 
 use std::collections::BTreeSet;
 
-use super::{
-    proxy::{FaultyProxy, Mode},
-    server::{MIB, S3Server, pairs, sweeping_instance, swept_one},
-};
+use super::server::{MIB, S3Server, pairs, sweeping_instance, swept_one};
 use crate::{
     child::{ChildServer, RawUpload},
     helpers::{TestApp, random_bytes, sha256_hex, stored_ids},
+    proxy::{FaultyProxy, Mode},
     tus::{Tus, id_of},
 };
 

@@ -7,7 +7,6 @@
 mod faults;
 mod killed;
 mod parts;
-mod proxy;
 mod server;
 
 use std::path::PathBuf;

@@ -4,12 +4,10 @@
 
 use futures_util::StreamExt;
 
-use super::{
-    proxy::FaultyProxy,
-    server::{MIB, S3Server, app_via},
-};
+use super::server::{MIB, S3Server, app_via};
 use crate::{
     helpers::{random_bytes, sha256_hex},
+    proxy::FaultyProxy,
     tus::Tus,
 };
 

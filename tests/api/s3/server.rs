@@ -15,7 +15,7 @@ use tokio::{
 
 use crate::{
     child::ChildServer,
-    helpers::{GENEROUS_TIMEOUT_MS, TestApp, may_skip, spawn_app_with, use_bucket},
+    helpers::{GENEROUS_TIMEOUT_MS, TestApp, may_skip, reserved_port, spawn_app_with, use_bucket},
 };
 
 pub const KEY: &str = "intake-test";
@@ -34,11 +34,8 @@ impl S3Server {
     pub async fn start() -> Option<Self> {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // `restart` starts it again on this port.
+        let port = reserved_port();
         let mut server = Self {
             child: match spawn_s3s_fs(root.path(), port) {
                 Ok(child) => child,

@@ -1,7 +1,7 @@
-//! A TCP proxy in front of the S3 server that a test makes misbehave on command: it forwards,
-//! or hangs (takes every byte, answers none), or sends the answers back slowly, or cuts each
-//! connection after some bytes of answer. The mode applies at once, to open connections too
-//! (the client keeps its connections alive between requests).
+//! A TCP proxy in front of a server (S3, Postgres) that a test makes misbehave on command: it
+//! forwards, or hangs (takes every byte, answers none), or sends the answers back slowly, or
+//! cuts each connection after some bytes of answer; some modes know S3 requests. The mode
+//! applies at once, to open connections too (clients keep their connections between requests).
 
 use std::sync::{
     Arc, Mutex,
