@@ -5,7 +5,7 @@ use std::{io, net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{
     App,
     dev::Server,
-    middleware::{ErrorHandlers, from_fn},
+    middleware::{Condition, ErrorHandlers, from_fn},
     web,
 };
 use sqlx::PgPool;
@@ -15,6 +15,7 @@ use tracing_actix_web::TracingLogger;
 use crate::{
     access::{
         auth::Auth,
+        cors::{self, CorsPolicy, CorsSettingsError},
         hosts::{self, Hosts},
         quota::{self, Quota},
         rate_limit::RateLimit,
@@ -56,6 +57,8 @@ pub enum StartupError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(transparent)]
+    Cors(#[from] CorsSettingsError),
+    #[error(transparent)]
     Database(#[from] db::ConnectError),
     #[error("could not read the users table")]
     Users(#[from] sqlx::Error),
@@ -84,6 +87,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         // Before the start-up sweep, whose work is counted too.
         let metrics = telemetry::metrics::recorder();
+        let cors = CorsPolicy::new(&settings.http.cors, settings.auth.enabled)?;
         let pool = db::connect(&settings.database).await?;
         let liveness = settings.database.connect_options()?;
         let storage = Arc::new(Storage::open(&settings.storage, &pool, liveness).await?);
@@ -189,6 +193,10 @@ impl Application {
                 .configure(routes::register)
                 .wrap(ErrorHandlers::new().default_handler(render_framework_errors))
                 .wrap(from_fn(hosts::check))
+                // Outside the host check and the handlers, so that their refusals carry the
+                // CORS headers too; inside the metrics and the log, which see preflights.
+                .wrap(Condition::new(cors.enabled(), cors.layer()))
+                .wrap(from_fn(cors::explain_refusals))
                 .wrap(from_fn(telemetry::metrics::record_request))
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())

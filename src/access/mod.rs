@@ -1,7 +1,8 @@
-//! Who may do what: bearer tokens, the hosts auth off answers to, rate limits, quotas, uploads
-//! in flight per caller.
+//! Who may do what: bearer tokens, the hosts auth off answers to, the origins browsers may call
+//! from, rate limits, quotas, uploads in flight per caller.
 
 pub mod auth;
+pub mod cors;
 pub mod hosts;
 pub mod quota;
 pub mod rate_limit;

@@ -79,6 +79,9 @@ pub enum ApiError {
         "auth is off: only requests to localhost are served, not to `{0}`; turn auth on or list the host in server.allowed_hosts"
     )]
     HostNotAllowed(String),
+    /// A preflight refused by `http.cors`, in its words.
+    #[error("cross-origin request refused: {0}")]
+    CorsRefused(String),
     #[error("the upload would go over your quota of {0} bytes")]
     QuotaExceeded(u64),
     #[error("too many requests; retry in {0} s")]
@@ -160,6 +163,7 @@ impl ApiError {
             Self::RangeNotSatisfiable(_) => (C::InvalidRequest, S::RANGE_NOT_SATISFIABLE),
             Self::MissingToken | Self::InvalidToken => (C::Unauthorized, S::UNAUTHORIZED),
             Self::HostNotAllowed(_) => (C::HostNotAllowed, S::FORBIDDEN),
+            Self::CorsRefused(_) => (C::CorsRefused, S::FORBIDDEN),
             Self::QuotaExceeded(_) => (C::QuotaExceeded, S::PAYLOAD_TOO_LARGE),
             Self::RateLimited(_) => (C::RateLimited, S::TOO_MANY_REQUESTS),
             Self::TooManyUploads(_) => (C::TooManyUploads, S::TOO_MANY_REQUESTS),

@@ -43,6 +43,7 @@ codes! {
     NotFound = "not_found",
     Unauthorized = "unauthorized",
     HostNotAllowed = "host_not_allowed",
+    CorsRefused = "cors_refused",
     QuotaExceeded = "quota_exceeded",
     RateLimited = "rate_limited",
     TooManyUploads = "too_many_uploads",

@@ -4,6 +4,7 @@
 use std::{collections::HashMap, path::Path};
 
 use intake::{
+    access::cors::CorsPolicy,
     api::ops::health,
     base::configuration::{LogFormat, ServerSettings, Settings, StorageKind},
 };
@@ -131,6 +132,29 @@ fn service_env(service: &Value) -> HashMap<String, String> {
             )
         })
         .collect()
+}
+
+#[test]
+fn both_compose_services_take_the_cors_origins_from_one_variable() {
+    let compose = compose();
+    for name in ["intake", "intake-s3"] {
+        let mut env = service_env(&compose["services"][name]);
+        let value = env
+            .get_mut("APP__HTTP__CORS__ALLOWED_ORIGINS")
+            .unwrap_or_else(|| panic!("{name} passes http.cors.allowed_origins"));
+        assert!(value.is_empty(), "{name}: none by default");
+        // As `INTAKE_CORS_ALLOWED_ORIGINS=…` in .env makes it.
+        *value = "https://app.example.com,http://localhost:5173".to_owned();
+        let settings = Settings::load_from(&config_dir(), "production", env).unwrap();
+        assert_eq!(
+            settings.http.cors.allowed_origins,
+            ["https://app.example.com", "http://localhost:5173"],
+            "{name}"
+        );
+        CorsPolicy::new(&settings.http.cors, settings.auth.enabled).expect("valid origins");
+    }
+    assert!(read(".env.example").contains("INTAKE_CORS_ALLOWED_ORIGINS="));
+    assert!(read("docker-compose.yml").contains("${INTAKE_CORS_ALLOWED_ORIGINS:-}"));
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod checkout;
 mod child;
 mod client;
 mod container;
+mod cors;
 mod crash;
 mod digests;
 mod disk_full;

@@ -16,6 +16,7 @@ pub use self::sections::*;
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub server: ServerSettings,
+    pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub storage: StorageSettings,
     pub upload: UploadSettings,
@@ -104,6 +105,7 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("upload.allowed_content_types")
                     .with_list_parse_key("server.allowed_hosts")
+                    .with_list_parse_key("http.cors.allowed_origins")
                     .with_list_parse_key("rate_limit.trusted_proxies")
                     .source(Some(vars)),
             )

@@ -24,6 +24,22 @@ pub struct ServerSettings {
     pub request_body_timeout_secs: u64,
 }
 
+/// HTTP behaviour beyond the listener: cross-origin requests.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub cors: CorsSettings,
+}
+
+/// Which web applications on other origins may call the API from a browser.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    /// Origins as browsers send them (`https://app.example.com`), or `["*"]` (auth on only);
+    /// empty: no cross-origin access.
+    pub allowed_origins: Vec<String>,
+    /// How long a browser may keep a preflight's answer.
+    pub max_age_secs: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
     pub url: SecretString,
