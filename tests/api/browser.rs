@@ -146,3 +146,120 @@ async fn an_upload_cut_by_a_server_restart_resumes_in_the_browser_and_completes(
     assert_eq!(page["files"][0]["sha256"], sha256_hex(&bytes));
     assert_eq!(page["files"].as_array().unwrap().len(), 1);
 }
+
+/// The README's Uppy snippets, run as written on a page of another origin (tests/browser/
+/// uppy.mjs): through tus with a pause and a resume, and through `POST /upload`.
+#[tokio::test]
+async fn uppy_on_another_origin_uploads_pauses_resumes_and_shows_refusals_in_intakes_words() {
+    let Some(mut driver) = driver("uppy.mjs") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if installed(&root.join("target/browser/node_modules/uppy/dist/uppy.min.mjs")).is_none() {
+        return;
+    }
+    let page_port = reserved_port();
+    let app = spawn_app_with(|s| {
+        s.auth.enabled = true;
+        s.upload.max_file_bytes = 16 * MIB as u64;
+        s.http.cors.allowed_origins = vec![format!("http://127.0.0.1:{page_port}")];
+    })
+    .await;
+    let token = app.user_with_token("ada").await;
+    let files = tempfile::tempdir().unwrap();
+    let contents = [
+        ("a.txt", b"from a web app\n".to_vec()),
+        ("b.bin", random_bytes(300_000, 21)),
+        ("large.bin", random_bytes(12 * MIB, 22)),
+        ("over.bin", random_bytes(17 * MIB, 23)),
+    ];
+    for (name, bytes) in &contents {
+        std::fs::write(files.path().join(name), bytes).unwrap();
+    }
+    let shots = root.join("target/browser-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let driver = driver
+        .args([&app.address, &token, &page_port.to_string()])
+        .arg(root.join("README.md"))
+        .arg(files.path())
+        .arg("large.bin")
+        .args(contents.iter().map(|(name, _)| name))
+        .env("SHOTS", &shots)
+        .spawn()
+        .expect("node runs");
+    let seen = outcome(driver).await;
+
+    let limit = format!("file exceeds the {}-byte limit", 16 * MIB);
+    let by_name = |mode: &str, name: &str| -> Value {
+        seen[mode]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|file| file["name"] == name)
+            .unwrap_or_else(|| panic!("{mode}: no {name} in {seen}"))
+            .clone()
+    };
+    for (mode, names) in [
+        ("tus", &["a.txt", "b.bin", "large.bin"][..]),
+        ("xhr", &["a.txt", "b.bin"]),
+    ] {
+        for name in names {
+            let file = by_name(mode, name);
+            assert_eq!(file["percentage"], 100, "{mode} {name}: {file}");
+            assert_eq!(file["complete"], true, "{mode} {name}: {file}");
+            assert_eq!(file["error"], Value::Null, "{mode} {name}: {file}");
+        }
+        let over = by_name(mode, "over.bin");
+        assert!(
+            over["error"].as_str().is_some_and(|e| e.contains(&limit)),
+            "{mode}: {over}"
+        );
+    }
+    assert_eq!(
+        by_name("xhr", "over.bin")["error"],
+        limit.as_str(),
+        "the detail, as intake wrote it"
+    );
+    // Paused part of the way, and resumed as the same upload, not sent again from the start.
+    let paused = &seen["paused"];
+    assert_eq!(paused["isPaused"], true, "{paused}");
+    assert!(paused["percentage"].as_f64().unwrap() < 100.0, "{paused}");
+    assert_eq!(
+        paused["uploadUrl"],
+        by_name("tus", "large.bin")["uploadUrl"]
+    );
+    assert_eq!(seen["pageErrors"], serde_json::json!([]));
+
+    // What intake holds: every file that Uppy says arrived, with its bytes; nothing of the
+    // refused one, and nothing resumable left.
+    let page: Value = app
+        .get_as(&token, "/files?limit=100")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut stored: Vec<(String, String)> = page["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["filename"].as_str().unwrap().to_owned(),
+                f["sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    stored.sort();
+    let mut expected: Vec<(String, String)> = ["a.txt", "a.txt", "b.bin", "b.bin", "large.bin"]
+        .iter()
+        .map(|name| {
+            let bytes = &contents.iter().find(|(n, _)| n == name).unwrap().1;
+            ((*name).to_owned(), sha256_hex(bytes))
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+    crate::tus::assert_nothing_resumable_left(&app).await;
+    assert_eq!(app.assert_consistent().await.len(), 5);
+}
