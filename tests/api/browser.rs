@@ -87,7 +87,23 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     let listed = seen["listed"].as_array().unwrap();
     assert!(listed.contains(&"one.txt".into()) && listed.contains(&"two.bin".into()));
     let refusal = seen["tooLarge"].as_str().unwrap();
-    assert!(refusal.contains("1048576-byte limit"), "{refusal}");
+    assert!(refusal.contains("the 1.0 MiB limit"), "{refusal}");
+    assert_eq!(seen["tableBeforeSignIn"], false);
+    let wrong = seen["wrongToken"].as_str().unwrap();
+    assert!(
+        wrong.contains("Not signed in: the bearer token is malformed, unknown, revoked or expired"),
+        "{wrong}"
+    );
+    assert_eq!(
+        seen["signOutAfterWrong"], false,
+        "a refused token is not kept"
+    );
+    assert_eq!(seen["signedIn"], "Signed in as alice.");
+    assert_eq!(
+        seen["notFound"],
+        serde_json::json!([]),
+        "no request the page makes is 404"
+    );
     assert_eq!(seen["downloadedName"], "one.txt");
     assert_eq!(seen["downloadedSha256"], sha256_hex(&one));
     assert_eq!(seen["afterDelete"], serde_json::json!(["one.txt"]));

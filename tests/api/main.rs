@@ -25,6 +25,7 @@ mod layers;
 mod lessons;
 mod load;
 mod metrics;
+mod page;
 mod proxy;
 mod quota;
 mod rate_limit;

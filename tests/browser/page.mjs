@@ -25,6 +25,10 @@ try {
   page.on("console", (message) => {
     if (/Content.Security.Policy/i.test(message.text())) violations.push(message.text());
   });
+  const notFound = [];
+  page.on("response", (response) => {
+    if (response.status() === 404) notFound.push(response.url());
+  });
   await page.goto(base + "/");
 
   // The keyboard reaches every control in reading order, and each shows its focus.
@@ -41,9 +45,20 @@ try {
     result.focusShown.push(focused.outline);
   }
 
+  // Before signing in: no table, only what to do.
+  await page.locator("#files-status", { hasText: "Sign in" }).waitFor();
+  result.tableBeforeSignIn = await page.locator("#files").isVisible();
+  // A wrong token is refused in the server's words, and kept nowhere.
+  await page.getByLabel("Token").fill("intake_not-a-token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#who", { hasText: "Not signed in" }).waitFor();
+  result.wrongToken = await page.locator("#who").textContent();
+  result.signOutAfterWrong = await page.locator("#sign-out").isVisible();
   // Sign in by pasting the token; labels lead to the fields.
   await page.getByLabel("Token").fill(token);
   await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#who", { hasText: "Signed in as" }).waitFor();
+  result.signedIn = await page.locator("#who").textContent();
   result.tokenInUrl = page.url().includes(token);
 
   // Two files by the file input: both reach 100% and appear in the list.
@@ -81,6 +96,7 @@ try {
   result.overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   await page.screenshot({ path: join(shots, "page-390.png"), fullPage: true });
   result.cspViolations = violations;
+  result.notFound = notFound;
 } finally {
   await browser.close();
 }

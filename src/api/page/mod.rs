@@ -1,10 +1,15 @@
 //! The page at `/`: upload with progress (tus, resumable), and the caller's files. Plain
 //! HTML, CSS and JS compiled into the binary, with tus-js-client vendored from npm
-//! (`src/api/page/assets/vendor`, see its README): nothing is loaded from elsewhere.
+//! (`src/api/page/assets/vendor`, see its README): nothing is loaded from elsewhere. Its text
+//! is compressed when the browser takes it (never the files' downloads, which are sent as
+//! stored).
 
 use actix_web::{
-    HttpResponse,
+    Error, Handler, HttpResponse, Resource, Responder,
+    body::MessageBody,
+    dev::{ServiceFactory, ServiceRequest, ServiceResponse},
     http::header::{self, CacheControl, CacheDirective},
+    middleware::Compress,
     web,
 };
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -21,35 +26,61 @@ pub fn routes(cfg: &mut ServiceConfig) {
         Documented::new(
             "/",
             web::resource("/")
+                .wrap(Compress::default())
                 .route(web::get().to(page))
                 .route(web::head().to(page)),
         )
         .with(__path_page),
     )
     .map(|cfg| {
-        cfg.route(
-            "/app.js",
-            web::get().to(|| asset(JAVASCRIPT, include_str!("assets/app.js"), false)),
-        )
-        .route(
-            "/app.css",
-            web::get().to(|| asset(CSS, include_str!("assets/app.css"), false)),
-        )
-        .route(
-            TUS_CLIENT,
-            web::get().to(|| {
-                asset(
-                    JAVASCRIPT,
-                    include_str!("assets/vendor/tus-js-client-4.3.1.min.js"),
-                    true,
-                )
-            }),
-        )
+        cfg.service(text("/app.js", || {
+            asset(JAVASCRIPT, include_str!("assets/app.js"), false)
+        }))
+        .service(text("/app.css", || {
+            asset(CSS, include_str!("assets/app.css"), false)
+        }))
+        .service(text(TUS_CLIENT, || {
+            asset(
+                JAVASCRIPT,
+                include_str!("assets/vendor/tus-js-client-4.3.1.min.js"),
+                true,
+            )
+        }))
+        // Browsers ask for /favicon.ico whatever the page says; the page names the SVG.
+        .service(text("/favicon.ico", icon))
+        .service(text("/favicon.svg", icon))
     });
+}
+
+/// One of the page's files at `path`, compressed for a browser that takes it.
+fn text<F, R>(
+    path: &str,
+    handler: F,
+) -> Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+>
+where
+    F: Handler<(), Output = R> + Clone + 'static,
+    R: Responder + 'static,
+{
+    web::resource(path)
+        .wrap(Compress::default())
+        .route(web::get().to(handler))
+}
+
+async fn icon() -> HttpResponse {
+    asset(SVG, include_str!("assets/favicon.svg"), false).await
 }
 
 const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
 
 /// The upload page.
 #[utoipa::path(get, path = "/", tag = "operations", operation_id = "upload_page",

@@ -41,7 +41,8 @@ async function problemText(status, bodyText, retryAfter) {
     // Not JSON: keep the status.
   }
   if (status === 429 && retryAfter) detail += ` (retry in ${retryAfter} s)`;
-  return detail;
+  // "the 1048576-byte limit", "a quota of 10485760 bytes": sizes as people read them.
+  return detail.replace(/\b(\d{4,})(-byte| bytes)\b/g, (_, n) => bytes(Number(n)));
 }
 
 function tusErrorText(error) {
@@ -91,7 +92,8 @@ function send(file) {
     },
     async onError(error) {
       row.classList.add("failed");
-      state.textContent = `Not stored: ${await tusErrorText(error)}`;
+      const refused = error.originalResponse?.getStatus() === 401 && !token();
+      state.textContent = refused ? "Not stored: sign in with a token first." : `Not stored: ${await tusErrorText(error)}`;
       cancel.hidden = true;
     },
   });
@@ -130,6 +132,12 @@ async function loadFiles(more = false) {
   const response = await fetch(`/files?${query}`, { headers: authHeaders() });
   const body = await response.text();
   if (!response.ok) {
+    $("#files").hidden = true;
+    if (response.status === 401 && token()) {
+      // Revoked or expired since it was accepted: the page is signed out, and says why.
+      sessionStorage.removeItem(TOKEN_KEY);
+      showSignedIn(`Signed out: ${await problemText(401, body)}. Sign in again.`);
+    }
     status.textContent = response.status === 401
       ? "Sign in with a token to see your files."
       : await problemText(response.status, body, response.headers.get("Retry-After"));
@@ -141,6 +149,7 @@ async function loadFiles(more = false) {
   for (const file of page.files) rows.append(fileRow(file));
   cursor = page.next_cursor;
   $("#more").hidden = !cursor;
+  $("#files").hidden = rows.children.length === 0;
   status.textContent = rows.children.length === 0 ? "No files yet." : "";
   loadUsage();
 }
@@ -167,7 +176,6 @@ function fileRow(file) {
     actions.append(b, " ");
   };
   button("Download", file.filename, () => download(file));
-  button("Copy link", file.filename, () => navigator.clipboard.writeText(new URL(file.url, location.href).href));
   button("Delete", file.filename, () => remove(file, row));
   row.append(actions);
   return row;
@@ -200,22 +208,35 @@ async function remove(file, row) {
   }
 }
 
-function showSignedIn() {
+// Who is signed in, or why nobody is.
+function showSignedIn(said) {
   $("#sign-out").hidden = !token();
   $("#token").value = "";
   $("#token").placeholder = token() ? "signed in" : "intake_…";
+  if (said !== undefined) $("#who").textContent = said;
+}
+
+// A token is kept only once the server has accepted it (`/me` says whose it is).
+async function signIn(candidate) {
+  const response = await fetch("/me", { headers: { Authorization: `Bearer ${candidate}` } });
+  const body = await response.text();
+  if (!response.ok) {
+    showSignedIn(`Not signed in: ${await problemText(response.status, body)}.`);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, candidate);
+  showSignedIn(`Signed in as ${JSON.parse(body).name}.`);
+  loadFiles();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("#sign-in").addEventListener("submit", (event) => {
     event.preventDefault();
-    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
-    showSignedIn();
-    loadFiles();
+    signIn($("#token").value.trim());
   });
   $("#sign-out").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
-    showSignedIn();
+    showSignedIn("Signed out.");
     loadFiles();
   });
   $("#pick").addEventListener("change", (event) => {
