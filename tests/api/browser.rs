@@ -163,6 +163,34 @@ async fn an_upload_cut_by_a_server_restart_resumes_in_the_browser_and_completes(
     assert_eq!(page["files"].as_array().unwrap().len(), 1);
 }
 
+#[tokio::test]
+async fn an_upload_that_loses_the_network_continues_when_the_browser_is_back_online() {
+    let Some(mut driver) = driver("resume.mjs") else {
+        return;
+    };
+    let app = spawn_app().await;
+    let folder = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(24 * MIB, 12);
+    let file = folder.path().join("big.bin");
+    std::fs::write(&file, &bytes).unwrap();
+
+    let driver = driver
+        .arg(&app.address)
+        .arg(&file)
+        .arg("offline")
+        .spawn()
+        .expect("node runs");
+    let seen = outcome(driver).await;
+
+    let waited = seen["waited"].as_str().unwrap();
+    assert!(waited.starts_with("Waiting for the network"), "{waited}");
+    assert_eq!(seen["state"], "100% · stored");
+    let page: Value = app.get("/files").await.json().await.unwrap();
+    assert_eq!(page["files"][0]["sha256"], sha256_hex(&bytes));
+    assert_eq!(page["files"].as_array().unwrap().len(), 1);
+    crate::tus::assert_nothing_resumable_left(&app).await;
+}
+
 /// The README's Uppy snippets, run as written on a page of another origin (tests/browser/
 /// uppy.mjs): through tus with a pause and a resume, and through `POST /upload`.
 #[tokio::test]

@@ -1,12 +1,13 @@
 // Sends one file through intake's page with the upload throttled, so that the test can restart
-// the server mid-way; prints the upload's last state as one JSON line once it has ended.
+// the server mid-way (or, with `offline`, the browser goes offline mid-way and back); prints the
+// upload's last state as one JSON line once it has ended.
 //
-//   node resume.mjs <base url> <file>
+//   node resume.mjs <base url> <file> [offline]
 // PLAYWRIGHT_MODULES: the node_modules folder that holds playwright-core.
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
-const [base, file] = process.argv.slice(2);
+const [base, file, offline] = process.argv.slice(2);
 const { chromium } = createRequire(join(process.env.PLAYWRIGHT_MODULES, "/"))("playwright-core");
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -25,8 +26,22 @@ try {
   await page.goto(base + "/");
   await page.setInputFiles("#pick", [file]);
   const row = page.locator(".upload");
+  let waited = null;
+  if (offline) {
+    await row.locator(".state", { hasText: "%" }).waitFor();
+    await network.send("Network.emulateNetworkConditions", {
+      offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1,
+    });
+    const waiting = row.locator(".state", { hasText: /Waiting|Not stored/ });
+    await waiting.waitFor({ timeout: 120000 });
+    waited = await waiting.textContent();
+    await network.send("Network.emulateNetworkConditions", {
+      offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 4 * 1024 * 1024,
+    });
+  }
   await row.locator(".state", { hasText: /stored|Not stored/ }).waitFor({ timeout: 120000 });
   console.log(JSON.stringify({
+    waited,
     state: await row.locator(".state").textContent(),
     progress: await row.locator("progress").evaluate((bar) => bar.value),
   }));

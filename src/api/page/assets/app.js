@@ -91,6 +91,12 @@ function send(file) {
       loadFiles();
     },
     async onError(error) {
+      // tus-js-client gives up while the browser is offline: continue once it is back.
+      if (!navigator.onLine) {
+        state.textContent = "Waiting for the network: it continues when you are back online.";
+        window.addEventListener("online", () => upload.start(), { once: true });
+        return;
+      }
       row.classList.add("failed");
       const refused = error.originalResponse?.getStatus() === 401 && !token();
       state.textContent = refused ? "Not stored: sign in with a token first." : `Not stored: ${await tusErrorText(error)}`;
