@@ -100,6 +100,19 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     );
     assert_eq!(seen["signedIn"], "Signed in as alice.");
     assert_eq!(
+        seen["limits"],
+        "Files up to 1.0 MiB · 10.0 MiB of your quota left."
+    );
+    assert_eq!(seen["retryShown"], true);
+    // The batch: what arrived of all three files' bytes (the refused one sent none).
+    let percent = (one.len() + two.len()) * 100 / (one.len() + two.len() + 2 * 1024 * 1024);
+    assert_eq!(
+        seen["overall"],
+        format!("2 of 3 stored · {percent}% · 1 not stored")
+    );
+    assert_eq!(seen["rowsAfterClear"], 0);
+    assert_eq!(seen["batchAfterClear"], false);
+    assert_eq!(
         seen["notFound"],
         serde_json::json!([]),
         "no request the page makes is 404"
@@ -163,11 +176,11 @@ async fn an_upload_cut_by_a_server_restart_resumes_in_the_browser_and_completes(
     assert_eq!(page["files"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn an_upload_that_loses_the_network_continues_when_the_browser_is_back_online() {
-    let Some(mut driver) = driver("resume.mjs") else {
-        return;
-    };
+/// One 24 MiB upload through the page, interrupted as `mode` says (tests/browser/resume.mjs);
+/// it must end as one file with its SHA-256 and no other upload begun. Returns what the page
+/// said while it was interrupted.
+async fn interrupted_in_the_page(mode: &str) -> Option<String> {
+    let mut driver = driver("resume.mjs")?;
     let app = spawn_app().await;
     let folder = tempfile::tempdir().unwrap();
     let bytes = random_bytes(24 * MIB, 12);
@@ -177,18 +190,31 @@ async fn an_upload_that_loses_the_network_continues_when_the_browser_is_back_onl
     let driver = driver
         .arg(&app.address)
         .arg(&file)
-        .arg("offline")
+        .arg(mode)
         .spawn()
         .expect("node runs");
     let seen = outcome(driver).await;
 
-    let waited = seen["waited"].as_str().unwrap();
-    assert!(waited.starts_with("Waiting for the network"), "{waited}");
     assert_eq!(seen["state"], "100% · stored");
     let page: Value = app.get("/files").await.json().await.unwrap();
     assert_eq!(page["files"][0]["sha256"], sha256_hex(&bytes));
     assert_eq!(page["files"].as_array().unwrap().len(), 1);
     crate::tus::assert_nothing_resumable_left(&app).await;
+    Some(seen["waited"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn an_upload_that_loses_the_network_continues_when_the_browser_is_back_online() {
+    if let Some(waited) = interrupted_in_the_page("offline").await {
+        assert!(waited.starts_with("Waiting for the network"), "{waited}");
+    }
+}
+
+#[tokio::test]
+async fn an_upload_paused_in_the_page_resumes_as_the_same_upload() {
+    if let Some(paused) = interrupted_in_the_page("pause").await {
+        assert!(paused.starts_with("Paused at "), "{paused}");
+    }
 }
 
 /// The README's Uppy snippets, run as written on a page of another origin (tests/browser/

@@ -60,6 +60,8 @@ try {
   await page.locator("#who", { hasText: "Signed in as" }).waitFor();
   result.signedIn = await page.locator("#who").textContent();
   result.tokenInUrl = page.url().includes(token);
+  await page.locator("#limits", { hasText: "quota" }).waitFor();
+  result.limits = await page.locator("#limits").textContent();
 
   // Two files by the file input: both reach 100% and appear in the list.
   await page.setInputFiles("#pick", [join(files, "one.txt"), join(files, "two.bin")]);
@@ -73,6 +75,9 @@ try {
   const failed = page.locator(".upload.failed", { hasText: "big.bin" });
   await failed.waitFor();
   result.tooLarge = await failed.locator(".state").textContent();
+  result.retryShown = await failed.locator(".retry").isVisible();
+  await page.locator("#overall-state", { hasText: "not stored" }).waitFor();
+  result.overall = await page.locator("#overall-state").textContent();
 
   // Download from the list: the bytes are the file's.
   const [download] = await Promise.all([
@@ -87,6 +92,10 @@ try {
   await page.getByRole("button", { name: "Delete two.bin" }).click();
   await page.locator("#files tbody tr", { hasText: "two.bin" }).waitFor({ state: "detached" });
   result.afterDelete = await page.locator("#files tbody tr td:first-child").allTextContents();
+  // Finished rows go with one click.
+  await page.getByRole("button", { name: "Clear finished" }).click();
+  result.rowsAfterClear = await page.locator(".upload").count();
+  result.batchAfterClear = await page.locator("#batch").isVisible();
   await page.locator("#usage", { hasText: "Using 21 B" }).waitFor();
   result.usage = await page.locator("#usage").textContent();
   await page.screenshot({ path: join(shots, "page-1280.png"), fullPage: true });

@@ -51,6 +51,33 @@ function tusErrorText(error) {
   return problemText(response.getStatus(), response.getBody(), response.getHeader("Retry-After"));
 }
 
+// The files sent from this page, for the batch's progress: bytes sent of each, and how it
+// ended ("stored", "failed", "cancelled"; null while under way).
+const batch = new Map();
+
+function showBatch() {
+  const entries = [...batch.values()].filter((entry) => entry.end !== "cancelled");
+  $("#batch").hidden = batch.size === 0;
+  const total = entries.reduce((sum, entry) => sum + entry.size, 0);
+  const sent = entries.reduce((sum, entry) => sum + entry.sent, 0);
+  const percent = total ? Math.floor((sent / total) * 100) : 100;
+  const stored = entries.filter((entry) => entry.end === "stored").length;
+  const failed = entries.filter((entry) => entry.end === "failed").length;
+  $("#overall").value = percent;
+  $("#overall-state").textContent =
+    `${stored} of ${entries.length} stored · ${percent}%` + (failed ? ` · ${failed} not stored` : "");
+  $("#clear").hidden = ![...batch.values()].some((entry) => entry.end !== null);
+}
+
+function clearFinished() {
+  for (const [row, entry] of batch) {
+    if (entry.end === null) continue;
+    row.remove();
+    batch.delete(row);
+  }
+  showBatch();
+}
+
 function send(file) {
   const row = $("#upload-row").content.firstElementChild.cloneNode(true);
   row.querySelector(".name").textContent = file.name;
@@ -60,7 +87,19 @@ function send(file) {
   const state = row.querySelector(".state");
   const cancel = row.querySelector(".cancel");
   cancel.setAttribute("aria-label", `Cancel ${file.name}`);
+  const pause = row.querySelector(".pause");
+  pause.setAttribute("aria-label", `Pause ${file.name}`);
+  const retry = row.querySelector(".retry");
+  retry.setAttribute("aria-label", `Retry ${file.name}`);
   $("#uploads").append(row);
+  const entry = { size: file.size, sent: 0, end: null };
+  batch.set(row, entry);
+  showBatch();
+  const ended = (end) => {
+    entry.end = end;
+    for (const button of [pause, cancel]) button.hidden = true;
+    showBatch();
+  };
 
   let started = null;
   let startedAt = 0;
@@ -81,13 +120,16 @@ function send(file) {
       const rate = seconds > 0 ? (sent - startedAt) / seconds : 0;
       const left = rate > 0 ? (total - sent) / rate : Infinity;
       bar.value = percent;
+      entry.sent = sent;
+      showBatch();
       state.textContent = `${percent}%` + (rate > 0 ? ` · ${bytes(rate)}/s · ${duration(left)} left` : "");
     },
     onSuccess() {
       bar.value = 100;
       state.textContent = "100% · stored";
       row.classList.add("done");
-      cancel.hidden = true;
+      entry.sent = file.size;
+      ended("stored");
       loadFiles();
     },
     async onError(error) {
@@ -100,13 +142,34 @@ function send(file) {
       row.classList.add("failed");
       const refused = error.originalResponse?.getStatus() === 401 && !token();
       state.textContent = refused ? "Not stored: sign in with a token first." : `Not stored: ${await tusErrorText(error)}`;
-      cancel.hidden = true;
+      ended("failed");
+      retry.hidden = false;
     },
   });
   cancel.addEventListener("click", () => {
     upload.abort(true).catch(() => {});
     state.textContent = "Cancelled";
-    cancel.hidden = true;
+    ended("cancelled");
+  });
+  // Paused, the upload stays on the server; resumed, it continues from what the server has.
+  pause.addEventListener("click", () => {
+    const pausing = pause.textContent === "Pause";
+    if (pausing) {
+      upload.abort(false).catch(() => {});
+      state.textContent = `Paused at ${bar.value}%`;
+    } else {
+      upload.start();
+    }
+    pause.textContent = pausing ? "Resume" : "Pause";
+    pause.setAttribute("aria-label", `${pause.textContent} ${file.name}`);
+  });
+  retry.addEventListener("click", () => {
+    row.classList.remove("failed");
+    retry.hidden = true;
+    for (const button of [pause, cancel]) button.hidden = false;
+    entry.end = null;
+    state.textContent = "Retrying…";
+    upload.start();
   });
   // A file sent before (same name, size, date) continues where it stopped.
   upload.findPreviousUploads().then((previous) => {
@@ -116,6 +179,21 @@ function send(file) {
 }
 
 let cursor = null;
+// The largest file the server takes (its tus `Tus-Max-Size`), once asked.
+let maxFileBytes = null;
+
+// What may be sent, before anything is picked: the largest file, and the quota left.
+function showLimits(quotaLeft) {
+  const limits = [];
+  if (maxFileBytes) limits.push(`Files up to ${bytes(maxFileBytes)}`);
+  if (quotaLeft !== null) limits.push(`${bytes(quotaLeft)} of your quota left`);
+  $("#limits").textContent = limits.length ? `${limits.join(" · ")}.` : "";
+}
+
+async function loadLimits() {
+  const response = await fetch("/tus/", { method: "OPTIONS" });
+  maxFileBytes = Number(response.headers.get("Tus-Max-Size")) || null;
+}
 
 // How much the caller stores, and of what quota.
 async function loadUsage() {
@@ -123,9 +201,11 @@ async function loadUsage() {
   const response = await fetch("/me", { headers: authHeaders() });
   if (!response.ok) {
     usage.textContent = "";
+    showLimits(null);
     return;
   }
   const me = await response.json();
+  showLimits(me.quota_bytes === null ? null : Math.max(0, me.quota_bytes - me.used_bytes));
   usage.textContent = me.quota_bytes === null
     ? `Using ${bytes(me.used_bytes)} (no quota).`
     : `Using ${bytes(me.used_bytes)} of ${bytes(me.quota_bytes)} (${bytes(Math.max(0, me.quota_bytes - me.used_bytes))} left).`;
@@ -261,6 +341,7 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const file of event.dataTransfer.files) send(file);
   });
   $("#more").addEventListener("click", () => loadFiles(true));
+  $("#clear").addEventListener("click", clearFinished);
   showSignedIn();
-  loadFiles();
+  loadLimits().finally(() => loadFiles());
 });
