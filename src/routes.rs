@@ -34,7 +34,8 @@ use crate::{
     tags(
         (name = "files", description = "Upload, list, download and delete files"),
         (name = "resumable", description = "Resumable uploads: tus 1.0 (core, creation, \
-            creation-with-upload, creation-defer-length, termination, checksum, expiration)"),
+            creation-with-upload, creation-defer-length, termination, checksum, expiration, \
+            and concatenation on the disk backend)"),
         (name = "checkout", description = "The checkout example: payment and email concurrently"),
         (name = "lessons", description = "The async lessons"),
         (name = "operations", description = "Health, metrics, this document"),

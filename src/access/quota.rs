@@ -212,6 +212,34 @@ pub async fn release(conn: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<(), sq
     Ok(())
 }
 
+/// Moves what reservations `from` hold into one reservation `into` of `instance`, in `tx`: the
+/// partial uploads a final upload concatenates hand their bytes to the file they become, so that
+/// the owner's quota counts them once, before and after. The owner's reserved bytes do not
+/// change.
+#[tracing::instrument(name = "db.merge_reservations", skip_all, fields(reservation = %into))]
+pub async fn merge(
+    tx: &mut sqlx::PgConnection,
+    from: &[Uuid],
+    into: Uuid,
+    instance: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        WITH merged AS (
+            DELETE FROM quota_reservations WHERE upload_id = ANY($1) RETURNING user_id, bytes
+        )
+        INSERT INTO quota_reservations (upload_id, user_id, instance, bytes)
+        SELECT $2, user_id, $3, sum(bytes) FROM merged GROUP BY user_id
+        "#,
+        from,
+        into,
+        instance
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// Applies pending usage changes to the users' rows: one user's (`Some`, after a delete, so
 /// that the freed bytes count for the next upload) or everyone's (`None`, `spawn_applying`).
 #[tracing::instrument(name = "db.apply_usage", skip_all)]

@@ -21,6 +21,8 @@ pub struct NewUpload {
     pub declared_type: Option<String>,
     pub multipart_id: Option<String>,
     pub expires_at: OffsetDateTime,
+    /// A piece of a file, for a final upload to concatenate (tus concatenation).
+    pub partial: bool,
 }
 
 /// What HEAD shows of an upload.
@@ -30,6 +32,7 @@ pub struct Status {
     pub metadata: Option<String>,
     pub expires_at: OffsetDateTime,
     pub expired: bool,
+    pub partial: bool,
 }
 
 /// An upload whose lease this request holds: it alone may change the upload until it gives
@@ -50,6 +53,7 @@ pub struct Leased {
     pub tail: Vec<u8>,
     /// What the upload holds of its owner's quota.
     pub reserved: i64,
+    pub partial: bool,
 }
 
 #[tracing::instrument(name = "db.create_upload", skip_all, fields(upload_id = %upload.id))]
@@ -58,8 +62,8 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
         r#"
         INSERT INTO resumable_uploads
             (id, owner_id, length, metadata, filename, declared_type, hash_state, multipart_id,
-             expires_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             expires_at, partial)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         "#,
         upload.id,
         upload.owner,
@@ -70,6 +74,7 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
         &hash_state(&Sha256::default()),
         upload.multipart_id,
         upload.expires_at,
+        upload.partial,
     )
     .execute(conn)
     .await?;
@@ -121,7 +126,7 @@ pub async fn status(pool: &PgPool, id: Uuid, owner: i64) -> Result<Option<Status
     sqlx::query_as!(
         Status,
         r#"
-        SELECT length, received, metadata, expires_at, expires_at <= now() AS "expired!"
+        SELECT length, received, metadata, expires_at, expires_at <= now() AS "expired!", partial
         FROM resumable_uploads WHERE id = $1 AND owner_id = $2
         "#,
         id,
@@ -212,7 +217,8 @@ async fn lease_if_held_by(
         WHERE id = $1 AND owner_id = $2 AND lease IS NOT DISTINCT FROM $5 AND expires_at > now()
         RETURNING id, owner_id AS owner, lease AS "lease!", length, received, filename,
             declared_type, content_type, hash_state, multipart_id, parts, tail,
-            coalesce((SELECT bytes FROM quota_reservations WHERE upload_id = $1), 0) AS "reserved!"
+            coalesce((SELECT bytes FROM quota_reservations WHERE upload_id = $1), 0) AS "reserved!",
+            partial
         "#,
         id,
         owner,

@@ -71,6 +71,24 @@ impl Storage {
         .await
     }
 
+    /// Whether whole partial uploads can be read back here to be concatenated (tus
+    /// concatenation): on disk. A bucket keeps an unfinished upload as parts that cannot be
+    /// read before they are completed into an object.
+    pub fn concatenates(&self) -> bool {
+        matches!(self, Self::Fs(_))
+    }
+
+    /// The bytes of a whole partial upload of `length` bytes, for a final upload to write into
+    /// its file.
+    pub async fn read_partial(&self, id: Uuid, length: u64) -> io::Result<super::ByteStream> {
+        match self {
+            Self::Fs(store) => store.read_partial(id, length).await,
+            Self::S3(_) => Err(io::Error::other(
+                "a bucket does not concatenate partial uploads",
+            )),
+        }
+    }
+
     /// The upload became a file: its own bytes are not needed any more.
     pub async fn forget_resumable(&self, id: Uuid) -> io::Result<()> {
         match self {

@@ -134,10 +134,23 @@ async fn tus_js_client_resumes_on_another_instance() {
 
 /// What a client reports as stored is stored: its upload, sent whole, is a file of its bytes.
 async fn sent_whole(client: Client, bytes: &[u8], env: &[(&str, &str)]) {
+    sent_whole_to(client, bytes, env, |_| {}).await;
+}
+
+async fn sent_whole_to(
+    client: Client,
+    bytes: &[u8],
+    env: &[(&str, &str)],
+    customize: impl FnOnce(&mut intake::base::configuration::Settings),
+) {
     if client.command().is_none() {
         return;
     }
-    let app = spawn_app_with(|s| s.auth.enabled = true).await;
+    let app = spawn_app_with(|s| {
+        s.auth.enabled = true;
+        customize(s);
+    })
+    .await;
     let token = app.user_with_token("ada").await;
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), bytes).unwrap();
@@ -174,4 +187,16 @@ async fn an_empty_file_from_tus_js_client_is_stored() {
 async fn tus_js_client_sending_patch_as_post_stores_its_file() {
     let bytes = random_bytes(2 * MIB + 5, 9);
     sent_whole(Client::TusJs, &bytes, &[("TUS_OVERRIDE_PATCH", "1")]).await;
+}
+
+/// `parallelUploads: 3`: three partial uploads at once, concatenated by a final upload into
+/// one file with the SHA-256 of the whole. Concatenation is the disk backend's (on S3 it is
+/// refused: `s3::a_bucket_refuses_concatenation_and_does_not_announce_it`).
+#[tokio::test]
+async fn tus_js_client_sends_one_file_over_three_connections() {
+    let bytes = random_bytes(5 * MIB + 12_345, 17);
+    sent_whole_to(Client::TusJs, &bytes, &[("TUS_PARALLEL", "3")], |s| {
+        s.storage.kind = intake::base::configuration::StorageKind::Fs;
+    })
+    .await;
 }

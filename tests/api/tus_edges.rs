@@ -86,28 +86,3 @@ async fn a_post_that_overrides_its_method_patches_and_terminates() {
         .unwrap();
     assert_problem(plain, 405, "invalid_request").await;
 }
-
-#[tokio::test]
-async fn a_creation_that_asks_for_concatenation_is_400_and_creates_nothing() {
-    let app = spawn_app().await;
-    let tus = Tus::of(&app);
-
-    for concat in ["partial", "final;/tus/a /tus/b"] {
-        let refused = tus
-            .request(reqwest::Method::POST, "/tus/")
-            .header("Upload-Length", 10)
-            .header("Upload-Concat", concat)
-            .send()
-            .await
-            .unwrap();
-        let problem = assert_problem(refused, 400, "invalid_request").await;
-        assert!(
-            problem["detail"]
-                .as_str()
-                .unwrap()
-                .contains("Upload-Concat"),
-            "{problem}"
-        );
-    }
-    assert_nothing_resumable_left(&app).await;
-}

@@ -8,6 +8,7 @@
 //   whole  ENDPOINT FILE CHUNK_SIZE [TOKEN]  uploads the whole file; prints the upload's URL
 //
 // TUS_OVERRIDE_PATCH=1: PATCH sent as POST with X-HTTP-Method-Override (overridePatchMethod).
+// TUS_PARALLEL=N: sent as N partial uploads at once, then concatenated (parallelUploads).
 // TUS_JS_MODULES: the node_modules folder that holds tus-js-client.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,6 +24,7 @@ const url = await new Promise((resolve, reject) => {
     onError: reject,
     onSuccess: () => resolve(upload.url),
     overridePatchMethod: process.env.TUS_OVERRIDE_PATCH === '1',
+    parallelUploads: Number(process.env.TUS_PARALLEL || 1),
   };
   if (step === 'whole') {
     options.endpoint = where;

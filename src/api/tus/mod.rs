@@ -1,12 +1,13 @@
 //! Resumable uploads: tus 1.0 (https://tus.io/protocols/resumable-upload) under `/tus/`, with
 //! the extensions creation, creation-with-upload, creation-defer-length, termination,
-//! checksum and expiration.
+//! checksum, expiration and (on disk) concatenation.
 //!
 //! An upload's state lives in Postgres (`record`), so that any instance continues it: a PATCH
 //! takes the upload's lease, appends to storage, and records the new offset with the SHA-256
 //! state. The upload's id is the id of the file it becomes: `/tus/{id}` turns into
 //! `/files/{id}` when its last byte is stored.
 
+mod concat;
 mod holding;
 mod protocol;
 mod receive;
@@ -27,9 +28,12 @@ use time::OffsetDateTime;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use self::protocol::{
-    CHECKSUM_ALGORITHMS, EXTENSIONS, TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE,
-    TUS_VERSION, UPLOAD_CONCAT, UPLOAD_EXPIRES, VERSION, http_date, resumable,
+use self::{
+    concat::Concat,
+    protocol::{
+        CHECKSUM_ALGORITHMS, TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE, TUS_VERSION,
+        UPLOAD_EXPIRES, VERSION, http_date, resumable,
+    },
 };
 use crate::{
     access::{
@@ -142,7 +146,7 @@ pub enum TusResumable {
 async fn options(tus: web::Data<Tus>) -> HttpResponse {
     resumable(&mut HttpResponse::NoContent())
         .insert_header((TUS_VERSION, VERSION))
-        .insert_header((TUS_EXTENSION, EXTENSIONS))
+        .insert_header((TUS_EXTENSION, protocol::extensions(&tus.ingest.storage)))
         .insert_header((TUS_MAX_SIZE, tus.ingest.limits.settings.max_file_bytes))
         .insert_header((TUS_CHECKSUM_ALGORITHM, CHECKSUM_ALGORITHMS))
         .finish()
@@ -167,8 +171,9 @@ async fn options(tus: web::Data<Tus>) -> HttpResponse {
             headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String),
                 ("Content-Location" = Option<String>))),
         (status = 400, body = Problem, content_type = "application/problem+json",
-            description = "`invalid_request`: a header is missing or not valid, or \
-                `Upload-Concat` (concatenation is not supported)"),
+            description = "`invalid_request`: a header is missing or not valid; a final \
+                upload (`Upload-Concat: final;…`) names an upload that is not a whole partial \
+                upload of the caller's; or `Upload-Concat` on S3, which does not concatenate"),
         (status = 412, body = Problem, content_type = "application/problem+json",
             description = "`tus_version_unsupported`", headers(("Tus-Version" = String))),
         (status = 413, body = Problem, content_type = "application/problem+json",
@@ -185,14 +190,12 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let headers = req.headers();
     protocol::check_version(headers)?;
-    // Parallel uploads are partial uploads concatenated at the end: refused until this server
-    // concatenates, so that a client never leaves parts behind that count against the quota.
-    if headers.contains_key(UPLOAD_CONCAT) {
-        return Err(ApiError::InvalidRequest(
-            "this server does not concatenate uploads (Upload-Concat): send the file as one upload"
-                .into(),
-        ));
-    }
+    // Parallel uploads: partial uploads, then a final one that concatenates them (`concat`).
+    let partial = match concat::requested(headers, &tus)? {
+        Some(Concat::Final(parts)) => return concat::create_final(&tus, &req, owner, parts).await,
+        Some(Concat::Partial) => true,
+        None => false,
+    };
     let length = protocol::creation_length(headers)?;
     let max = tus.ingest.limits.settings.max_file_bytes;
     if length.is_some_and(|length| length > max) {
@@ -222,8 +225,9 @@ async fn create(
         declared_type: declared_type.map(|declared| declared.to_string()),
         multipart_id: None,
         expires_at: OffsetDateTime::now_utc() + tus.settings.expiry(),
+        partial,
     };
-    if length == Some(0) {
+    if length == Some(0) && !partial {
         let file = store_empty(&tus, upload, detector, payload).await?;
         let mut created = HttpResponse::Created();
         created.insert_header((header::LOCATION, format!("/tus/{}", file.id)));

@@ -16,8 +16,16 @@ use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 use crate::base::error::ApiError;
 
 pub const VERSION: &str = "1.0.0";
-pub const EXTENSIONS: &str =
+const EXTENSIONS: &str =
     "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration";
+
+/// `Tus-Extension`: concatenation only where the storage can do it.
+pub fn extensions(storage: &crate::storage::Storage) -> String {
+    match storage.concatenates() {
+        true => format!("{EXTENSIONS},concatenation"),
+        false => EXTENSIONS.to_owned(),
+    }
+}
 pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
 pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 

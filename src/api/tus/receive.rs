@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use sha2::Digest;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::{
     Tus,
@@ -15,13 +16,13 @@ use super::{
     protocol::{self, UPLOAD_LENGTH},
 };
 use crate::{
-    access::quota::Reservation,
+    access::quota::{self, Reservation},
     base::{
         error::ApiError,
         in_flight,
         telemetry::{self, metrics},
     },
-    catalog::record::{FileRecord, NewFile},
+    catalog::record::{self as files, FileRecord, NewFile},
     ingest::{
         self,
         clock::Clock,
@@ -29,7 +30,7 @@ use crate::{
         incoming::{Batch, Incoming, Limit},
     },
     resumable::record::{self, Leased, Progress},
-    storage::{partial::Partial, resumable::Appender},
+    storage::{Pending, partial::Partial, resumable::Appender},
 };
 
 /// What a PATCH achieved.
@@ -91,8 +92,10 @@ async fn append(
     if let Some(length) = length {
         reservation.reserve_total(length).await?;
     }
-    let detector = match (offset, &upload.content_type) {
-        (0, None) => Some(detector(upload, tus)?),
+    // A partial upload's first bytes are the file's only in the first partial: the final
+    // upload tells the type, from the concatenation's first bytes.
+    let detector = match (offset, &upload.content_type, upload.partial) {
+        (0, None, false) => Some(detector(upload, tus)?),
         _ => None,
     };
     let mut body = Body {
@@ -135,15 +138,17 @@ async fn append(
     let appender = holding.appender.take().expect("inserted above");
     let partial = appender.pause(last.chunks).await?;
     let complete = length == Some(partial.size);
+    // A whole partial upload stays an upload, for a final upload to take.
+    let finishing = complete && !upload.partial;
     let content = content_type.as_deref();
-    let expires_at = save_progress(tus, upload, &partial, length, content, !complete).await?;
-    holding.held = complete;
+    let expires_at = save_progress(tus, upload, &partial, length, content, !finishing).await?;
+    holding.held = finishing;
     let offset = partial.size;
     if let Some(cut) = cut.filter(|_| !complete) {
         tracing::info!(id = %holding.upload.id, offset, "kept the bytes of a PATCH cut short");
         return Err(cut);
     }
-    let file = match complete {
+    let file = match finishing {
         true => Some(finish(holding, partial, content_type, in_flight).await?),
         false => None,
     };
@@ -351,19 +356,44 @@ pub async fn finish(
         .storage
         .complete_resumable(upload.id, partial, Arc::clone(in_flight))
         .await?;
+    let (id, owner) = (upload.id, upload.owner);
+    let stored = commit_file(tus, owner, file, vec![(id, upload.lease)], pending).await?;
+    holding.held = false;
+    tracing::info!(%id, size = stored.size, "resumable upload finished");
+    Ok(stored)
+}
+
+/// Makes `file` out of resumable uploads `uploads` (id and lease; the file's own id for a
+/// finished upload, the partials for a final upload): in one transaction their rows go, their
+/// quota reservations pass to the file, and its row is written; then their own bytes go.
+/// Spawned so that it runs to its end even if the client goes away: a row committed while its
+/// object is being removed would be lost. `UploadLocked` when a lease went to another request
+/// before the commit.
+pub async fn commit_file(
+    tus: &Tus,
+    owner: i64,
+    file: NewFile,
+    uploads: Vec<(Uuid, Uuid)>,
+    pending: Pending,
+) -> Result<FileRecord, ApiError> {
     let (pool, storage) = (tus.ingest.pool.clone(), Arc::clone(&tus.ingest.storage));
-    let (id, lease, owner) = (upload.id, upload.lease, upload.owner);
-    // Spawned so that it runs to its end even if the client goes away: a row committed while
-    // its object is being removed would be lost.
-    let stored = telemetry::spawn(async move {
+    let instance = storage.instance();
+    telemetry::spawn(async move {
+        let id = file.id;
+        let claims: Vec<_> = pending.claim().into_iter().collect();
         let committed = async {
             let mut tx = pool.begin().await?;
-            if !record::delete(&mut tx, id, lease).await? {
-                return Ok(None);
+            for &(upload, lease) in &uploads {
+                if !record::delete(&mut tx, upload, lease).await? {
+                    return Ok(None);
+                }
             }
-            // The upload's row keeps its owner (a foreign key): the owner is there.
-            let Some(stored) =
-                crate::catalog::record::insert_all(&mut tx, owner, id, &[file], &[]).await?
+            let from: Vec<_> = uploads.iter().map(|&(upload, _)| upload).collect();
+            if from != [id] {
+                quota::merge(&mut tx, &from, id, instance).await?;
+            }
+            // The uploads' rows keep their owner (a foreign key): the owner is there.
+            let Some(stored) = files::insert_all(&mut tx, owner, id, &[file], &claims).await?
             else {
                 return Ok(None);
             };
@@ -371,17 +401,15 @@ pub async fn finish(
             Ok::<_, sqlx::Error>(stored.into_iter().next())
         }
         .await;
-        // `None`: the lease went to another request before the commit.
         let stored = ingest::settle(committed, vec![pending], ApiError::UploadLocked).await?;
         metrics::files_stored("tus", 1);
-        if let Err(error) = storage.forget_resumable(id).await {
-            tracing::warn!(%id, %error, "could not remove a finished upload's own bytes; the sweep will");
+        for (upload, _) in uploads {
+            if let Err(error) = storage.forget_resumable(upload).await {
+                tracing::warn!(%upload, %error, "could not remove an upload's own bytes once it was a file; the sweep will");
+            }
         }
         Ok::<_, ApiError>(stored)
     })
     .await
-    .map_err(ApiError::internal)??;
-    holding.held = false;
-    tracing::info!(%id, size = stored.size, "resumable upload finished");
-    Ok(stored)
+    .map_err(ApiError::internal)?
 }

@@ -9,8 +9,8 @@ use super::{
     holding::Holding,
     lease,
     protocol::{
-        self, UPLOAD_DEFER_LENGTH, UPLOAD_EXPIRES, UPLOAD_LENGTH, UPLOAD_METADATA, UPLOAD_OFFSET,
-        http_date, resumable,
+        self, UPLOAD_CONCAT, UPLOAD_DEFER_LENGTH, UPLOAD_EXPIRES, UPLOAD_LENGTH, UPLOAD_METADATA,
+        UPLOAD_OFFSET, http_date, resumable,
     },
     receive::{self, Patched},
     sends_bytes,
@@ -57,7 +57,7 @@ pub(super) async fn head(
     if status.expired {
         return Err(ApiError::UploadExpired);
     }
-    if status.length == Some(status.received) {
+    if status.length == Some(status.received) && !status.partial {
         // Every byte is stored but the file was not made (its commit failed): make it now.
         let file = finish_stored(&tus, id, owner).await?;
         return Ok(finished(&mut HttpResponse::Ok(), &file));
@@ -72,6 +72,9 @@ pub(super) async fn head(
     };
     if let Some(metadata) = status.metadata {
         ok.insert_header((UPLOAD_METADATA, metadata));
+    }
+    if status.partial {
+        ok.insert_header((UPLOAD_CONCAT, "partial"));
     }
     Ok(ok.finish())
 }

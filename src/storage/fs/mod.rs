@@ -152,6 +152,17 @@ impl FsStore {
         Ok(entry)
     }
 
+    /// The first `length` bytes of resumable upload `id` (a whole partial upload's, for a final
+    /// upload to concatenate).
+    pub async fn read_partial(&self, id: Uuid, length: u64) -> io::Result<ByteStream> {
+        // An upload of no bytes never had a file.
+        if length == 0 {
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        let file = tokio::fs::File::open(self.partial_path(id)).await?;
+        Ok(ReaderStream::with_capacity(file.take(length), READ_CHUNK).boxed())
+    }
+
     /// Removes a resumable upload's file.
     pub async fn remove_partial(&self, id: Uuid) -> io::Result<()> {
         let path = self.partial_path(id);

@@ -1,8 +1,10 @@
 //! Resumable uploads (tus 1.0) through our own client code (`Tus`, used across the suite):
 //! every status the protocol and our access control give, and what stays in storage and
-//! Postgres (`protocol`); uploads cut, stalled, killed, taken over or expired (`interrupted`).
+//! Postgres (`protocol`); uploads cut, stalled, killed, taken over or expired (`interrupted`);
+//! partial uploads concatenated (`concat`).
 //! Real tus clients: `tus_clients`.
 
+mod concat;
 mod interrupted;
 mod protocol;
 
