@@ -89,6 +89,10 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     let refusal = seen["tooLarge"].as_str().unwrap();
     assert!(refusal.contains("the 1.0 MiB limit"), "{refusal}");
     assert_eq!(seen["tableBeforeSignIn"], false);
+    assert_eq!(
+        seen["withoutToken"],
+        "Not stored: sign in with a token first."
+    );
     let wrong = seen["wrongToken"].as_str().unwrap();
     assert!(
         wrong.contains("Not signed in: the bearer token is malformed, unknown, revoked or expired"),

@@ -48,6 +48,11 @@ try {
   // Before signing in: no table, only what to do.
   await page.locator("#files-status", { hasText: "Sign in" }).waitFor();
   result.tableBeforeSignIn = await page.locator("#files").isVisible();
+  // A file sent before signing in: told to sign in, in words; then the row is cleared.
+  await page.setInputFiles("#pick", [join(files, "one.txt")]);
+  await page.locator(".upload.failed").waitFor();
+  result.withoutToken = await page.locator(".upload.failed .state").textContent();
+  await page.getByRole("button", { name: "Clear finished" }).click();
   // A wrong token is refused in the server's words, and kept nowhere.
   await page.getByLabel("Token").fill("intake_not-a-token");
   await page.getByRole("button", { name: "Sign in" }).click();
