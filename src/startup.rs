@@ -196,7 +196,10 @@ impl Application {
                 // Outside the host check and the handlers, so that their refusals carry the
                 // CORS headers too; inside the metrics and the log, which see preflights.
                 .wrap(Condition::new(cors.enabled(), cors.layer()))
-                .wrap(from_fn(cors::explain_refusals))
+                .wrap(Condition::new(
+                    cors.enabled(),
+                    from_fn(cors::explain_refusals),
+                ))
                 .wrap(from_fn(telemetry::metrics::record_request))
                 .wrap(from_fn(telemetry::echo_request_id))
                 .wrap(TracingLogger::<telemetry::RequestSpan>::new())

@@ -122,7 +122,12 @@ pub async fn create_final(
 async fn take_all(tus: &Tus, owner: Owner, ids: &[uuid::Uuid]) -> Result<Vec<Leased>, ApiError> {
     let mut taken: Vec<Leased> = Vec::with_capacity(ids.len());
     for &id in ids {
-        let leased = super::lease(tus, id, owner).await.map_err(ApiError::from);
+        // Not `super::lease`, which asks a running PATCH to stop: a final upload must not cut
+        // a piece still being sent, and gets `423` instead.
+        let instance = tus.ingest.storage.instance();
+        let leased = record::take_lease(&tus.ingest.pool, id, owner.user_id, instance)
+            .await
+            .map_err(ApiError::from);
         let checked = match leased {
             Ok(Ok(leased)) if !leased.partial => Err((
                 Some(leased),
