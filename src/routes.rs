@@ -16,7 +16,7 @@ use utoipa::{
 use utoipa_actix_web::{AppExt, service_config::ServiceConfig};
 
 use crate::{
-    api::{account, checkout, files, lessons, ops, page, tus, uploads},
+    api::{account, checkout, files, lessons, ops, page, resumable, uploads},
     base::{configuration::Settings, error_code, problem, telemetry::metrics::UploadRoutes},
 };
 
@@ -66,7 +66,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .configure(ops::health::routes)
         .configure(uploads::routes)
         .configure(files::routes)
-        .configure(tus::routes)
+        .configure(resumable::routes)
         .configure(checkout::routes)
         .configure(lessons::routes)
         .configure(page::routes)
@@ -76,9 +76,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
 /// The routes that bring a file's bytes, for the request metrics.
 pub fn upload_routes() -> UploadRoutes {
     let mut routes: Vec<_> = uploads::PATHS.iter().map(|path| ("POST", *path)).collect();
-    routes.extend(tus::CREATION.iter().map(|path| ("POST", *path)));
-    // A `PATCH` sent as `POST` with `X-HTTP-Method-Override`, too.
-    routes.extend([("PATCH", tus::UPLOAD), ("POST", tus::UPLOAD)]);
+    routes.extend(resumable::upload_routes());
     UploadRoutes(routes)
 }
 

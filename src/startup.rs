@@ -25,7 +25,7 @@ use crate::{
         checkout::{Checkout, Checkouts, KeysInUse},
         lessons::Lessons,
         ops::{docs::Rendered, health::Health, metrics::Metrics},
-        tus::Tus,
+        resumable::Resumable,
     },
     base::{
         configuration::{Settings, SettingsError},
@@ -135,14 +135,14 @@ impl Application {
             settings.auth.enabled,
             &settings.server.allowed_hosts,
         ));
-        let tus = web::Data::new(Tus {
+        let resumable_uploads = web::Data::new(Resumable {
             ingest: ingest.clone(),
             settings: settings.tus.clone(),
             writers: Arc::new(Writers::default()),
         });
         background.push(resumable::writers::spawn_listening(
             pool.clone(),
-            Arc::clone(&tus.writers),
+            Arc::clone(&resumable_uploads.writers),
         ));
         let checkouts = web::Data::new(Checkouts {
             providers: Checkout::from_settings(&settings.checkout, &http),
@@ -176,7 +176,7 @@ impl Application {
                 .app_data(auth.clone())
                 .app_data(rate_limit.clone())
                 .app_data(allowed_hosts.clone())
-                .app_data(tus.clone())
+                .app_data(resumable_uploads.clone())
                 .app_data(checkouts.clone())
                 .app_data(lessons.clone())
                 .app_data(metrics.clone())

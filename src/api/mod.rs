@@ -8,7 +8,7 @@ pub mod lessons;
 pub mod openapi;
 pub mod ops;
 pub mod page;
-pub mod tus;
+pub mod resumable;
 pub mod uploads;
 
 /// The body's length as the client announced it (`Content-Length`), when it did.

@@ -43,12 +43,17 @@ pub enum ApiError {
     TusVersion(&'static str),
     #[error("a PATCH body must be `application/offset+octet-stream`")]
     NotOffsetOctetStream,
+    #[error("a PATCH body must be `application/partial-upload`")]
+    NotPartialUpload,
     #[error(
         "Upload-Offset is {sent} but the upload has {expected} bytes; HEAD it and resume from there"
     )]
     OffsetMismatch { sent: u64, expected: u64 },
     #[error("the upload would go beyond its Upload-Length of {0} bytes")]
     BeyondLength(u64),
+    /// Two lengths of one upload that differ: declared twice, or declared and then not sent.
+    #[error("{0}")]
+    InconsistentLength(String),
     #[error("another request is writing to this upload; retry when it is done")]
     UploadLocked,
     #[error("the upload expired and its bytes were removed")]
@@ -147,7 +152,9 @@ impl ApiError {
             Self::ChecksumMismatch(_) => (C::ChecksumMismatch, S::UNPROCESSABLE_ENTITY),
             Self::TusVersion(_) => (C::TusVersionUnsupported, S::PRECONDITION_FAILED),
             Self::NotOffsetOctetStream => (C::NotOffsetOctetStream, S::UNSUPPORTED_MEDIA_TYPE),
+            Self::NotPartialUpload => (C::NotPartialUpload, S::UNSUPPORTED_MEDIA_TYPE),
             Self::OffsetMismatch { .. } => (C::OffsetMismatch, S::CONFLICT),
+            Self::InconsistentLength(_) => (C::InvalidRequest, S::BAD_REQUEST),
             Self::BeyondLength(_) => (C::LengthExceeded, S::PAYLOAD_TOO_LARGE),
             Self::UploadLocked => (C::UploadLocked, S::LOCKED),
             Self::UploadExpired => (C::UploadExpired, S::GONE),

@@ -34,6 +34,7 @@ codes! {
     ChecksumMismatch = "checksum_mismatch",
     TusVersionUnsupported = "tus_version_unsupported",
     NotOffsetOctetStream = "not_offset_octet_stream",
+    NotPartialUpload = "not_partial_upload",
     OffsetMismatch = "offset_mismatch",
     LengthExceeded = "length_exceeded",
     UploadLocked = "upload_locked",

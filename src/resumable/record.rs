@@ -23,6 +23,8 @@ pub struct NewUpload {
     pub expires_at: OffsetDateTime,
     /// A piece of a file, for a final upload to concatenate (tus concatenation).
     pub partial: bool,
+    /// Whole once its bytes reach its length (tus); else once the client says so (IETF).
+    pub ends_at_length: bool,
 }
 
 /// What HEAD shows of an upload.
@@ -33,6 +35,7 @@ pub struct Status {
     pub expires_at: OffsetDateTime,
     pub expired: bool,
     pub partial: bool,
+    pub ends_at_length: bool,
 }
 
 /// An upload whose lease this request holds: it alone may change the upload until it gives
@@ -54,6 +57,7 @@ pub struct Leased {
     /// What the upload holds of its owner's quota.
     pub reserved: i64,
     pub partial: bool,
+    pub ends_at_length: bool,
 }
 
 #[tracing::instrument(name = "db.create_upload", skip_all, fields(upload_id = %upload.id))]
@@ -62,8 +66,8 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
         r#"
         INSERT INTO resumable_uploads
             (id, owner_id, length, metadata, filename, declared_type, hash_state, multipart_id,
-             expires_at, partial)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             expires_at, partial, ends_at_length)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         "#,
         upload.id,
         upload.owner,
@@ -75,6 +79,7 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
         upload.multipart_id,
         upload.expires_at,
         upload.partial,
+        upload.ends_at_length,
     )
     .execute(conn)
     .await?;
@@ -126,7 +131,8 @@ pub async fn status(pool: &PgPool, id: Uuid, owner: i64) -> Result<Option<Status
     sqlx::query_as!(
         Status,
         r#"
-        SELECT length, received, metadata, expires_at, expires_at <= now() AS "expired!", partial
+        SELECT length, received, metadata, expires_at, expires_at <= now() AS "expired!", partial,
+            ends_at_length
         FROM resumable_uploads WHERE id = $1 AND owner_id = $2
         "#,
         id,
@@ -218,7 +224,7 @@ async fn lease_if_held_by(
         RETURNING id, owner_id AS owner, lease AS "lease!", length, received, filename,
             declared_type, content_type, hash_state, multipart_id, parts, tail,
             coalesce((SELECT bytes FROM quota_reservations WHERE upload_id = $1), 0) AS "reserved!",
-            partial
+            partial, ends_at_length
         "#,
         id,
         owner,
@@ -239,6 +245,7 @@ pub struct Progress<'a> {
     pub partial: &'a Partial,
     pub length: Option<i64>,
     pub content_type: Option<&'a str>,
+    pub ends_at_length: bool,
     pub expires_at: OffsetDateTime,
 }
 
@@ -258,7 +265,7 @@ pub async fn save(
     let saved = sqlx::query!(
         r#"
         UPDATE resumable_uploads SET received = $3, hash_state = $4, parts = $5, tail = $6,
-            length = $7, content_type = $8, expires_at = $9,
+            length = $7, content_type = $8, expires_at = $9, ends_at_length = $11,
             lease = CASE WHEN $10 THEN NULL ELSE lease END,
             lease_holder = CASE WHEN $10 THEN NULL ELSE lease_holder END
         WHERE id = $1 AND lease = $2
@@ -273,6 +280,7 @@ pub async fn save(
         progress.content_type,
         progress.expires_at,
         release,
+        progress.ends_at_length,
     )
     .execute(&mut *conn)
     .await;

@@ -27,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "api::lessons",
             "api::ops",
             "api::page",
-            "api::tus",
+            "api::resumable",
             "api::uploads",
         ],
     ),

@@ -17,10 +17,11 @@ use actix_web::{HttpRequest, HttpResponse, http::header::HeaderMap};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{
-    Tus,
-    protocol::{self, UPLOAD_CONCAT, UPLOAD_LENGTH},
-    receive, upload,
+use super::{PROTOCOL, protocol::UPLOAD_CONCAT, upload};
+use crate::api::resumable::{
+    Resumable,
+    fields::{self, UPLOAD_LENGTH},
+    receive,
 };
 use crate::{
     access::auth::Owner,
@@ -44,7 +45,7 @@ pub enum Concat {
 }
 
 /// `Upload-Concat`, if sent; refused where the storage cannot concatenate.
-pub fn requested(headers: &HeaderMap, tus: &Tus) -> Result<Option<Concat>, ApiError> {
+pub fn requested(headers: &HeaderMap, tus: &Resumable) -> Result<Option<Concat>, ApiError> {
     let Some(value) = headers.get(UPLOAD_CONCAT) else {
         return Ok(None);
     };
@@ -90,7 +91,7 @@ pub fn requested(headers: &HeaderMap, tus: &Tus) -> Result<Option<Concat>, ApiEr
 
 /// `POST /tus/` with `Upload-Concat: final;…`: the file made of the partial uploads named.
 pub async fn create_final(
-    tus: &Tus,
+    tus: &Resumable,
     req: &HttpRequest,
     owner: Owner,
     ids: Vec<uuid::Uuid>,
@@ -101,7 +102,7 @@ pub async fn create_final(
             "a final upload's length is its partial uploads': send no Upload-Length".into(),
         ));
     }
-    let metadata = protocol::metadata(headers)?;
+    let metadata = fields::metadata(headers)?;
     let partials = take_all(tus, owner, &ids).await?;
     let made = concatenate(tus, owner, &partials, metadata).await;
     if made.is_err() {
@@ -119,10 +120,14 @@ pub async fn create_final(
 }
 
 /// The leases of every partial upload named, each whole; none held if one cannot be had.
-async fn take_all(tus: &Tus, owner: Owner, ids: &[uuid::Uuid]) -> Result<Vec<Leased>, ApiError> {
+async fn take_all(
+    tus: &Resumable,
+    owner: Owner,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<Leased>, ApiError> {
     let mut taken: Vec<Leased> = Vec::with_capacity(ids.len());
     for &id in ids {
-        // Not `super::lease`, which asks a running PATCH to stop: a final upload must not cut
+        // Not `holding::lease`, which asks a running PATCH to stop: a final upload must not cut
         // a piece still being sent, and gets `423` instead.
         let instance = tus.ingest.storage.instance();
         let leased = record::take_lease(&tus.ingest.pool, id, owner.user_id, instance)
@@ -160,7 +165,7 @@ async fn take_all(tus: &Tus, owner: Owner, ids: &[uuid::Uuid]) -> Result<Vec<Lea
     Ok(taken)
 }
 
-async fn give_back(tus: &Tus, partial: &Leased) {
+async fn give_back(tus: &Resumable, partial: &Leased) {
     let (pool, id) = (&tus.ingest.pool, partial.id);
     if let Err(error) = record::release(pool, id, partial.lease, partial.reserved).await {
         tracing::warn!(%id, %error, "could not give a partial upload's lease back");
@@ -170,10 +175,10 @@ async fn give_back(tus: &Tus, partial: &Leased) {
 /// Writes the partials' bytes in order into a new object, then commits the file's row with the
 /// partials' rows gone, in one transaction.
 async fn concatenate(
-    tus: &Tus,
+    tus: &Resumable,
     owner: Owner,
     partials: &[Leased],
-    metadata: protocol::Metadata,
+    metadata: fields::Metadata,
 ) -> Result<FileRecord, ApiError> {
     let ingest = &tus.ingest;
     let total: u64 = partials.iter().map(|p| p.received as u64).sum();
@@ -226,7 +231,7 @@ async fn concatenate(
         inline: None,
     };
     let leases = partials.iter().map(|p| (p.id, p.lease)).collect();
-    let stored = receive::commit_file(tus, owner.user_id, file, leases, pending).await?;
+    let stored = receive::commit_file(tus, owner.user_id, file, leases, pending, PROTOCOL).await?;
     tracing::info!(%id, size = stored.size, parts = partials.len(), "partial uploads concatenated");
     Ok(stored)
 }

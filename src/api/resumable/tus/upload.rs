@@ -5,25 +5,25 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use uuid::Uuid;
 
 use super::{
-    OnAnUpload, Tus, TusResumable,
-    holding::Holding,
-    lease,
-    protocol::{
-        self, UPLOAD_CONCAT, UPLOAD_DEFER_LENGTH, UPLOAD_EXPIRES, UPLOAD_LENGTH, UPLOAD_METADATA,
-        UPLOAD_OFFSET, http_date, resumable,
-    },
-    receive::{self, Patched},
-    sends_bytes,
+    OnAnUpload, PROTOCOL, TusResumable,
+    protocol::{self, UPLOAD_CONCAT, UPLOAD_DEFER_LENGTH, UPLOAD_EXPIRES, http_date},
 };
 use crate::{
     access::auth::Owner,
-    api::openapi::responses::{Authenticated, NotFound},
+    api::{
+        declared_length,
+        openapi::responses::{Authenticated, NotFound},
+        resumable::{
+            Resumable,
+            fields::{UPLOAD_LENGTH, UPLOAD_METADATA, UPLOAD_OFFSET, no_store, number},
+            finished::{self, Found},
+            holding::{Holding, lease},
+            receive::{self, Append, Patched},
+        },
+    },
     base::{error::ApiError, problem::Problem},
     catalog::record::FileRecord,
-    resumable::{
-        expiry,
-        record::{self, Refused},
-    },
+    resumable::{expiry, record::Refused},
 };
 
 /// `HEAD /tus/{id}`: how far the upload is. A finished upload answers as a whole file, so that
@@ -42,28 +42,17 @@ use crate::{
     ))]
 pub(super) async fn head(
     req: HttpRequest,
-    tus: web::Data<Tus>,
+    tus: web::Data<Resumable>,
     owner: Owner,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     protocol::check_version(req.headers())?;
-    let id = id.into_inner();
-    let Some(status) = record::status(&tus.ingest.pool, id, owner.user_id).await? else {
-        let file = crate::catalog::record::find(&tus.ingest.pool, owner.user_id, id)
-            .await?
-            .ok_or(ApiError::NotFound("upload"))?;
-        return Ok(finished(&mut HttpResponse::Ok(), &file));
+    let status = match finished::look_up(&tus, id.into_inner(), owner, PROTOCOL).await? {
+        Found::File(file) => return Ok(finished(&mut HttpResponse::Ok(), &file)),
+        Found::Upload(status) => status,
     };
-    if status.expired {
-        return Err(ApiError::UploadExpired);
-    }
-    if status.length == Some(status.received) && !status.partial {
-        // Every byte is stored but the file was not made (its commit failed): make it now.
-        let file = finish_stored(&tus, id, owner).await?;
-        return Ok(finished(&mut HttpResponse::Ok(), &file));
-    }
     let mut ok = HttpResponse::Ok();
-    resumable(&mut ok)
+    no_store(&mut ok)
         .insert_header((UPLOAD_OFFSET, status.received))
         .insert_header((UPLOAD_EXPIRES, http_date(status.expires_at)));
     match status.length {
@@ -79,29 +68,12 @@ pub(super) async fn head(
     Ok(ok.finish())
 }
 
-async fn finish_stored(tus: &Tus, id: Uuid, owner: Owner) -> Result<FileRecord, ApiError> {
-    let leased = lease(tus, id, owner).await??;
-    let in_flight = std::sync::Arc::new(tus.ingest.in_flight.enter());
-    let mut holding = Holding::new(tus, leased);
-    let finished = match holding.upload.partial() {
-        Ok(partial) => {
-            let content_type = holding.upload.content_type.clone();
-            receive::finish(&mut holding, partial, content_type, &in_flight).await
-        }
-        Err(error) => Err(error),
-    };
-    if finished.is_err() {
-        holding.give_back().await;
-    }
-    finished
-}
-
 /// The answer about an upload that is a file now: its whole length, and where the file is.
 pub(super) fn finished(
     builder: &mut actix_web::HttpResponseBuilder,
     file: &FileRecord,
 ) -> HttpResponse {
-    resumable(builder)
+    no_store(builder)
         .insert_header((UPLOAD_OFFSET, file.size))
         .insert_header((UPLOAD_LENGTH, file.size))
         .insert_header((header::CONTENT_LOCATION, file.location()))
@@ -116,8 +88,10 @@ pub(super) fn finished(
         ("id" = Uuid, Path),
         ("Tus-Resumable" = inline(TusResumable), Header),
         ("Upload-Offset" = u64, Header, description = "where these bytes start: the upload's offset"),
-        ("Upload-Length" = Option<u64>, Header, description = "the size, once, for a deferred upload"),
-        ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this body"),
+        ("Upload-Length" = Option<u64>, Header, nullable = false,
+            description = "the size, once, for a deferred upload"),
+        ("Upload-Checksum" = Option<String>, Header, nullable = false,
+            pattern = "^(sha1|sha256) [A-Za-z0-9+/]+={0,2}$", description = "`sha1 <base64>` or `sha256 <base64>` of this body"),
     ),
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
     responses(
@@ -146,7 +120,7 @@ pub(super) fn finished(
 pub(super) async fn patch(
     req: HttpRequest,
     payload: web::Payload,
-    tus: web::Data<Tus>,
+    tus: web::Data<Resumable>,
     owner: Owner,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -155,44 +129,45 @@ pub(super) async fn patch(
     if !protocol::is_offset_octet_stream(headers) {
         return Err(ApiError::NotOffsetOctetStream);
     }
-    let offset = protocol::number(headers, &UPLOAD_OFFSET)?
+    let offset = number(headers, &UPLOAD_OFFSET)?
         .ok_or_else(|| ApiError::InvalidRequest("a PATCH needs `Upload-Offset`".into()))?;
     let _slot = tus.ingest.slots.take(&req)?;
     let id = id.into_inner();
     let leased = match lease(&tus, id, owner).await? {
         Ok(leased) => leased,
         Err(Refused::NotFound) => {
-            return patch_finished(&tus, payload, owner, id, offset).await;
+            let file = finished::replay(&tus, payload, owner, id, offset).await?;
+            return Ok(finished(&mut HttpResponse::NoContent(), &file));
         }
         Err(refused) => return Err(refused.into()),
     };
-    let patched = receive::patch(&tus, &req, payload, leased, offset).await?;
+    // Read once the upload is known to be there, so that an unknown one is `404` whatever else
+    // is wrong.
+    let append = match appending(headers, offset) {
+        Ok(append) => append,
+        Err(error) => {
+            Holding::new(&tus, leased).give_back().await;
+            return Err(error);
+        }
+    };
+    let patched = receive::patch(&tus, payload, leased, append).await?;
     Ok(answer_patch(&mut HttpResponse::NoContent(), &patched))
 }
 
-/// A PATCH of an upload that is a file already: a retry of its last PATCH that sends nothing
-/// new is answered as that PATCH was.
-async fn patch_finished(
-    tus: &Tus,
-    mut payload: web::Payload,
-    owner: Owner,
-    id: Uuid,
+/// What a tus request asks of an upload: its bytes at `offset`, the length if it declares it
+/// (a deferred length), and a checksum of its body.
+pub(super) fn appending(
+    headers: &actix_web::http::header::HeaderMap,
     offset: u64,
-) -> Result<HttpResponse, ApiError> {
-    let file = crate::catalog::record::find(&tus.ingest.pool, owner.user_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("upload"))?;
-    let size = file.size as u64;
-    if offset != size {
-        return Err(ApiError::OffsetMismatch {
-            sent: offset,
-            expected: size,
-        });
-    }
-    if sends_bytes(&mut payload).await {
-        return Err(ApiError::BeyondLength(size));
-    }
-    Ok(finished(&mut HttpResponse::NoContent(), &file))
+) -> Result<Append, ApiError> {
+    Ok(Append {
+        offset,
+        length: number(headers, &UPLOAD_LENGTH)?,
+        body: declared_length(headers),
+        checksum: protocol::checksum(headers)?,
+        last: false,
+        protocol: PROTOCOL,
+    })
 }
 
 pub(super) fn answer_patch(
@@ -202,7 +177,7 @@ pub(super) fn answer_patch(
     if let Some(file) = &patched.file {
         return finished(builder, file);
     }
-    resumable(builder)
+    no_store(builder)
         .insert_header((UPLOAD_OFFSET, patched.offset))
         .insert_header((UPLOAD_EXPIRES, http_date(patched.expires_at)))
         .finish()
@@ -219,7 +194,7 @@ pub(super) fn answer_patch(
     ))]
 pub(super) async fn terminate(
     req: HttpRequest,
-    tus: web::Data<Tus>,
+    tus: web::Data<Resumable>,
     owner: Owner,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -229,7 +204,7 @@ pub(super) async fn terminate(
     let leased = match leased {
         Ok(leased) => leased,
         // An expired upload is as good as terminated.
-        Err(Refused::Expired) => return Ok(resumable(&mut HttpResponse::NoContent()).finish()),
+        Err(Refused::Expired) => return Ok(no_store(&mut HttpResponse::NoContent()).finish()),
         Err(refused) => return Err(refused.into()),
     };
     expiry::remove(
@@ -240,5 +215,5 @@ pub(super) async fn terminate(
         leased.multipart_id.as_deref(),
     )
     .await?;
-    Ok(resumable(&mut HttpResponse::NoContent()).finish())
+    Ok(no_store(&mut HttpResponse::NoContent()).finish())
 }

@@ -1,17 +1,22 @@
 //! An upload's lease, held by one request for as long as it writes.
 
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use super::Tus;
+use super::Resumable;
 use crate::{
-    resumable::record::{self, Leased},
+    access::auth::Owner,
+    resumable::{
+        record::{self, Leased, Refused},
+        writers,
+    },
     storage::resumable::Appender,
 };
 
 /// An upload's lease, held for one request. Dropped while held (the request was cancelled), it
 /// waits for storage writes under way, then gives the lease back.
 pub struct Holding<'a> {
-    pub(super) tus: &'a Tus,
+    pub(super) resumable: &'a Resumable,
     pub upload: Leased,
     pub(super) appender: Option<Appender>,
     pub(super) held: bool,
@@ -20,10 +25,10 @@ pub struct Holding<'a> {
 }
 
 impl<'a> Holding<'a> {
-    pub fn new(tus: &'a Tus, upload: Leased) -> Self {
+    pub fn new(resumable: &'a Resumable, upload: Leased) -> Self {
         Self {
-            superseded: tus.writers.enter(upload.id),
-            tus,
+            superseded: resumable.writers.enter(upload.id),
+            resumable,
             upload,
             appender: None,
             held: true,
@@ -35,7 +40,7 @@ impl<'a> Holding<'a> {
         self.held = false;
         let appender = self.appender.take();
         release(
-            self.tus.ingest.pool.clone(),
+            self.resumable.ingest.pool.clone(),
             Lease::from(&self.upload),
             appender,
         )
@@ -45,8 +50,8 @@ impl<'a> Holding<'a> {
 
 /// What giving a lease back needs: the upload, the lease, and the quota it held when leased.
 struct Lease {
-    id: uuid::Uuid,
-    lease: uuid::Uuid,
+    id: Uuid,
+    lease: Uuid,
     reserved: i64,
 }
 
@@ -79,15 +84,51 @@ async fn release(pool: sqlx::PgPool, lease: Lease, appender: Option<Appender>) {
 
 impl Drop for Holding<'_> {
     fn drop(&mut self) {
-        self.tus.writers.leave(self.upload.id, &self.superseded);
+        self.resumable
+            .writers
+            .leave(self.upload.id, &self.superseded);
         if !self.held {
             return;
         }
         let appender = self.appender.take();
         tokio::spawn(release(
-            self.tus.ingest.pool.clone(),
+            self.resumable.ingest.pool.clone(),
             Lease::from(&self.upload),
             appender,
         ));
     }
+}
+
+/// Waits after asking the request that holds an upload's lease to let go: it records what it
+/// has received first.
+const RELEASE_WAITS_MS: [u64; 7] = [50, 100, 200, 400, 800, 1600, 2000];
+
+/// Takes the upload's lease for this request. A request that holds it (on any instance) is
+/// asked to stop, as tusd does: the client has come back, most likely because the connection
+/// of that request died without a word.
+pub(super) async fn lease(
+    resumable: &Resumable,
+    id: Uuid,
+    owner: Owner,
+) -> Result<Result<record::Leased, Refused>, sqlx::Error> {
+    let instance = resumable.ingest.storage.instance();
+    let mut taken = record::take_lease(&resumable.ingest.pool, id, owner.user_id, instance).await?;
+    if let Err(Refused::Locked(Some(holder))) = taken {
+        writers::ask_release(
+            &resumable.writers,
+            &resumable.ingest.pool,
+            instance,
+            holder,
+            id,
+        )
+        .await?;
+        for wait in RELEASE_WAITS_MS {
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            taken = record::take_lease(&resumable.ingest.pool, id, owner.user_id, instance).await?;
+            if !matches!(taken, Err(Refused::Locked(_))) {
+                break;
+            }
+        }
+    }
+    Ok(taken)
 }

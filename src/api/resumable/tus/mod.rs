@@ -1,19 +1,10 @@
-//! Resumable uploads: tus 1.0 (https://tus.io/protocols/resumable-upload) under `/tus/`, with
-//! the extensions creation, creation-with-upload, creation-defer-length, termination,
-//! checksum, expiration and (on disk) concatenation.
-//!
-//! An upload's state lives in Postgres (`record`), so that any instance continues it: a PATCH
-//! takes the upload's lease, appends to storage, and records the new offset with the SHA-256
-//! state. The upload's id is the id of the file it becomes: `/tus/{id}` turns into
-//! `/files/{id}` when its last byte is stored.
+//! tus 1.0 (https://tus.io/protocols/resumable-upload) under `/tus/`, with the extensions
+//! creation, creation-with-upload, creation-defer-length, termination, checksum, expiration and
+//! (on disk) concatenation: this protocol's headers on the area's resumable core.
 
 mod concat;
-mod holding;
 mod protocol;
-mod receive;
 mod upload;
-
-use std::sync::Arc;
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError, guard,
@@ -21,9 +12,6 @@ use actix_web::{
     middleware::from_fn,
     web,
 };
-use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
@@ -32,31 +20,26 @@ use self::{
     concat::Concat,
     protocol::{
         CHECKSUM_ALGORITHMS, TUS_CHECKSUM_ALGORITHM, TUS_EXTENSION, TUS_MAX_SIZE, TUS_VERSION,
-        UPLOAD_EXPIRES, VERSION, http_date, resumable,
+        UPLOAD_EXPIRES, VERSION, http_date,
     },
+};
+use super::{
+    Resumable,
+    creation::{start, store_empty},
+    fields::{self, no_store},
+    holding::lease,
+    receive,
 };
 use crate::{
-    access::{
-        auth::{self, Owner},
-        quota::{self, Reservation},
-    },
+    access::auth::{self, Owner},
     api::openapi::{Documented, responses::Authenticated},
-    base::{configuration::TusSettings, error::ApiError, problem::Problem},
-    catalog::record::{FileRecord, NewFile},
-    ingest::{self, Ingest, content_type::Detector, filename},
-    resumable::{
-        record::{self, NewUpload, Refused},
-        writers,
-    },
+    base::{error::ApiError, problem::Problem},
+    ingest::{content_type::Detector, filename},
+    resumable::record::NewUpload,
 };
 
-/// The tus area's own state; what it shares with multipart uploads is `ingest`.
-pub struct Tus {
-    pub ingest: web::Data<Ingest>,
-    pub settings: TusSettings,
-    /// The resumable uploads being written here.
-    pub writers: Arc<writers::Writers>,
-}
+/// The protocol's name in the metrics.
+const PROTOCOL: &str = "tus";
 
 /// Where uploads are created (`POST`, with their first bytes if the client sends them).
 pub const CREATION: [&str; 2] = ["/tus", "/tus/"];
@@ -143,8 +126,8 @@ pub enum TusResumable {
             ("Tus-Resumable" = String), ("Tus-Version" = String), ("Tus-Extension" = String),
             ("Tus-Max-Size" = u64), ("Tus-Checksum-Algorithm" = String),
         ))))]
-async fn options(tus: web::Data<Tus>) -> HttpResponse {
-    resumable(&mut HttpResponse::NoContent())
+async fn options(tus: web::Data<Resumable>) -> HttpResponse {
+    no_store(&mut HttpResponse::NoContent())
         .insert_header((TUS_VERSION, VERSION))
         .insert_header((TUS_EXTENSION, protocol::extensions(&tus.ingest.storage)))
         .insert_header((TUS_MAX_SIZE, tus.ingest.limits.settings.max_file_bytes))
@@ -185,7 +168,7 @@ async fn options(tus: web::Data<Tus>) -> HttpResponse {
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
-    tus: web::Data<Tus>,
+    tus: web::Data<Resumable>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
     let headers = req.headers();
@@ -205,11 +188,12 @@ async fn create(
     if !with_data && crate::api::declared_length(headers).is_some_and(|body| body > 0) {
         return Err(ApiError::NotOffsetOctetStream);
     }
+    let append = upload::appending(headers, 0)?;
     let _slot = match with_data {
         true => tus.ingest.slots.take(&req)?,
         false => None,
     };
-    let metadata = protocol::metadata(headers)?;
+    let metadata = fields::metadata(headers)?;
     let declared_type = metadata
         .filetype
         .as_deref()
@@ -226,9 +210,10 @@ async fn create(
         multipart_id: None,
         expires_at: OffsetDateTime::now_utc() + tus.settings.expiry(),
         partial,
+        ends_at_length: true,
     };
     if length == Some(0) && !partial {
-        let file = store_empty(&tus, upload, detector, payload).await?;
+        let file = store_empty(&tus, upload, detector, payload, PROTOCOL).await?;
         let mut created = HttpResponse::Created();
         created.insert_header((header::LOCATION, format!("/tus/{}", file.id)));
         return Ok(upload::finished(&mut created, &file));
@@ -236,14 +221,14 @@ async fn create(
     let upload = start(&tus, upload).await?;
     let location = format!("/tus/{}", upload.id);
     let mut created = HttpResponse::Created();
-    resumable(&mut created).insert_header((header::LOCATION, location.as_str()));
+    no_store(&mut created).insert_header((header::LOCATION, location.as_str()));
     if !with_data {
         return Ok(created
             .insert_header((UPLOAD_EXPIRES, http_date(upload.expires_at)))
             .finish());
     }
     let leased = lease(&tus, upload.id, owner).await??;
-    match receive::patch(&tus, &req, payload, leased, 0).await {
+    match receive::patch(&tus, payload, leased, append).await {
         Ok(patched) => Ok(upload::answer_patch(&mut created, &patched)),
         // The upload exists even though its first bytes failed: say where, so that the client
         // can resume or terminate it instead of leaving it to expire.
@@ -256,137 +241,4 @@ async fn create(
             Ok(refused)
         }
     }
-}
-
-/// An upload of no bytes is a file at once (tus clients send no `PATCH` for it): stored with its
-/// row, like any small file, on either backend.
-async fn store_empty(
-    tus: &Tus,
-    upload: NewUpload,
-    detector: Detector,
-    mut payload: web::Payload,
-) -> Result<FileRecord, ApiError> {
-    if sends_bytes(&mut payload).await {
-        return Err(ApiError::BeyondLength(0));
-    }
-    let content_type = detector.content_type();
-    tus.ingest.limits.allow.check(&content_type)?;
-    let file = NewFile {
-        id: upload.id,
-        filename: upload.filename,
-        content_type,
-        size: 0,
-        sha256: Sha256::digest(b"").into(),
-        inline: Some(Vec::new()),
-    };
-    let ingest = &tus.ingest;
-    let reservation =
-        Reservation::begin(&ingest.quota, upload.owner, ingest.storage.instance(), None).await?;
-    let mut stored = ingest::commit(
-        ingest,
-        upload.owner,
-        reservation,
-        vec![file],
-        Vec::new(),
-        "tus",
-    )
-    .await?;
-    tracing::info!(id = %upload.id, "empty resumable upload stored");
-    Ok(stored.remove(0))
-}
-
-/// Whether a body that should be empty brings bytes (read as far as its first chunk).
-async fn sends_bytes(payload: &mut web::Payload) -> bool {
-    match payload.next().await {
-        Some(Ok(chunk)) => !chunk.is_empty(),
-        _ => false,
-    }
-}
-
-/// Reserves the upload's quota, prepares its storage and records it, unless its owner holds as
-/// many unfinished uploads as they may; undoes what was done if a step fails.
-async fn start(tus: &Tus, mut upload: NewUpload) -> Result<NewUpload, ApiError> {
-    let max = tus.settings.max_unfinished_per_user;
-    // A first look, so that a flood of creations beyond the cap costs the bucket nothing.
-    if max > 0 {
-        let mut conn = tus.ingest.pool.acquire().await?;
-        refuse_beyond(&mut conn, upload.owner, max).await?;
-    }
-    let mut reservation = Reservation::resume(&tus.ingest.quota, upload.id, upload.owner, 0, 0);
-    if let Some(length) = upload.length {
-        reservation.reserve_total(length).await?;
-    }
-    let recorded = async {
-        upload.multipart_id = tus.ingest.storage.start_resumable(upload.id).await?;
-        // The look that counts: creations of one owner wait for each other here, so that
-        // together they cannot pass the cap (and no connection waits on the bucket meanwhile).
-        let mut tx = tus.ingest.pool.begin().await?;
-        if max > 0 {
-            record::lock_creations(&mut tx, upload.owner).await?;
-            refuse_beyond(&mut tx, upload.owner, max).await?;
-        }
-        record::create(&mut tx, &upload).await?;
-        tx.commit().await?;
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    if let Err(error) = recorded {
-        let id = upload.id;
-        if let Err(error) = quota::release(tus.ingest.quota.pool(), id).await {
-            tracing::warn!(%id, %error, "could not give back a failed creation's quota reservation");
-        }
-        let multipart = upload.multipart_id.as_deref();
-        if let Err(error) = tus.ingest.storage.discard_resumable(id, multipart).await {
-            tracing::warn!(%id, %error, "could not remove a failed creation's storage");
-        }
-        return Err(error);
-    }
-    tracing::info!(
-        id = %upload.id,
-        length = upload.length,
-        deferred = upload.length.is_none(),
-        "resumable upload created"
-    );
-    Ok(upload)
-}
-
-/// `429 too_many_unfinished_uploads` when `owner` holds `max` unfinished uploads, with the
-/// seconds until the first of them expires.
-async fn refuse_beyond(conn: &mut PgConnection, owner: i64, max: u64) -> Result<(), ApiError> {
-    let unfinished = record::unfinished(conn, owner).await?;
-    if unfinished.count < max as i64 {
-        return Ok(());
-    }
-    let until = unfinished.earliest_expiry - OffsetDateTime::now_utc();
-    Err(ApiError::TooManyUnfinished {
-        max,
-        retry_after: until.whole_seconds().max(1) as u64,
-    })
-}
-
-/// Waits after asking the request that holds an upload's lease to let go: it records what it
-/// has received first.
-const RELEASE_WAITS_MS: [u64; 7] = [50, 100, 200, 400, 800, 1600, 2000];
-
-/// Takes the upload's lease for this request. A request that holds it (on any instance) is
-/// asked to stop, as tusd does: the client has come back, most likely because the connection
-/// of that request died without a word.
-async fn lease(
-    tus: &Tus,
-    id: Uuid,
-    owner: Owner,
-) -> Result<Result<record::Leased, Refused>, sqlx::Error> {
-    let instance = tus.ingest.storage.instance();
-    let mut taken = record::take_lease(&tus.ingest.pool, id, owner.user_id, instance).await?;
-    if let Err(Refused::Locked(Some(holder))) = taken {
-        writers::ask_release(&tus.writers, &tus.ingest.pool, instance, holder, id).await?;
-        for wait in RELEASE_WAITS_MS {
-            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            taken = record::take_lease(&tus.ingest.pool, id, owner.user_id, instance).await?;
-            if !matches!(taken, Err(Refused::Locked(_))) {
-                break;
-            }
-        }
-    }
-    Ok(taken)
 }

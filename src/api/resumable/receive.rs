@@ -3,18 +3,14 @@
 
 use std::{cell::Cell, rc::Rc, sync::Arc};
 
-use actix_web::{HttpRequest, web};
+use actix_web::web;
 use futures_util::StreamExt;
 use sha2::Digest;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{
-    Tus,
-    holding::Holding,
-    protocol::{self, UPLOAD_LENGTH},
-};
+use super::{Resumable, checksum::Checksum, holding::Holding};
 use crate::{
     access::quota::{self, Reservation},
     base::{
@@ -33,6 +29,22 @@ use crate::{
     storage::{Pending, partial::Partial, resumable::Appender},
 };
 
+/// What one request asks of an upload, as its protocol's headers say it.
+pub struct Append {
+    /// Where its bytes start: `Upload-Offset`, or 0 for a creation's.
+    pub offset: u64,
+    /// The upload's whole length, when this request declares it.
+    pub length: Option<u64>,
+    /// The body's `Content-Length`, when it has one.
+    pub body: Option<u64>,
+    pub checksum: Option<Checksum>,
+    /// The client says this body is the upload's last (the IETF draft's `Upload-Complete: ?1`):
+    /// once it has all arrived, the upload is whole. A tus upload is whole at its length.
+    pub last: bool,
+    /// `tus` or `ietf`, for the metrics.
+    pub protocol: &'static str,
+}
+
 /// What a PATCH achieved.
 pub struct Patched {
     pub offset: u64,
@@ -45,15 +57,15 @@ pub struct Patched {
 /// given back either way.
 #[tracing::instrument(name = "upload.patch", skip_all, fields(upload_id = %upload.id, offset))]
 pub async fn patch(
-    tus: &Tus,
-    req: &HttpRequest,
+    resumable: &Resumable,
     payload: web::Payload,
     upload: Leased,
-    offset: u64,
+    request: Append,
 ) -> Result<Patched, ApiError> {
-    let in_flight = Arc::new(tus.ingest.in_flight.enter());
-    let mut holding = Holding::new(tus, upload);
-    match append(&mut holding, req, payload, offset, &in_flight).await {
+    tracing::Span::current().record("offset", request.offset);
+    let in_flight = Arc::new(resumable.ingest.in_flight.enter());
+    let mut holding = Holding::new(resumable, upload);
+    match append(&mut holding, payload, request, &in_flight).await {
         Ok(patched) => Ok(patched),
         Err(error) => {
             if holding.held {
@@ -69,19 +81,14 @@ pub async fn patch(
 /// the file made.
 async fn append(
     holding: &mut Holding<'_>,
-    req: &HttpRequest,
     mut payload: web::Payload,
-    offset: u64,
+    request: Append,
     in_flight: &in_flight::Shared,
 ) -> Result<Patched, ApiError> {
-    let tus = holding.tus;
+    let tus = holding.resumable;
     let upload = &holding.upload;
-    let (length, limit) = limits(
-        upload,
-        req,
-        offset,
-        tus.ingest.limits.settings.max_file_bytes,
-    )?;
+    let offset = request.offset;
+    let (length, limit) = limits(upload, &request, tus.ingest.limits.settings.max_file_bytes)?;
     let mut reservation = Reservation::resume(
         &tus.ingest.quota,
         upload.id,
@@ -103,7 +110,7 @@ async fn append(
         upload,
         length,
         reservation,
-        checksum: protocol::checksum(req.headers())?,
+        checksum: request.checksum,
         incoming: Incoming::new(offset, limit, detector, &tus.ingest.limits.allow),
         recorded: offset,
     };
@@ -137,19 +144,45 @@ async fn append(
     let content_type = content_type?;
     let appender = holding.appender.take().expect("inserted above");
     let partial = appender.pause(last.chunks).await?;
-    let complete = length == Some(partial.size);
+    // The last body, whole, tells the length if nothing did before; one that falls short of
+    // a declared length is kept, and refused.
+    let last = request.last && cut.is_none();
+    let (length, short) = match (last, length) {
+        (true, None) => (Some(partial.size), None),
+        (true, Some(length)) if length != partial.size => (
+            Some(length),
+            Some(ApiError::InconsistentLength(format!(
+                "the upload's length is {length} but its last body ended at {}",
+                partial.size
+            ))),
+        ),
+        _ => (length, None),
+    };
+    let ends_at_length = upload.ends_at_length || (last && short.is_none());
+    let complete = ends_at_length && length == Some(partial.size);
     // A whole partial upload stays an upload, for a final upload to take.
     let finishing = complete && !upload.partial;
     let content = content_type.as_deref();
-    let expires_at = save_progress(tus, upload, &partial, length, content, !finishing).await?;
+    let progress = Progress {
+        partial: &partial,
+        length: length.map(|length| length as i64),
+        content_type: content,
+        ends_at_length,
+        expires_at: OffsetDateTime::now_utc() + tus.settings.expiry(),
+    };
+    save_progress(tus, upload, &progress, !finishing).await?;
+    let expires_at = progress.expires_at;
     holding.held = finishing;
     let offset = partial.size;
-    if let Some(cut) = cut.filter(|_| !complete) {
+    if let Some(cut) = cut.filter(|_| !complete).or(short) {
         tracing::info!(id = %holding.upload.id, offset, "kept the bytes of a PATCH cut short");
         return Err(cut);
     }
     let file = match finishing {
-        true => Some(finish(holding, partial, content_type, in_flight).await?),
+        true => {
+            let protocol = request.protocol;
+            Some(finish(holding, partial, content_type, in_flight, protocol).await?)
+        }
         false => None,
     };
     Ok(Patched {
@@ -160,12 +193,12 @@ async fn append(
 }
 /// A PATCH's body on its way to storage, and what it must keep to.
 struct Body<'a> {
-    tus: &'a Tus,
+    tus: &'a Resumable,
     upload: &'a Leased,
     length: Option<u64>,
     reservation: Reservation,
     /// `Upload-Checksum`, while the body streams.
-    checksum: Option<protocol::Checksum>,
+    checksum: Option<Checksum>,
     incoming: Incoming<'a>,
     /// The offset last recorded.
     recorded: u64,
@@ -221,9 +254,15 @@ impl Body<'_> {
         if self.checksum.is_none() && due && self.length != Some(size) {
             let partial = appender.checkpoint().await?;
             let content_type = known_type(&self.incoming, self.upload, 0)?;
-            let (tus, upload) = (self.tus, self.upload);
-            let content = content_type.as_deref();
-            save_progress(tus, upload, &partial, self.length, content, false).await?;
+            let progress = Progress {
+                partial: &partial,
+                length: self.length.map(|length| length as i64),
+                content_type: content_type.as_deref(),
+                ends_at_length: self.upload.ends_at_length,
+                expires_at: OffsetDateTime::now_utc() + self.tus.settings.expiry(),
+            };
+            let upload = self.upload;
+            save_progress(self.tus, upload, &progress, false).await?;
             tracing::debug!(id = %upload.id, offset = partial.size, "progress recorded");
             self.recorded = partial.size;
         }
@@ -250,67 +289,75 @@ fn known_type(
 /// where its bytes must stop; a body announced beyond that is refused before it is read.
 fn limits(
     upload: &Leased,
-    req: &HttpRequest,
-    offset: u64,
+    request: &Append,
     max_file_bytes: u64,
 ) -> Result<(Option<u64>, Limit), ApiError> {
+    let offset = request.offset;
     if offset != upload.received as u64 {
         return Err(ApiError::OffsetMismatch {
             sent: offset,
             expected: upload.received as u64,
         });
     }
-    let length = settle_length(upload, req, max_file_bytes)?;
+    let declared = whole_length(request.length, request.last, request.body, offset)?;
+    let length = settle_length(upload, declared, max_file_bytes)?;
     let limit = match length {
         Some(length) => Limit::Length(length),
         None => Limit::MaxFile(max_file_bytes),
     };
     let bound = length.unwrap_or(max_file_bytes);
-    if crate::api::declared_length(req.headers()).is_some_and(|body| offset + body > bound) {
+    if request.body.is_some_and(|body| offset + body > bound) {
         return Err(limit.exceeded());
     }
     Ok((length, limit))
 }
 
-/// Records the upload's progress (and renews its expiry); `release` gives the lease back.
-/// Returns the new expiry.
+/// Records the upload's progress (and its renewed expiry); `release` gives the lease back.
 async fn save_progress(
-    tus: &Tus,
+    resumable: &Resumable,
     upload: &Leased,
-    partial: &Partial,
-    length: Option<u64>,
-    content_type: Option<&str>,
+    progress: &Progress<'_>,
     release: bool,
-) -> Result<OffsetDateTime, ApiError> {
-    let expires_at = OffsetDateTime::now_utc() + tus.settings.expiry();
-    let progress = Progress {
-        partial,
-        length: length.map(|length| length as i64),
-        content_type,
-        expires_at,
-    };
-    if !record::save(&tus.ingest.pool, upload, &progress, release).await? {
+) -> Result<(), ApiError> {
+    if !record::save(&resumable.ingest.pool, upload, progress, release).await? {
         return Err(ApiError::UploadLocked);
     }
-    Ok(expires_at)
+    Ok(())
 }
 
-/// The upload's length once this request's `Upload-Length` (deferred length) is applied.
+/// The upload's length as one request tells it: `declared` (`Upload-Length`), or, when its body
+/// is the last, where that body ends. Two that differ are refused.
+pub fn whole_length(
+    declared: Option<u64>,
+    last: bool,
+    body: Option<u64>,
+    offset: u64,
+) -> Result<Option<u64>, ApiError> {
+    let ends = body.filter(|_| last).map(|body| offset + body);
+    match (declared, ends) {
+        (Some(declared), Some(ends)) if declared != ends => Err(ApiError::InconsistentLength(
+            format!("`Upload-Length` is {declared} but this last body ends at {ends}"),
+        )),
+        (declared, ends) => Ok(declared.or(ends)),
+    }
+}
+
+/// The upload's length once the length this request declares (if any) is applied.
 fn settle_length(
     upload: &Leased,
-    req: &HttpRequest,
+    declared: Option<u64>,
     max_file_bytes: u64,
 ) -> Result<Option<u64>, ApiError> {
     let known = upload.length.map(|length| length as u64);
-    let Some(declared) = protocol::number(req.headers(), &UPLOAD_LENGTH)? else {
+    let Some(declared) = declared else {
         return Ok(known);
     };
     match known {
-        Some(known) if known != declared => Err(ApiError::InvalidRequest(format!(
+        Some(known) if known != declared => Err(ApiError::InconsistentLength(format!(
             "the upload's length is {known} already; it cannot change"
         ))),
         Some(_) => Ok(known),
-        None if declared < upload.received as u64 => Err(ApiError::InvalidRequest(format!(
+        None if declared < upload.received as u64 => Err(ApiError::InconsistentLength(format!(
             "the upload has {} bytes already, more than the Upload-Length {declared}",
             upload.received
         ))),
@@ -320,7 +367,7 @@ fn settle_length(
 }
 
 /// The content type from the client's `filetype`, refined by the first bytes.
-fn detector(upload: &Leased, tus: &Tus) -> Result<Detector, ApiError> {
+fn detector(upload: &Leased, tus: &Resumable) -> Result<Detector, ApiError> {
     let declared = upload
         .declared_type
         .as_deref()
@@ -336,8 +383,9 @@ pub async fn finish(
     partial: Partial,
     content_type: Option<String>,
     in_flight: &in_flight::Shared,
+    protocol: &'static str,
 ) -> Result<FileRecord, ApiError> {
-    let tus = holding.tus;
+    let tus = holding.resumable;
     let upload = &holding.upload;
     let content_type = match content_type {
         Some(content_type) => content_type,
@@ -357,7 +405,8 @@ pub async fn finish(
         .complete_resumable(upload.id, partial, Arc::clone(in_flight))
         .await?;
     let (id, owner) = (upload.id, upload.owner);
-    let stored = commit_file(tus, owner, file, vec![(id, upload.lease)], pending).await?;
+    let uploads = vec![(id, upload.lease)];
+    let stored = commit_file(tus, owner, file, uploads, pending, protocol).await?;
     holding.held = false;
     tracing::info!(%id, size = stored.size, "resumable upload finished");
     Ok(stored)
@@ -370,11 +419,12 @@ pub async fn finish(
 /// object is being removed would be lost. `UploadLocked` when a lease went to another request
 /// before the commit.
 pub async fn commit_file(
-    tus: &Tus,
+    tus: &Resumable,
     owner: i64,
     file: NewFile,
     uploads: Vec<(Uuid, Uuid)>,
     pending: Pending,
+    protocol: &'static str,
 ) -> Result<FileRecord, ApiError> {
     let (pool, storage) = (tus.ingest.pool.clone(), Arc::clone(&tus.ingest.storage));
     let instance = storage.instance();
@@ -402,7 +452,7 @@ pub async fn commit_file(
         }
         .await;
         let stored = ingest::settle(committed, vec![pending], ApiError::UploadLocked).await?;
-        metrics::files_stored("tus", 1);
+        metrics::files_stored(protocol, 1);
         for (upload, _) in uploads {
             if let Err(error) = storage.forget_resumable(upload).await {
                 tracing::warn!(%upload, %error, "could not remove an upload's own bytes once it was a file; the sweep will");
