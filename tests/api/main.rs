@@ -21,6 +21,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod hosts;
+mod ietf;
 mod layers;
 mod lessons;
 mod load;

@@ -7,6 +7,7 @@ use actix_web::{
 };
 use serde_json::Value;
 
+use super::super::fields::UPLOAD_OFFSET;
 use crate::base::{error::ApiError, problem};
 
 /// The interop version of the draft this server implements (drafts -09 to -15 share it).
@@ -94,7 +95,7 @@ pub fn limit(max_size: u64, max_age: Option<i64>) -> String {
 
 /// An error answered as the draft asks: `Upload-Complete: ?0` (the upload, if there is one, is
 /// as it was and may go on), the correct offset with a mismatching one, the limits with a
-/// `413`, and the draft's problem types where it defines one.
+/// `413`, and the draft's problem types (with their members) where it defines one.
 pub fn refusal(error: &ApiError, limit: &str) -> HttpResponse {
     let mut response = error.error_response();
     let kind = match error {
@@ -105,6 +106,10 @@ pub fn refusal(error: &ApiError, limit: &str) -> HttpResponse {
     if let Some(kind) = kind {
         let (status, mut body) = error.problem();
         body.insert("type".into(), Value::from(kind));
+        if let ApiError::OffsetMismatch { sent, expected } = error {
+            body.insert("expected-offset".into(), Value::from(*expected));
+            body.insert("provided-offset".into(), Value::from(*sent));
+        }
         let mut typed = problem::respond(status, body);
         for (name, value) in response.headers() {
             typed.headers_mut().insert(name.clone(), value.clone());
@@ -113,9 +118,11 @@ pub fn refusal(error: &ApiError, limit: &str) -> HttpResponse {
         response = typed;
     }
     let too_large = response.status() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE;
-    response
-        .headers_mut()
-        .insert(UPLOAD_COMPLETE, boolean(false));
+    let headers = response.headers_mut();
+    headers.insert(UPLOAD_COMPLETE, boolean(false));
+    if let ApiError::OffsetMismatch { expected, .. } = error {
+        headers.insert(UPLOAD_OFFSET, HeaderValue::from(*expected));
+    }
     if too_large {
         let limit = HeaderValue::from_str(limit).expect("a limit is a header value");
         response.headers_mut().insert(UPLOAD_LIMIT, limit);
