@@ -278,7 +278,16 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, body) = self.problem();
+        self.response_with(|_| {})
+    }
+}
+
+impl ApiError {
+    /// The error's answer, its problem amended first: a protocol that defines problem types
+    /// and members of its own (the IETF resumable-upload draft) adds them here.
+    pub fn response_with(&self, amend: impl FnOnce(&mut Map<String, Value>)) -> HttpResponse {
+        let (status, mut body) = self.problem();
+        amend(&mut body);
         let code = self.code();
         let chain = telemetry::cause_chain(self);
         if status.is_server_error() {

@@ -5,7 +5,7 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 
 use crate::{
-    helpers::{TestApp, assert_problem, random_bytes, sha256_hex, spawn_app},
+    helpers::{TestApp, assert_problem, cut_request, random_bytes, sha256_hex, spawn_app},
     tus::assert_nothing_resumable_left,
 };
 
@@ -203,4 +203,57 @@ async fn options_tell_the_limits() {
         limit.starts_with("max-size=") && limit.contains("max-age="),
         "{limit}"
     );
+}
+
+#[tokio::test]
+async fn a_patch_cut_mid_body_goes_on_from_another_instance() {
+    let first = spawn_app().await;
+    let second = first.another_instance(|_| {}).await;
+    let bytes = random_bytes(2_000_000, 10);
+    let path = created(&first, bytes.len()).await;
+
+    let mut in_flight = first.uploads_in_flight.clone();
+    in_flight.borrow_and_update();
+    let fields = [
+        ("Upload-Draft-Interop-Version", "8"),
+        ("Upload-Offset", "0"),
+        ("Upload-Complete", "?1"),
+        ("Content-Type", PARTIAL),
+    ];
+    let start = format!("PATCH {path}");
+    cut_request(
+        first.host(),
+        &start,
+        &fields,
+        bytes.len(),
+        &bytes[..900_000],
+    )
+    .await;
+    // The PATCH counts as in flight from its lease until its progress is recorded.
+    in_flight.changed().await.unwrap();
+    in_flight.wait_for(|n| *n == 0).await.unwrap();
+
+    // What arrived is kept (but for what actix-web had read and not handed over), and the
+    // other instance knows it.
+    let retrieved = request(&second, Method::HEAD, &path).send().await.unwrap();
+    assert_eq!(header(&retrieved, "upload-complete"), "?0");
+    let offset: usize = header(&retrieved, "upload-offset").parse().unwrap();
+    assert!(
+        (900_000 - 128 * 1024..=900_000).contains(&offset),
+        "{offset}"
+    );
+    let done = append(&second, &path, offset, true, &bytes[offset..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let file: Value = done.json().await.unwrap();
+    assert_eq!(file["sha256"], sha256_hex(&bytes));
+    first
+        .assert_downloads(
+            file["id"].as_str().unwrap().parse().unwrap(),
+            &sha256_hex(&bytes),
+        )
+        .await;
+    assert_nothing_resumable_left(&first).await;
 }

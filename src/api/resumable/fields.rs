@@ -2,8 +2,8 @@
 //! alike, and tus clients that speak the draft still send their `Upload-Metadata`.
 
 use actix_web::{
-    HttpResponseBuilder,
-    http::header::{self, HeaderMap, HeaderName},
+    HttpResponse, HttpResponseBuilder,
+    http::header::{self, HeaderMap, HeaderName, HeaderValue},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 
@@ -87,10 +87,27 @@ pub fn no_store(builder: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
     builder.insert_header((header::CACHE_CONTROL, "no-store"))
 }
 
+/// The media type of a request's content, without its parameters.
+pub fn essence(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim())
+}
+
+/// Whether a request's content is of this media type (whatever its parameters).
+pub fn is_media_type(headers: &HeaderMap, media_type: &str) -> bool {
+    essence(headers).is_some_and(|essence| essence.eq_ignore_ascii_case(media_type))
+}
+
+/// A refusal of the first bytes of an upload that was created all the same: it says where the
+/// upload is, so that the client can resume or cancel it instead of leaving it to expire.
+pub fn located(mut refusal: HttpResponse, location: &str) -> HttpResponse {
+    let location = HeaderValue::from_str(location).expect("a path is a header value");
+    refusal.headers_mut().insert(header::LOCATION, location);
+    refusal
+}
+
 #[cfg(test)]
 mod tests {
-    use actix_web::http::header::HeaderValue;
-
     use super::*;
 
     fn headers(pairs: &[(&HeaderName, &str)]) -> HeaderMap {
@@ -116,6 +133,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_media_type_is_its_essence_whatever_its_parameters() {
+        let typed = headers(&[(&header::CONTENT_TYPE, "Application/Partial-Upload ; a=b")]);
+        assert_eq!(essence(&typed), Some("Application/Partial-Upload"));
+        assert!(is_media_type(&typed, "application/partial-upload"));
+        assert!(!is_media_type(&typed, "application/offset+octet-stream"));
+        assert!(!is_media_type(
+            &HeaderMap::new(),
+            "application/partial-upload"
+        ));
     }
 
     #[test]

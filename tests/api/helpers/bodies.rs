@@ -63,3 +63,25 @@ pub async fn assert_problem(response: Response, status: u16, code: &str) -> serd
     assert_eq!(body["status"], status);
     body
 }
+
+/// Sends a request's head (`start` is its method and path, `fields` its header fields, `total`
+/// its Content-Length) and the first bytes of its body, `sent`, then hangs up: a client whose
+/// connection broke mid-body.
+pub async fn cut_request(
+    address: &str,
+    start: &str,
+    fields: &[(&str, &str)],
+    total: usize,
+    sent: &[u8],
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut head = format!("{start} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {total}\r\n");
+    for (name, value) in fields {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    stream.shutdown().await.unwrap();
+}

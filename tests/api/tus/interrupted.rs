@@ -14,7 +14,8 @@ use super::{
 use crate::{
     child::ChildServer,
     helpers::{
-        NOT_INLINE, TestApp, assert_problem, random_bytes, sha256_hex, spawn_app, spawn_app_with,
+        NOT_INLINE, TestApp, assert_problem, cut_request, random_bytes, sha256_hex, spawn_app,
+        spawn_app_with,
     },
 };
 
@@ -142,13 +143,13 @@ fn tokio_stream(
 
 /// Sends a PATCH's head and the first `sent` bytes of a body of `total`, then hangs up.
 async fn cut_patch(address: &str, path: &str, offset: u64, total: usize, sent: &[u8]) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let head = format!(
-        "PATCH {path} HTTP/1.1\r\nHost: {address}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\nContent-Type: {OCTETS}\r\nContent-Length: {total}\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(sent).await.unwrap();
-    stream.shutdown().await.unwrap();
+    let offset = offset.to_string();
+    let fields = [
+        ("Tus-Resumable", "1.0.0"),
+        ("Upload-Offset", offset.as_str()),
+        ("Content-Type", OCTETS),
+    ];
+    cut_request(address, &format!("PATCH {path}"), &fields, total, sent).await;
 }
 
 #[tokio::test]

@@ -146,9 +146,13 @@ async fn create(
     resumable: web::Data<Resumable>,
     owner: Owner,
 ) -> HttpResponse {
-    create_upload(&req, payload, &resumable, owner)
-        .await
-        .unwrap_or_else(|error| protocol::refusal(&error, &creation_limit(&resumable)))
+    let created = create_upload(&req, payload, &resumable, owner).await;
+    answered(&resumable, created)
+}
+
+/// A request's answer, or its refusal in the draft's terms.
+fn answered(resumable: &Resumable, outcome: Result<HttpResponse, ApiError>) -> HttpResponse {
+    outcome.unwrap_or_else(|error| protocol::refusal(&error, &creation_limit(resumable)))
 }
 
 async fn create_upload(
@@ -229,33 +233,28 @@ async fn create_upload(
             created.insert_header((header::LOCATION, location.as_str()));
             Ok(answer(&mut created, &patched, resumable))
         }
-        // The upload exists even though its first bytes failed: say where, so that the client
-        // can resume or cancel it instead of leaving it to expire.
-        Err(error) => {
-            let mut refused = protocol::refusal(&error, &creation_limit(resumable));
-            refused.headers_mut().insert(
-                header::LOCATION,
-                header::HeaderValue::from_str(&location).expect("a path is a header value"),
-            );
-            Ok(refused)
-        }
+        Err(error) => Ok(fields::located(
+            protocol::refusal(&error, &creation_limit(resumable)),
+            &location,
+        )),
     }
 }
 
 /// The type of the file a creation declares (`Content-Type`), unless it names none: the
 /// draft's `application/partial-upload` (which tus-js-client sends) or a bare octet stream.
 fn declared_type(headers: &HeaderMap) -> Option<mime::Mime> {
-    let essence = protocol::essence(headers)?;
-    if protocol::is_partial_upload(headers) {
+    let essence = fields::essence(headers)?;
+    if essence.eq_ignore_ascii_case(protocol::PARTIAL_UPLOAD)
+        || essence.eq_ignore_ascii_case(mime::APPLICATION_OCTET_STREAM.essence_str())
+    {
         return None;
     }
-    let declared = headers
+    headers
         .get(header::CONTENT_TYPE)?
         .to_str()
         .ok()?
         .parse()
-        .ok();
-    declared.filter(|_| !essence.eq_ignore_ascii_case("application/octet-stream"))
+        .ok()
 }
 
 /// The answer to a request that brought bytes: the file, if they made the upload whole; else

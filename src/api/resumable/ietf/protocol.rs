@@ -2,13 +2,13 @@
 //! interop version 8): reading the client's, writing ours.
 
 use actix_web::{
-    HttpResponse, ResponseError,
-    http::header::{self, HeaderMap, HeaderName, HeaderValue},
+    HttpResponse,
+    http::header::{HeaderMap, HeaderName, HeaderValue},
 };
 use serde_json::Value;
 
-use super::super::fields::UPLOAD_OFFSET;
-use crate::base::{error::ApiError, problem};
+use super::super::fields::{UPLOAD_OFFSET, is_media_type};
+use crate::base::error::ApiError;
 
 /// The interop version of the draft this server implements (drafts -09 to -15 share it).
 pub const INTEROP_VERSION: u64 = 8;
@@ -72,13 +72,7 @@ pub fn required_complete(headers: &HeaderMap) -> Result<bool, ApiError> {
 }
 
 pub fn is_partial_upload(headers: &HeaderMap) -> bool {
-    essence(headers).is_some_and(|essence| essence.eq_ignore_ascii_case(PARTIAL_UPLOAD))
-}
-
-/// The media type of a request's content, without its parameters.
-pub fn essence(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next()?.trim())
+    is_media_type(headers, PARTIAL_UPLOAD)
 }
 
 pub fn boolean(value: bool) -> HeaderValue {
@@ -97,26 +91,20 @@ pub fn limit(max_size: u64, max_age: Option<i64>) -> String {
 /// as it was and may go on), the correct offset with a mismatching one, the limits with a
 /// `413`, and the draft's problem types (with their members) where it defines one.
 pub fn refusal(error: &ApiError, limit: &str) -> HttpResponse {
-    let mut response = error.error_response();
     let kind = match error {
         ApiError::OffsetMismatch { .. } => Some(MISMATCHING_OFFSET),
         ApiError::InconsistentLength(_) => Some(INCONSISTENT_LENGTH),
         _ => None,
     };
-    if let Some(kind) = kind {
-        let (status, mut body) = error.problem();
-        body.insert("type".into(), Value::from(kind));
+    let mut response = error.response_with(|body| {
+        if let Some(kind) = kind {
+            body.insert("type".into(), Value::from(kind));
+        }
         if let ApiError::OffsetMismatch { sent, expected } = error {
             body.insert("expected-offset".into(), Value::from(*expected));
             body.insert("provided-offset".into(), Value::from(*sent));
         }
-        let mut typed = problem::respond(status, body);
-        for (name, value) in response.headers() {
-            typed.headers_mut().insert(name.clone(), value.clone());
-        }
-        problem::tag(&mut typed, error.code());
-        response = typed;
-    }
+    });
     let too_large = response.status() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE;
     let headers = response.headers_mut();
     headers.insert(UPLOAD_COMPLETE, boolean(false));
@@ -125,7 +113,7 @@ pub fn refusal(error: &ApiError, limit: &str) -> HttpResponse {
     }
     if too_large {
         let limit = HeaderValue::from_str(limit).expect("a limit is a header value");
-        response.headers_mut().insert(UPLOAD_LIMIT, limit);
+        headers.insert(UPLOAD_LIMIT, limit);
     }
     response
 }

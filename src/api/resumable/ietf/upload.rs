@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    PROTOCOL, answer, completed, creation_limit,
+    PROTOCOL, answer, answered, completed,
     protocol::{self, UPLOAD_COMPLETE, UPLOAD_LIMIT, boolean, limit},
 };
 use crate::{
@@ -46,22 +46,30 @@ pub(super) async fn retrieve(
     owner: Owner,
     id: web::Path<Uuid>,
 ) -> HttpResponse {
-    let found = async {
-        protocol::check_version(req.headers())?;
-        finished::look_up(&resumable, id.into_inner(), owner, PROTOCOL).await
-    };
+    let found = status(&req, &resumable, owner, id.into_inner()).await;
+    answered(&resumable, found)
+}
+
+async fn status(
+    req: &HttpRequest,
+    resumable: &Resumable,
+    owner: Owner,
+    id: Uuid,
+) -> Result<HttpResponse, ApiError> {
+    protocol::check_version(req.headers())?;
+    let found = finished::look_up(resumable, id, owner, PROTOCOL).await?;
     let max_size = resumable.ingest.limits.settings.max_file_bytes;
     let mut ok = HttpResponse::NoContent();
     no_store(&mut ok);
-    match found.await {
-        Ok(Found::File(file)) => ok
+    Ok(match found {
+        Found::File(file) => ok
             .insert_header((UPLOAD_COMPLETE, boolean(true)))
             .insert_header((UPLOAD_OFFSET, file.size))
             .insert_header((UPLOAD_LENGTH, file.size))
             .insert_header((UPLOAD_LIMIT, limit(max_size, None)))
             .insert_header((header::CONTENT_LOCATION, file.location()))
             .finish(),
-        Ok(Found::Upload(status)) => {
+        Found::Upload(status) => {
             let max_age = (status.expires_at - OffsetDateTime::now_utc()).whole_seconds();
             ok.insert_header((UPLOAD_COMPLETE, boolean(false)))
                 .insert_header((UPLOAD_OFFSET, status.received))
@@ -71,8 +79,7 @@ pub(super) async fn retrieve(
             }
             ok.finish()
         }
-        Err(error) => protocol::refusal(&error, &creation_limit(&resumable)),
-    }
+    })
 }
 
 /// `PATCH /resumable/{id}`: the next bytes, at `Upload-Offset`.
@@ -116,9 +123,8 @@ pub(super) async fn append(
     owner: Owner,
     id: web::Path<Uuid>,
 ) -> HttpResponse {
-    append_bytes(&req, payload, &resumable, owner, id.into_inner())
-        .await
-        .unwrap_or_else(|error| protocol::refusal(&error, &creation_limit(&resumable)))
+    let appended = append_bytes(&req, payload, &resumable, owner, id.into_inner()).await;
+    answered(&resumable, appended)
 }
 
 async fn append_bytes(
@@ -173,22 +179,26 @@ pub(super) async fn cancel(
     owner: Owner,
     id: web::Path<Uuid>,
 ) -> HttpResponse {
-    let cancelled = async {
-        protocol::check_version(req.headers())?;
-        match lease(&resumable, id.into_inner(), owner).await? {
-            Ok(leased) => {
-                let (pool, storage) = (&resumable.ingest.pool, &resumable.ingest.storage);
-                let multipart = leased.multipart_id.as_deref();
-                expiry::remove(pool, storage, leased.id, leased.lease, multipart).await?;
-                Ok(())
-            }
-            // An expired upload is as good as cancelled.
-            Err(Refused::Expired) => Ok(()),
-            Err(refused) => Err(ApiError::from(refused)),
+    let removed = remove(&req, &resumable, owner, id.into_inner()).await;
+    answered(&resumable, removed)
+}
+
+async fn remove(
+    req: &HttpRequest,
+    resumable: &Resumable,
+    owner: Owner,
+    id: Uuid,
+) -> Result<HttpResponse, ApiError> {
+    protocol::check_version(req.headers())?;
+    match lease(resumable, id, owner).await? {
+        Ok(leased) => {
+            let (pool, storage) = (&resumable.ingest.pool, &resumable.ingest.storage);
+            let multipart = leased.multipart_id.as_deref();
+            expiry::remove(pool, storage, leased.id, leased.lease, multipart).await?;
         }
-    };
-    match cancelled.await {
-        Ok(()) => no_store(&mut HttpResponse::NoContent()).finish(),
-        Err(error) => protocol::refusal(&error, &creation_limit(&resumable)),
+        // An expired upload is as good as cancelled.
+        Err(Refused::Expired) => {}
+        Err(refused) => return Err(refused.into()),
     }
+    Ok(no_store(&mut HttpResponse::NoContent()).finish())
 }

@@ -3,7 +3,7 @@
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::header::{self, HeaderMap, HeaderName, HeaderValue},
+    http::header::{HeaderMap, HeaderName, HeaderValue},
     middleware::Next,
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -13,7 +13,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 
 use super::super::{
     checksum::Checksum,
-    fields::{UPLOAD_LENGTH, number},
+    fields::{UPLOAD_LENGTH, is_media_type, number},
 };
 use crate::base::error::ApiError;
 
@@ -69,11 +69,7 @@ pub fn creation_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 pub fn is_offset_octet_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(OFFSET_OCTET_STREAM))
+    is_media_type(headers, OFFSET_OCTET_STREAM)
 }
 
 pub fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
