@@ -38,7 +38,7 @@ pub mod s3;
 use std::{io, sync::Arc};
 
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, stream::BoxStream};
 use sqlx::{PgConnection, PgPool, postgres::PgConnectOptions};
 use uuid::Uuid;
 
@@ -51,6 +51,9 @@ use crate::base::{
 
 /// An object's bytes as they are read.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// Bytes of an object appended to another (`ObjectWriter::append_object`) written at a time.
+const APPEND_BATCH_BYTES: usize = 1024 * 1024;
 
 /// What a writer learnt of the bytes it stored.
 #[derive(Debug)]
@@ -198,6 +201,42 @@ impl ObjectWriter {
             each_backend!(self, writer => writer.write(batch).await)
         })
         .await
+    }
+
+    /// Appends object `source` (`length` bytes, read as `bytes`) to the object being written:
+    /// in a bucket that copies parts, copied inside it where it can be a part of its own, its
+    /// bytes then only counted and hashed; else written. `observe` sees every chunk.
+    pub async fn append_object(
+        &mut self,
+        source: Uuid,
+        length: u64,
+        mut bytes: ByteStream,
+        mut observe: impl FnMut(&Bytes),
+    ) -> io::Result<()> {
+        let copied = match self {
+            Self::Fs(_) => false,
+            Self::S3(writer) => writer.copy_object(source, length).await?,
+        };
+        let (mut batch, mut batched) = (Vec::new(), 0);
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk?;
+            observe(&chunk);
+            batched += chunk.len();
+            batch.push(chunk);
+            if batched >= APPEND_BATCH_BYTES {
+                self.append_batch(copied, std::mem::take(&mut batch))
+                    .await?;
+                batched = 0;
+            }
+        }
+        self.append_batch(copied, batch).await
+    }
+
+    async fn append_batch(&mut self, copied: bool, batch: Vec<Bytes>) -> io::Result<()> {
+        match self {
+            Self::S3(writer) if copied => writer.count(batch).await,
+            _ => self.write(batch).await,
+        }
     }
 
     /// Stores the last batch and makes the object durable; the returned guard removes it again

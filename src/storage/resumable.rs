@@ -71,21 +71,49 @@ impl Storage {
         .await
     }
 
-    /// Whether whole partial uploads can be read back here to be concatenated (tus
-    /// concatenation): on disk. A bucket keeps an unfinished upload as parts that cannot be
-    /// read before they are completed into an object.
+    /// Whether partial uploads can be concatenated here (tus concatenation): on disk, and in a
+    /// bucket that copies parts (`storage.s3.copy_parts`), where the file's parts are copied
+    /// from the partial uploads' objects inside the bucket.
     pub fn concatenates(&self) -> bool {
-        matches!(self, Self::Fs(_))
+        match self {
+            Self::Fs(_) => true,
+            Self::S3(store) => store.copies(),
+        }
     }
 
-    /// The bytes of a whole partial upload of `length` bytes, for a final upload to write into
-    /// its file.
+    /// Makes a whole partial upload readable and copyable for a final upload: in a bucket, its
+    /// multipart upload completed into an object of its own (at the partial upload's key, which
+    /// is no file's: its row guards it, and `begin_forget_partial` removes it). Done again, it
+    /// finds the object made.
+    pub async fn seal_partial(&self, id: Uuid, partial: Partial) -> io::Result<()> {
+        match (self, partial.multipart) {
+            (Self::Fs(_), _) => Ok(()),
+            (Self::S3(store), Some(multipart)) => {
+                store.complete_resumable(id, partial.size, multipart).await
+            }
+            (Self::S3(_), None) => Err(missing_multipart()),
+        }
+    }
+
+    /// The bytes of a whole (sealed) partial upload of `length` bytes, for a final upload.
     pub async fn read_partial(&self, id: Uuid, length: u64) -> io::Result<super::ByteStream> {
         match self {
             Self::Fs(store) => store.read_partial(id, length).await,
-            Self::S3(_) => Err(io::Error::other(
-                "a bucket does not concatenate partial uploads",
-            )),
+            Self::S3(store) => store.read(id, 0, length).await,
+        }
+    }
+
+    /// Records, in the transaction that makes a final upload's file, that a partial upload's
+    /// sealed object is to go with its row: on S3 a delete intent, settled by the commit's
+    /// outcome. `None` on disk, where `forget_resumable` removes its bytes.
+    pub async fn begin_forget_partial(
+        &self,
+        id: Uuid,
+        tx: &mut PgConnection,
+    ) -> sqlx::Result<Option<Pending>> {
+        match self {
+            Self::Fs(_) => Ok(None),
+            Self::S3(store) => Ok(Some(Pending::S3(store.begin_delete(id, tx).await?))),
         }
     }
 

@@ -9,6 +9,8 @@
 //
 // TUS_OVERRIDE_PATCH=1: PATCH sent as POST with X-HTTP-Method-Override (overridePatchMethod).
 // TUS_PARALLEL=N: sent as N partial uploads at once, then concatenated (parallelUploads).
+// TUS_PROTOCOL: tus-js-client's `protocol` (`tus-v1` by default; `ietf-draft-05` speaks the
+// IETF resumable-upload draft).
 // TUS_JS_MODULES: the node_modules folder that holds tus-js-client.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -25,6 +27,7 @@ const url = await new Promise((resolve, reject) => {
     onSuccess: () => resolve(upload.url),
     overridePatchMethod: process.env.TUS_OVERRIDE_PATCH === '1',
     parallelUploads: Number(process.env.TUS_PARALLEL || 1),
+    protocol: process.env.TUS_PROTOCOL || 'tus-v1',
   };
   if (step === 'whole') {
     options.endpoint = where;

@@ -8,6 +8,7 @@
 //! `/resumable/{id}` turn into `/files/{id}` when the upload is whole.
 
 mod checksum;
+mod commit;
 mod creation;
 mod fields;
 mod finished;

@@ -8,25 +8,19 @@ use futures_util::StreamExt;
 use sha2::Digest;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use super::{Resumable, checksum::Checksum, holding::Holding};
+use super::{Resumable, checksum::Checksum, commit, holding::Holding};
 use crate::{
-    access::quota::{self, Reservation},
-    base::{
-        error::ApiError,
-        in_flight,
-        telemetry::{self, metrics},
-    },
-    catalog::record::{self as files, FileRecord, NewFile},
+    access::quota::Reservation,
+    base::{error::ApiError, in_flight},
+    catalog::record::{FileRecord, NewFile},
     ingest::{
-        self,
         clock::Clock,
         content_type::Detector,
         incoming::{Batch, Incoming, Limit},
     },
     resumable::record::{self, Leased, Progress},
-    storage::{Pending, partial::Partial, resumable::Appender},
+    storage::{partial::Partial, resumable::Appender},
 };
 
 /// What one request asks of an upload, as its protocol's headers say it.
@@ -406,60 +400,8 @@ pub async fn finish(
         .await?;
     let (id, owner) = (upload.id, upload.owner);
     let uploads = vec![(id, upload.lease)];
-    let stored = commit_file(tus, owner, file, uploads, pending, protocol).await?;
+    let stored = commit::commit_file(tus, owner, file, uploads, pending, protocol).await?;
     holding.held = false;
     tracing::info!(%id, size = stored.size, "resumable upload finished");
     Ok(stored)
-}
-
-/// Makes `file` out of resumable uploads `uploads` (id and lease; the file's own id for a
-/// finished upload, the partials for a final upload): in one transaction their rows go, their
-/// quota reservations pass to the file, and its row is written; then their own bytes go.
-/// Spawned so that it runs to its end even if the client goes away: a row committed while its
-/// object is being removed would be lost. `UploadLocked` when a lease went to another request
-/// before the commit.
-pub async fn commit_file(
-    tus: &Resumable,
-    owner: i64,
-    file: NewFile,
-    uploads: Vec<(Uuid, Uuid)>,
-    pending: Pending,
-    protocol: &'static str,
-) -> Result<FileRecord, ApiError> {
-    let (pool, storage) = (tus.ingest.pool.clone(), Arc::clone(&tus.ingest.storage));
-    let instance = storage.instance();
-    telemetry::spawn(async move {
-        let id = file.id;
-        let claims: Vec<_> = pending.claim().into_iter().collect();
-        let committed = async {
-            let mut tx = pool.begin().await?;
-            for &(upload, lease) in &uploads {
-                if !record::delete(&mut tx, upload, lease).await? {
-                    return Ok(None);
-                }
-            }
-            let from: Vec<_> = uploads.iter().map(|&(upload, _)| upload).collect();
-            if from != [id] {
-                quota::merge(&mut tx, &from, id, instance).await?;
-            }
-            // The uploads' rows keep their owner (a foreign key): the owner is there.
-            let Some(stored) = files::insert_all(&mut tx, owner, id, &[file], &claims).await?
-            else {
-                return Ok(None);
-            };
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(stored.into_iter().next())
-        }
-        .await;
-        let stored = ingest::settle(committed, vec![pending], ApiError::UploadLocked).await?;
-        metrics::files_stored(protocol, 1);
-        for (upload, _) in uploads {
-            if let Err(error) = storage.forget_resumable(upload).await {
-                tracing::warn!(%upload, %error, "could not remove an upload's own bytes once it was a file; the sweep will");
-            }
-        }
-        Ok::<_, ApiError>(stored)
-    })
-    .await
-    .map_err(ApiError::internal)?
 }

@@ -97,6 +97,9 @@ pub struct S3Settings {
     /// The longest any request but a download may take in all. A download has no total bound,
     /// only `read_timeout_secs` of silence, so that a slow client's long download finishes.
     pub request_timeout_secs: u64,
+    /// tus concatenation copies the partial uploads into the file's parts inside the bucket
+    /// (UploadPartCopy); off for a provider without it, where concatenation is refused.
+    pub copy_parts: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,7 @@
 
 mod buffer;
 mod client;
+mod copy;
 mod intent;
 mod repair;
 mod writer;
@@ -58,6 +59,8 @@ pub enum OpenError {
         #[source]
         cause: object_store::Error,
     },
+    #[error("could not make the client that copies parts (storage.s3.copy_parts)")]
+    Copier(#[source] reqwest::Error),
 }
 
 /// Where object `id` lives under `prefix`: its id's last two hex digits first, so that keys
@@ -72,6 +75,8 @@ pub struct S3Store {
     client: AmazonS3,
     /// Downloads' (see `reader`).
     reader: AmazonS3,
+    /// Copies parts inside the bucket (`storage.s3.copy_parts`), for concatenations.
+    copier: Option<copy::PartCopier>,
     /// The longest the bucket may keep a download waiting for its answer or its next bytes.
     silence: Duration,
     prefix: String,
@@ -102,6 +107,10 @@ impl S3Store {
         let store = Self {
             client,
             reader: client::reader(settings).map_err(OpenError::Settings)?,
+            copier: match settings.copy_parts {
+                true => Some(copy::PartCopier::new(settings).map_err(OpenError::Copier)?),
+                false => None,
+            },
             silence: client::silence(settings),
             prefix: settings.prefix.clone(),
             part_size,
@@ -141,6 +150,33 @@ impl S3Store {
 
     pub fn create(self: &Arc<Self>, id: Uuid, hold: in_flight::Shared) -> S3Writer {
         S3Writer::new(Arc::clone(self), id, hold)
+    }
+
+    /// Whether parts can be copied inside the bucket (`storage.s3.copy_parts`).
+    pub fn copies(&self) -> bool {
+        self.copier.is_some()
+    }
+
+    /// Copies object `source` whole into part `index` of multipart upload `upload_id` at
+    /// `key`, inside the bucket.
+    pub(super) async fn copy_part(
+        &self,
+        key: &Path,
+        upload_id: &str,
+        index: usize,
+        source: Uuid,
+    ) -> object_store::Result<PartId> {
+        let copier = self
+            .copier
+            .as_ref()
+            .ok_or_else(|| object_store::Error::NotSupported {
+                source: "storage.s3.copy_parts is off".into(),
+            })?;
+        let source = self.key(source);
+        let content_id = copier
+            .copy(&self.client, key, upload_id, index, &source)
+            .await?;
+        Ok(PartId { content_id })
     }
 
     /// Starts the multipart upload a resumable upload's bytes go to.

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{Intent, S3Store, buffer::Buffer};
+use super::{Intent, MIN_PART_SIZE, S3Store, buffer::Buffer, copy::MAX_COPY_PART};
 use crate::{
     base::{in_flight, telemetry},
     storage::{
@@ -52,14 +52,20 @@ impl Parts {
     /// Counts and hashes a batch (on the blocking pool, after the previous one) and adds it to
     /// the part being filled.
     async fn take(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        self.count(batch.clone()).await?;
+        self.part.push(&self.store.budget, batch).await
+    }
+
+    /// Counts and hashes a batch (on the blocking pool, after the previous one) that is in the
+    /// bucket already: a copied part's.
+    async fn count(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         let mut hasher = self.hashed().await?;
-        let to_hash = batch.clone();
+        self.size += batch.iter().map(|chunk| chunk.len() as u64).sum::<u64>();
         self.hashing = Some(Hashing::Running(tokio::task::spawn_blocking(move || {
-            to_hash.iter().for_each(|chunk| hasher.update(chunk));
+            batch.iter().for_each(|chunk| hasher.update(chunk));
             hasher
         })));
-        self.size += batch.iter().map(|chunk| chunk.len() as u64).sum::<u64>();
-        self.part.push(&self.store.budget, batch).await
+        Ok(())
     }
 
     fn is_full(&self) -> bool {
@@ -84,19 +90,44 @@ impl Parts {
             .split_off(&self.store.budget, self.store.part_size)
             .await?;
         self.part = rest;
-        let index = self.sent.len() + self.sending.len();
-        let (store, key, upload_id) = (
-            Arc::clone(&self.store),
-            self.key.clone(),
-            upload_id.to_owned(),
-        );
-        self.sending.push_back(telemetry::spawn(async move {
+        let (index, store, key, upload_id) = self.next_part(upload_id);
+        self.enqueue(async move {
             let _held = held;
             store
                 .client
                 .put_part(&key, &upload_id, index, payload)
                 .await
-        }));
+        })
+        .await
+    }
+
+    /// Starts copying object `source` inside the bucket as the next part.
+    async fn copy(&mut self, upload_id: &str, source: Uuid) -> io::Result<()> {
+        let (index, store, key, upload_id) = self.next_part(upload_id);
+        self.enqueue(async move { store.copy_part(&key, &upload_id, index, source).await })
+            .await
+    }
+
+    /// What a task sending the next part needs: its index and where it goes.
+    fn next_part(
+        &self,
+        upload_id: &str,
+    ) -> (usize, Arc<S3Store>, object_store::path::Path, String) {
+        let index = self.sent.len() + self.sending.len();
+        (
+            index,
+            Arc::clone(&self.store),
+            self.key.clone(),
+            upload_id.to_owned(),
+        )
+    }
+
+    /// Puts a part on its way; waits for the oldest part when too many are.
+    async fn enqueue(
+        &mut self,
+        part: impl Future<Output = object_store::Result<PartId>> + Send + 'static,
+    ) -> io::Result<()> {
+        self.sending.push_back(telemetry::spawn(part));
         while self.sending.len() > self.store.parts_in_flight {
             let oldest = self.sending.pop_front().expect("not empty");
             self.sent.push(oldest.await??);
@@ -138,6 +169,35 @@ impl S3Writer {
             self.parts.send(&upload_id).await?;
         }
         Ok(())
+    }
+
+    /// Copies object `source` of `length` bytes inside the bucket as the object's next part,
+    /// where it can be one: parts are copied here (`storage.s3.copy_parts`), it is no smaller
+    /// than S3's smallest part nor larger than its largest, and the bytes waiting before it
+    /// (sent first) can be a part of their own. `false` if it cannot, and nothing is done: the
+    /// caller writes its bytes instead. After a copy the caller gives its bytes to `count`.
+    pub async fn copy_object(&mut self, source: Uuid, length: u64) -> io::Result<bool> {
+        let waiting = self.parts.part.len();
+        let copyable = self.parts.store.copies()
+            && (MIN_PART_SIZE as u64..=MAX_COPY_PART).contains(&length)
+            && (waiting == 0 || waiting >= MIN_PART_SIZE);
+        if !copyable {
+            return Ok(false);
+        }
+        let upload_id = match &self.intent.upload_id {
+            Some(upload_id) => upload_id.clone(),
+            None => self.start_multipart().await?,
+        };
+        if waiting > 0 {
+            self.parts.send(&upload_id).await?;
+        }
+        self.parts.copy(&upload_id, source).await?;
+        Ok(true)
+    }
+
+    /// Counts and hashes the bytes of an object copied in (`copy_object`).
+    pub async fn count(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
+        self.parts.count(batch).await
     }
 
     /// Sends what is left, completes the object, and returns it with the intent that removes

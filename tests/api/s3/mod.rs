@@ -1,9 +1,11 @@
 //! The S3 backend's own promises, each test against an S3 server of its own: s3s-fs from the
 //! Rust registry (it checks request signatures; `.ci/run` installs it). Aborted multipart
-//! uploads, a killed instance's upload settled by another instance, credentials, readiness.
+//! uploads, a killed instance's upload settled by another instance, credentials, readiness,
+//! concatenation (`concat`).
 //! (The rest of the suite runs against a bucket too: `INTAKE_TEST_S3`, see `.ci/run`.) The
 //! bucket under faults: `faults`.
 
+mod concat;
 mod faults;
 mod killed;
 mod parts;
@@ -23,7 +25,6 @@ use crate::{
     helpers::{
         NOT_INLINE, TestBucket, assert_problem, random_bytes, sha256_hex, test_settings, use_bucket,
     },
-    tus::{Tus, assert_nothing_resumable_left},
 };
 
 #[tokio::test]
@@ -331,42 +332,4 @@ async fn a_resumable_upload_keeps_its_tail_in_its_row_until_it_fills_a_part() {
     assert_eq!(stored["sha256"], sha256_hex(&bytes));
     crate::tus::assert_nothing_resumable_left(&app).await;
     assert_eq!(server.unfinished_parts(), Vec::<PathBuf>::new());
-}
-
-/// A bucket keeps an unfinished upload as parts that cannot be read back before they are
-/// completed, so intake does not concatenate there (yet): it says so at creation, creates
-/// nothing, and leaves `concatenation` out of `Tus-Extension`.
-#[tokio::test]
-async fn a_bucket_refuses_concatenation_and_does_not_announce_it() {
-    let Some(server) = S3Server::start().await else {
-        return;
-    };
-    let app = app_on(&server, |_| {}).await;
-    let tus = Tus::of(&app);
-
-    let options = tus
-        .request(reqwest::Method::OPTIONS, "/tus/")
-        .send()
-        .await
-        .unwrap();
-    let extensions = options.headers()["tus-extension"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    for concat in ["partial", "final;/tus/01a23c00-bf82-72f9-99b5-d2ca5edc4392"] {
-        let refused = tus
-            .request(reqwest::Method::POST, "/tus/")
-            .header("Upload-Length", 10)
-            .header("Upload-Concat", concat)
-            .send()
-            .await
-            .unwrap();
-        let problem = assert_problem(refused, 400, "invalid_request").await;
-        let detail = problem["detail"].as_str().unwrap();
-        assert!(detail.contains("does not concatenate"), "{problem}");
-    }
-
-    assert!(!extensions.contains("concatenation"), "{extensions}");
-    assert!(extensions.contains("termination"), "{extensions}");
-    assert_nothing_resumable_left(&app).await;
 }

@@ -4,7 +4,7 @@
 //! partial uploads concatenated (`concat`).
 //! Real tus clients: `tus_clients`.
 
-mod concat;
+pub mod concat;
 mod interrupted;
 mod protocol;
 

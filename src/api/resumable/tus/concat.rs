@@ -4,24 +4,29 @@
 //!
 //! A partial upload is an upload like any other (owned, counted against its owner's quota,
 //! resumable on any instance, expiring), save that, whole, it stays an upload. The final upload
-//! takes the leases of all its partials, writes their bytes in order into a new object (the
-//! SHA-256 and the content type are computed over the concatenation as it is written: each
-//! partial's own hash state started at its own first byte, and SHA-256 states cannot be joined),
-//! then, in one transaction, writes the file's row, removes the partials' rows and hands their
-//! quota reservations to the file. A final upload interrupted anywhere leaves the partials as
-//! they were, for the client to send it again.
+//! takes the leases of all its partials and writes their bytes in order into a new object, then,
+//! in one transaction, writes the file's row, removes the partials' rows and hands their quota
+//! reservations to the file. A final upload interrupted anywhere leaves the partials as they
+//! were, for the client to send it again.
+//!
+//! The SHA-256 and the content type are computed over the concatenation as it is made: each
+//! partial's own hash state started at its own first byte, and SHA-256 states cannot be joined,
+//! so the partials' bytes are read in order. On disk they are copied into the new file. In a
+//! bucket each partial is first completed into an object of its own (`seal_partial`), then
+//! copied into the new object's parts inside the bucket (UploadPartCopy) where it can be a part
+//! (5 MiB to 5 GiB, after a whole part): only the hash reads its bytes back, and none is sent to
+//! the bucket again. A smaller partial's bytes are written as a part's. The partials' objects go
+//! with their rows.
 
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, http::header::HeaderMap};
 use bytes::Bytes;
-use futures_util::StreamExt;
 
 use super::{PROTOCOL, protocol::UPLOAD_CONCAT, upload};
 use crate::api::resumable::{
-    Resumable,
+    Resumable, commit,
     fields::{self, UPLOAD_LENGTH},
-    receive,
 };
 use crate::{
     access::auth::Owner,
@@ -33,9 +38,6 @@ use crate::{
 
 /// The most partial uploads one final upload may name.
 const MAX_PARTS: usize = 64;
-
-/// Bytes written to the new object at a time.
-const BATCH_BYTES: usize = 1024 * 1024;
 
 /// What `Upload-Concat` asks for at creation.
 pub enum Concat {
@@ -51,7 +53,7 @@ pub fn requested(headers: &HeaderMap, tus: &Resumable) -> Result<Option<Concat>,
     };
     if !tus.ingest.storage.concatenates() {
         return Err(ApiError::InvalidRequest(
-            "this server's storage (S3) does not concatenate uploads (Upload-Concat) yet: send the file as one upload"
+            "this server's bucket does not concatenate uploads (Upload-Concat; storage.s3.copy_parts is off): send the file as one upload"
                 .into(),
         ));
     }
@@ -194,28 +196,23 @@ async fn concatenate(
     let id = uuid::Uuid::now_v7();
     let in_flight = Arc::new(ingest.in_flight.enter());
     let mut writer = ingest.storage.create(id, Arc::clone(&in_flight));
-    let (mut batch, mut batched) = (Vec::<Bytes>::new(), 0);
     for partial in partials {
-        let mut bytes = ingest
+        let (source, length) = (partial.id, partial.received as u64);
+        ingest
             .storage
-            .read_partial(partial.id, partial.received as u64)
+            .seal_partial(source, partial.partial()?)
             .await?;
-        while let Some(chunk) = bytes.next().await {
-            let chunk = chunk?;
+        let bytes = ingest.storage.read_partial(source, length).await?;
+        let observe = |chunk: &Bytes| {
             if !detector.is_ready() {
-                detector.observe(&chunk);
+                detector.observe(chunk);
             }
-            batched += chunk.len();
-            batch.push(chunk);
-            if batched >= BATCH_BYTES {
-                writer.write(std::mem::take(&mut batch)).await?;
-                batched = 0;
-            }
-        }
+        };
+        writer.append_object(source, length, bytes, observe).await?;
     }
     let content_type = detector.content_type();
     ingest.limits.allow.check(&content_type)?;
-    let (written, pending) = writer.finish(batch).await?;
+    let (written, pending) = writer.finish(Vec::new()).await?;
     if written.size != total {
         return Err(ApiError::internal(format!(
             "the partial uploads hold {total} bytes but {} were written",
@@ -231,7 +228,7 @@ async fn concatenate(
         inline: None,
     };
     let leases = partials.iter().map(|p| (p.id, p.lease)).collect();
-    let stored = receive::commit_file(tus, owner.user_id, file, leases, pending, PROTOCOL).await?;
+    let stored = commit::commit_file(tus, owner.user_id, file, leases, pending, PROTOCOL).await?;
     tracing::info!(%id, size = stored.size, parts = partials.len(), "partial uploads concatenated");
     Ok(stored)
 }

@@ -1,6 +1,7 @@
 //! tus 1.0 (https://tus.io/protocols/resumable-upload) under `/tus/`, with the extensions
 //! creation, creation-with-upload, creation-defer-length, termination, checksum, expiration and
-//! (on disk) concatenation: this protocol's headers on the area's resumable core.
+//! concatenation (on disk, and in a bucket that copies parts): this protocol's headers on the
+//! area's resumable core.
 
 mod concat;
 mod protocol;
@@ -156,7 +157,8 @@ async fn options(tus: web::Data<Resumable>) -> HttpResponse {
         (status = 400, body = Problem, content_type = "application/problem+json",
             description = "`invalid_request`: a header is missing or not valid; a final \
                 upload (`Upload-Concat: final;…`) names an upload that is not a whole partial \
-                upload of the caller's; or `Upload-Concat` on S3, which does not concatenate"),
+                upload of the caller's; or `Upload-Concat` on a bucket without part copies \
+                (`storage.s3.copy_parts`)"),
         (status = 412, body = Problem, content_type = "application/problem+json",
             description = "`tus_version_unsupported`", headers(("Tus-Version" = String))),
         (status = 413, body = Problem, content_type = "application/problem+json",
@@ -230,15 +232,6 @@ async fn create(
     let leased = lease(&tus, upload.id, owner).await??;
     match receive::patch(&tus, payload, leased, append).await {
         Ok(patched) => Ok(upload::answer_patch(&mut created, &patched)),
-        // The upload exists even though its first bytes failed: say where, so that the client
-        // can resume or terminate it instead of leaving it to expire.
-        Err(error) => {
-            let mut refused = error.error_response();
-            refused.headers_mut().insert(
-                header::LOCATION,
-                header::HeaderValue::from_str(&location).expect("a path is a header value"),
-            );
-            Ok(refused)
-        }
+        Err(error) => Ok(fields::located(error.error_response(), &location)),
     }
 }
