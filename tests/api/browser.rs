@@ -13,12 +13,13 @@ use crate::{
 
 const MIB: usize = 1024 * 1024;
 
-/// A driver of tests/browser/ under Node with playwright-core, or `None` where the browser or
-/// playwright-core is missing.
+/// A driver of tests/browser/ under Node with playwright-core (and axe-core), or `None` where
+/// the browser or either package is missing.
 fn driver(script: &str) -> Option<Command> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let modules = root.join("target/browser/node_modules");
     installed(&modules.join("playwright-core"))?;
+    installed(&modules.join("axe-core"))?;
     installed(Path::new("/usr/bin/chromium"))?;
     let mut command = Command::new("node");
     command
@@ -67,9 +68,19 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-shots");
     std::fs::create_dir_all(&shots).unwrap();
 
+    // What an operator runs to revoke the token mid-session (the only token in the database).
+    let token_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM api_tokens")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let revoke = serde_json::json!([env!("CARGO_BIN_EXE_intake"), "tokens", "revoke", token_id]);
     let driver = driver
         .args([&app.address, &token])
         .args([files.path(), &shots])
+        .env("REVOKE", revoke.to_string())
+        .env("APP_ENVIRONMENT", "local")
+        .env("APP__DATABASE__URL", app.db_url())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .spawn()
         .expect("node runs");
     let seen = outcome(driver).await;
@@ -127,8 +138,25 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     assert_eq!(seen["usage"], "Using 21 B of 10.0 MiB (10.0 MiB left).");
     assert_eq!(seen["overflow"], 0, "the page is wider than a phone");
     assert_eq!(seen["cspViolations"], serde_json::json!([]));
+    assert_eq!(seen["accessibility"], serde_json::json!([]), "axe-core");
+    assert_eq!(
+        seen["accessibilityNarrow"],
+        serde_json::json!([]),
+        "axe-core"
+    );
+    assert_eq!(
+        seen["revoked"],
+        "Signed out: the bearer token is malformed, unknown, revoked or expired. Sign in again."
+    );
+    assert_eq!(seen["signOutAfterRevoke"], false);
+    assert_eq!(
+        seen["sentAfterRevoke"],
+        "Not stored: sign in with a token first."
+    );
+    assert_eq!(seen["tableAfterRevoke"], false);
 
-    // What the server holds agrees: one file, the right bytes; nothing of the refused one.
+    // What the server holds agrees: one file, the right bytes; nothing of the refused ones.
+    let token = app.token_for("alice", None).await;
     let page: Value = app.get_as(&token, "/files").await.json().await.unwrap();
     let stored = page["files"].as_array().unwrap();
     assert_eq!(stored.len(), 1);

@@ -4,7 +4,9 @@
 //
 //   node page.mjs <base url> <token> <files dir> <screenshots dir>
 // The files dir holds one.txt, two.bin (both small) and big.bin (over the server's limit).
-// PLAYWRIGHT_MODULES: the node_modules folder that holds playwright-core.
+// PLAYWRIGHT_MODULES: the node_modules folder that holds playwright-core and axe-core.
+// REVOKE: the command (a JSON array) an operator runs to revoke the token mid-session.
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
@@ -13,6 +15,17 @@ import { join } from "node:path";
 const { chromium } = createRequire(join(process.env.PLAYWRIGHT_MODULES, "/"))("playwright-core");
 
 const [base, token, files, shots] = process.argv.slice(2);
+const axeSource = await readFile(join(process.env.PLAYWRIGHT_MODULES, "axe-core/axe.min.js"), "utf8");
+
+// What axe-core finds wrong with the page as it is now: each rule broken, with where. Run
+// through the debugger protocol, which the page's CSP does not govern.
+async function accessibilityFaults(page) {
+  await page.evaluate(axeSource);
+  return page.evaluate(async () => {
+    const { violations } = await window.axe.run();
+    return violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+}
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox"],
@@ -83,6 +96,8 @@ try {
   result.retryShown = await failed.locator(".retry").isVisible();
   await page.locator("#overall-state", { hasText: "not stored" }).waitFor();
   result.overall = await page.locator("#overall-state").textContent();
+  // Signed in, files listed, an upload stored and one refused: axe-core finds nothing.
+  result.accessibility = await accessibilityFaults(page);
 
   // Download from the list: the bytes are the file's.
   const [download] = await Promise.all([
@@ -108,7 +123,20 @@ try {
   // A phone's width: nothing wider than the screen.
   await page.setViewportSize({ width: 390, height: 844 });
   result.overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  result.accessibilityNarrow = await accessibilityFaults(page);
   await page.screenshot({ path: join(shots, "page-390.png"), fullPage: true });
+
+  // The token revoked mid-session by an operator: the next request signs the page out, in the
+  // server's words, and the file it tried to send says what to do.
+  const [command, ...args] = JSON.parse(process.env.REVOKE);
+  execFileSync(command, args, { stdio: "ignore" });
+  await page.setInputFiles("#pick", [join(files, "one.txt")]);
+  await page.locator("#who", { hasText: "Signed out" }).waitFor();
+  result.revoked = await page.locator("#who").textContent();
+  result.signOutAfterRevoke = await page.locator("#sign-out").isVisible();
+  result.sentAfterRevoke = await page.locator(".upload.failed .state").textContent();
+  await page.locator("#files-status", { hasText: "Sign in" }).waitFor();
+  result.tableAfterRevoke = await page.locator("#files").isVisible();
   result.cspViolations = violations;
   result.notFound = notFound;
 } finally {

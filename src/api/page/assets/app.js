@@ -140,7 +140,12 @@ function send(file) {
         return;
       }
       row.classList.add("failed");
-      const refused = error.originalResponse?.getStatus() === 401 && !token();
+      const status = error.originalResponse?.getStatus();
+      if (status === 401 && token()) {
+        await signOutRefused(error.originalResponse.getBody());
+        loadFiles();
+      }
+      const refused = status === 401 && !token();
       state.textContent = refused ? "Not stored: sign in with a token first." : `Not stored: ${await tusErrorText(error)}`;
       ended("failed");
       retry.hidden = false;
@@ -219,11 +224,7 @@ async function loadFiles(more = false) {
   const body = await response.text();
   if (!response.ok) {
     $("#files").hidden = true;
-    if (response.status === 401 && token()) {
-      // Revoked or expired since it was accepted: the page is signed out, and says why.
-      sessionStorage.removeItem(TOKEN_KEY);
-      showSignedIn(`Signed out: ${await problemText(401, body)}. Sign in again.`);
-    }
+    if (response.status === 401 && token()) await signOutRefused(body);
     status.textContent = response.status === 401
       ? "Sign in with a token to see your files."
       : await problemText(response.status, body, response.headers.get("Retry-After"));
@@ -300,6 +301,12 @@ function showSignedIn(said) {
   $("#token").value = "";
   $("#token").placeholder = token() ? "signed in" : "intake_…";
   if (said !== undefined) $("#who").textContent = said;
+}
+
+// The token was revoked or expired since it was accepted: the page signs out, and says why.
+async function signOutRefused(body) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  showSignedIn(`Signed out: ${await problemText(401, body)}. Sign in again.`);
 }
 
 // A token is kept only once the server has accepted it (`/me` says whose it is).
