@@ -161,6 +161,7 @@ impl Application {
             web::Data::new(quota),
         );
         let in_flight_data = web::Data::new(in_flight.clone());
+        let sharing = web::Data::new(settings.sharing.clone());
         let upload_routes = web::Data::new(routes::upload_routes());
         let health = web::Data::new(Health {
             timeout: Duration::from_millis(settings.health.timeout_ms.max(1)),
@@ -177,6 +178,7 @@ impl Application {
                 .app_data(rate_limit.clone())
                 .app_data(allowed_hosts.clone())
                 .app_data(resumable_uploads.clone())
+                .app_data(sharing.clone())
                 .app_data(checkouts.clone())
                 .app_data(lessons.clone())
                 .app_data(metrics.clone())

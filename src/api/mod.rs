@@ -27,3 +27,24 @@ pub fn owned(builder: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::Ht
         CacheDirective::NoStore,
     ]))
 }
+
+/// A JSON number without a fractional part: `3` or `3.0`, as JSON Schema's `integer` (and a
+/// JavaScript client's numbers) have it.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let Some(number) =
+        <Option<serde_json::Number> as serde::Deserialize>::deserialize(deserializer)?
+    else {
+        return Ok(None);
+    };
+    let whole = number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|value| value.fract() == 0.0 && value.abs() < 2f64.powi(53))
+            .map(|value| value as i64)
+    });
+    whole
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a whole number")))
+}

@@ -58,6 +58,11 @@ pub enum ApiError {
     UploadLocked,
     #[error("the upload expired and its bytes were removed")]
     UploadExpired,
+    #[error("this share link expired")]
+    LinkExpired,
+    /// The link's `max_downloads`.
+    #[error("this share link has been downloaded the {0} times it allows")]
+    LinkUsedUp(i32),
     #[error("the chunk does not match its Upload-Checksum; nothing of it was kept")]
     ChunkChecksumMismatch,
     #[error("the request body was idle for more than {0} s")]
@@ -158,6 +163,8 @@ impl ApiError {
             Self::BeyondLength(_) => (C::LengthExceeded, S::PAYLOAD_TOO_LARGE),
             Self::UploadLocked => (C::UploadLocked, S::LOCKED),
             Self::UploadExpired => (C::UploadExpired, S::GONE),
+            Self::LinkExpired => (C::LinkExpired, S::GONE),
+            Self::LinkUsedUp(_) => (C::LinkUsedUp, S::GONE),
             // tus's own status for a checksum mismatch.
             Self::ChunkChecksumMismatch => (
                 C::ChunkChecksumMismatch,

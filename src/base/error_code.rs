@@ -39,6 +39,8 @@ codes! {
     LengthExceeded = "length_exceeded",
     UploadLocked = "upload_locked",
     UploadExpired = "upload_expired",
+    LinkExpired = "link_expired",
+    LinkUsedUp = "link_used_up",
     ChunkChecksumMismatch = "chunk_checksum_mismatch",
     UploadTimeout = "upload_timeout",
     NotFound = "not_found",

@@ -33,6 +33,7 @@ mod rate_limit;
 mod readme;
 mod s3;
 mod schemathesis;
+mod sharing;
 mod slow_clients;
 mod startup;
 mod traces;

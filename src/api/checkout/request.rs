@@ -14,7 +14,7 @@ const MAX_SKU_CHARS: usize = 64;
 #[serde(default)]
 struct Input {
     customer_email: Option<String>,
-    #[serde(deserialize_with = "whole_number")]
+    #[serde(deserialize_with = "crate::api::whole_number")]
     amount_cents: Option<i64>,
     currency: Option<String>,
     items: Option<Vec<ItemInput>>,
@@ -24,7 +24,7 @@ struct Input {
 #[serde(default)]
 struct ItemInput {
     sku: Option<String>,
-    #[serde(deserialize_with = "whole_number")]
+    #[serde(deserialize_with = "crate::api::whole_number")]
     quantity: Option<i64>,
 }
 
@@ -64,25 +64,6 @@ impl Order {
         let canonical = serde_json::to_vec(self).expect("an order serializes");
         Sha256::digest(canonical).to_vec()
     }
-}
-
-/// A JSON number without a fractional part: `3` or `3.0`, as JSON Schema's `integer` (and a
-/// JavaScript client's numbers) have it.
-fn whole_number<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<i64>, D::Error> {
-    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
-        return Ok(None);
-    };
-    let whole = number.as_i64().or_else(|| {
-        number
-            .as_f64()
-            .filter(|value| value.fract() == 0.0 && value.abs() < 2f64.powi(53))
-            .map(|value| value as i64)
-    });
-    whole
-        .map(Some)
-        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a whole number")))
 }
 
 pub fn parse(body: &[u8]) -> Result<Order, ApiError> {

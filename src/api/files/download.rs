@@ -21,7 +21,7 @@ use crate::{
     api::openapi::responses::{Authenticated, NotFound},
     base::{error::ApiError, problem::Problem},
     catalog::record::{self, FileRecord},
-    storage::Storage,
+    storage::{ByteStream, Storage},
 };
 
 /// A file's bytes, with its stored `Content-Type`, a strong `ETag` (its SHA-256),
@@ -54,10 +54,27 @@ pub async fn content(
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
     let record = super::find(&pool, owner, *id).await?;
+    serve(&req, &record, &pool, &storage, None).await
+}
+
+/// What a download that reaches the file's end runs before its last bytes go out.
+pub type WholeSent = futures_util::future::BoxFuture<'static, ()>;
+
+/// The answer to a download of `record`, as `GET`/`HEAD /files/{id}/content` gives it; `whole`
+/// runs when a `GET`'s body reaches the file's last byte (a whole file, or the range that ends a
+/// resumed download), before its last chunk is handed to the connection: a client that has the
+/// whole body has been counted, and one cut off earlier has not.
+pub async fn serve(
+    req: &HttpRequest,
+    record: &FileRecord,
+    pool: &PgPool,
+    storage: &Storage,
+    whole: Option<WholeSent>,
+) -> Result<HttpResponse, ApiError> {
     let etag = EntityTag::new_strong(record.sha256_hex());
     let last_modified = HttpDate::from(SystemTime::from(record.created_at));
 
-    if not_modified(&req, &etag) {
+    if not_modified(req, &etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header(header::ETag(etag))
             .insert_header(header::LastModified(last_modified))
@@ -65,7 +82,7 @@ pub async fn content(
     }
 
     let size = record.size as u64;
-    let range = match requested_range(&req, &etag, last_modified) {
+    let range = match requested_range(req, &etag, last_modified) {
         None => None,
         Some(spec) => match spec.to_satisfiable_range(size) {
             Some(range) => Some(range),
@@ -81,7 +98,7 @@ pub async fn content(
     let bytes = if req.method() == Method::HEAD {
         futures_util::stream::empty().boxed()
     } else if record.inline {
-        let Some(bytes) = record::read_inline(&pool, record.id, start, length).await? else {
+        let Some(bytes) = record::read_inline(pool, record.id, start, length).await? else {
             return Err(ApiError::NotFound("file"));
         };
         futures_util::stream::once(async { Ok(bytes::Bytes::from(bytes)) }).boxed()
@@ -93,6 +110,17 @@ pub async fn content(
             }
             other => other?,
         }
+    };
+    let bytes = match whole {
+        Some(whole) if req.method() == Method::GET && start + length == size => {
+            if length == 0 {
+                whole.await;
+                bytes
+            } else {
+                reaching_the_end(bytes, length, whole)
+            }
+        }
+        _ => bytes,
     };
     let body = SizedStream::new(length, bytes);
 
@@ -112,11 +140,29 @@ pub async fn content(
         .insert_header(header::ETag(etag))
         .insert_header(header::LastModified(last_modified))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::CONTENT_DISPOSITION, attachment(&record)))
+        .insert_header((header::CONTENT_DISPOSITION, attachment(record)))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         // Even if a browser were made to render the file, it gets no origin and no scripts.
         .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"))
         .body(body))
+}
+
+/// `bytes` (`length` of them), the chunk that brings the last held back until `whole` has run.
+fn reaching_the_end(bytes: ByteStream, length: u64, whole: WholeSent) -> ByteStream {
+    let state = (bytes, 0, Some(whole));
+    futures_util::stream::unfold(state, move |(mut bytes, mut sent, mut whole)| async move {
+        let chunk = bytes.next().await?;
+        if let Ok(chunk) = &chunk {
+            sent += chunk.len() as u64;
+            if sent >= length
+                && let Some(whole) = whole.take()
+            {
+                whole.await;
+            }
+        }
+        Some((chunk, (bytes, sent, whole)))
+    })
+    .boxed()
 }
 
 /// `If-None-Match` uses the weak comparison (RFC 9110 §13.1.2).

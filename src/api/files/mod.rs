@@ -1,6 +1,9 @@
-//! Listing, reading and deleting stored files.
+//! Listing, reading and deleting stored files, and sharing them: share links made by a file's
+//! owner (`links`), through which anyone downloads it without a token (`shared`).
 
 mod download;
+mod links;
+mod shared;
 
 use actix_web::{HttpResponse, middleware::from_fn, web};
 use serde::{Deserialize, Serialize};
@@ -12,6 +15,7 @@ use crate::{
     access::{
         auth::{self, Owner},
         quota::{self, Quota},
+        rate_limit,
     },
     api::{
         self,
@@ -56,6 +60,36 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .wrap(from_fn(auth::identify)),
         )
         .with(download::__path_content),
+    )
+    .service(
+        Documented::new(
+            "/files/{id}/links",
+            web::resource("/files/{id}/links")
+                .route(web::post().to(links::create))
+                .route(web::get().to(links::list))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(links::__path_create)
+        .with(links::__path_list),
+    )
+    .service(
+        Documented::new(
+            "/files/{id}/links/{link}",
+            web::resource("/files/{id}/links/{link}")
+                .route(web::delete().to(links::revoke))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(links::__path_revoke),
+    )
+    .service(
+        Documented::new(
+            "/shared/{secret}",
+            web::resource("/shared/{secret}")
+                .route(web::get().to(shared::content))
+                .route(web::head().to(shared::content))
+                .wrap(from_fn(rate_limit::by_address)),
+        )
+        .with(shared::__path_content),
     );
 }
 

@@ -21,6 +21,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub upload: UploadSettings,
     pub tus: TusSettings,
+    pub sharing: SharingSettings,
     pub checkout: CheckoutSettings,
     pub lessons: LessonSettings,
     pub log: LogSettings,

@@ -102,6 +102,15 @@ pub struct S3Settings {
     pub copy_parts: bool,
 }
 
+/// Share links (`/files/{id}/links`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SharingSettings {
+    /// The longest a link may live; 0 = no bound, and a link may live until it is revoked.
+    pub max_expiry_secs: u64,
+    /// A link's lifetime when its creation names none; 0 = until revoked (only with no bound).
+    pub default_expiry_secs: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct UploadSettings {
     pub max_file_bytes: u64,
