@@ -51,6 +51,9 @@ enum Command {
     /// Upload files to a running intake with the resumable protocol (tus): progress bars, and
     /// an interrupted upload continues where it stopped on the next run.
     Upload(client::UploadArgs),
+    /// Make a share link for one of your files: a URL that downloads it without a token until
+    /// it expires.
+    Share(client::ShareArgs),
 }
 
 #[actix_web::main]
@@ -58,8 +61,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
     // The client needs nothing of the server's configuration: its flags and INTAKE_* only.
-    if let Command::Upload(args) = command {
-        return exit(client::upload(args).await);
+    match command {
+        Command::Upload(args) => return exit(client::upload(args).await),
+        Command::Share(args) => return exit(client::share(args).await),
+        _ => {}
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
@@ -72,7 +77,7 @@ async fn main() -> ExitCode {
         Command::Users { command } => {
             exit(admin::users(command, &settings.database, &mut std::io::stdout()).await)
         }
-        Command::Upload(_) => unreachable!("answered above"),
+        Command::Upload(_) | Command::Share(_) => unreachable!("answered above"),
         Command::Openapi => {
             print!("{}", routes::render(&settings));
             ExitCode::SUCCESS

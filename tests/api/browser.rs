@@ -134,6 +134,18 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     );
     assert_eq!(seen["downloadedName"], "one.txt");
     assert_eq!(seen["downloadedSha256"], sha256_hex(&one));
+    let label = seen["sharedLabel"].as_str().unwrap();
+    assert!(
+        label.starts_with("Anyone with this link can download one.txt until "),
+        "{label}"
+    );
+    let url = seen["sharedUrl"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/shared/", app.address)),
+        "{url}"
+    );
+    assert_eq!(seen["sharedName"], "one.txt");
+    assert_eq!(seen["sharedSha256"], sha256_hex(&one));
     assert_eq!(seen["afterDelete"], serde_json::json!(["one.txt"]));
     assert_eq!(seen["usage"], "Using 21 B of 10.0 MiB (10.0 MiB left).");
     assert_eq!(seen["overflow"], 0, "the page is wider than a phone");

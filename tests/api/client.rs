@@ -251,3 +251,60 @@ async fn giving_up_tells_how_many_attempts_failed() {
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("after 1 failed attempt in a row"), "{said}");
 }
+
+#[tokio::test]
+async fn intake_share_prints_a_link_that_downloads_without_a_token() {
+    let app = spawn_app_with(|s| s.auth.enabled = true).await;
+    let token = app.user_with_token("ada").await;
+    let bytes = random_bytes(200_000, 3);
+    let part = crate::helpers::file_part("handover.bin", bytes.clone(), None);
+    let stored: Value = app.upload_as(&token, part).await.json().await.unwrap();
+    let share = |file: &str, expires_in: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
+        command
+            .args([
+                "share",
+                file,
+                "--expires-in",
+                expires_in,
+                "--max-downloads",
+                "2",
+            ])
+            .args(["--url", &app.address, "--json"])
+            .env("INTAKE_TOKEN", &token)
+            .output()
+    };
+
+    let output = share(stored["id"].as_str().unwrap(), "1d").await.unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let link: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(link["max_downloads"], 2);
+    let url = link["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/shared/", app.address)),
+        "{url}"
+    );
+    let downloaded = reqwest::get(url).await.unwrap();
+    assert_eq!(downloaded.status(), 200);
+    assert_eq!(
+        sha256_hex(&downloaded.bytes().await.unwrap()),
+        sha256_hex(&bytes)
+    );
+
+    // Refused in the server's words, and nothing printed on stdout.
+    let refused = share(stored["id"].as_str().unwrap(), "forever")
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("422") && said.contains("expires_in"),
+        "{said}"
+    );
+}

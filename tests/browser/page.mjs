@@ -107,6 +107,22 @@ try {
   result.downloadedName = download.suggestedFilename();
   result.downloadedSha256 = createHash("sha256").update(await readFile(await download.path())).digest("hex");
 
+  // Shared: a second browser, with no token, downloads it through the link.
+  await page.getByRole("button", { name: "Share one.txt" }).click();
+  await page.locator("#shared").waitFor();
+  result.sharedLabel = await page.locator("#shared-label").textContent();
+  const sharedUrl = await page.locator("#shared-url").inputValue();
+  result.sharedUrl = sharedUrl;
+  const visitor = await browser.newContext({ acceptDownloads: true });
+  const visit = await visitor.newPage();
+  const [shared] = await Promise.all([
+    visit.waitForEvent("download"),
+    visit.goto(sharedUrl).catch(() => {}),
+  ]);
+  result.sharedName = shared.suggestedFilename();
+  result.sharedSha256 = createHash("sha256").update(await readFile(await shared.path())).digest("hex");
+  await visitor.close();
+
   // Delete, confirmed.
   page.once("dialog", (dialog) => dialog.accept());
   await page.getByRole("button", { name: "Delete two.bin" }).click();

@@ -1,11 +1,13 @@
 //! `intake upload FILE…`: a tus client for the command line. Each file is sent in chunks, with
 //! a progress bar; an interrupted upload is remembered (`resume`) and continued by the next
 //! run, on whichever instance `--url` reaches; network errors and busy answers are retried
-//! with backoff. At the end the server's SHA-256 is compared with the file's own.
+//! with backoff. At the end the server's SHA-256 is compared with the file's own. And
+//! `intake share FILE-ID`, a share link for a stored file (`share`).
 
 mod body;
 mod progress;
 mod resume;
+mod share;
 mod transfer;
 
 use std::{path::PathBuf, time::Duration};
@@ -13,7 +15,10 @@ use std::{path::PathBuf, time::Duration};
 use secrecy::SecretString;
 use serde_json::Value;
 
-pub use self::transfer::UploadError;
+pub use self::{
+    share::{ShareArgs, ShareError, share},
+    transfer::UploadError,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct UploadArgs {

@@ -263,6 +263,7 @@ function fileRow(file) {
     actions.append(b, " ");
   };
   button("Download", file.filename, () => download(file));
+  button("Share", file.filename, () => share(file));
   button("Delete", file.filename, () => remove(file, row));
   row.append(actions);
   return row;
@@ -281,6 +282,26 @@ async function download(file) {
   link.download = file.filename;
   link.click();
   URL.revokeObjectURL(link.href);
+}
+
+// A share link: anyone holding it downloads the file without a token, for seven days.
+async function share(file) {
+  const response = await fetch(`/files/${file.id}/links`, {
+    method: "POST",
+    headers: { ...authHeaders(), "Content-Type": "application/json" },
+    body: JSON.stringify({ expires_in: "7d" }),
+  });
+  const body = await response.text();
+  if (!response.ok) {
+    $("#files-status").textContent = await problemText(response.status, body);
+    return;
+  }
+  const link = JSON.parse(body);
+  const until = new Date(link.expires_at).toLocaleString();
+  $("#shared-label").textContent = `Anyone with this link can download ${file.filename} until ${until}, without a token:`;
+  $("#shared-url").value = new URL(link.url, location.origin).href;
+  $("#shared").hidden = false;
+  $("#shared-url").select();
 }
 
 async function remove(file, row) {
@@ -331,6 +352,15 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     showSignedIn("Signed out.");
     loadFiles();
+  });
+  $("#copy-shared").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("#shared-url").value);
+      $("#files-status").textContent = "Link copied.";
+    } catch (_) {
+      $("#shared-url").select();
+      $("#files-status").textContent = "Select the link and copy it.";
+    }
   });
   $("#pick").addEventListener("change", (event) => {
     for (const file of event.target.files) send(file);
