@@ -121,6 +121,14 @@ try {
   ]);
   result.sharedName = shared.suggestedFilename();
   result.sharedSha256 = createHash("sha256").update(await readFile(await shared.path())).digest("hex");
+  // Its list says who came (once the page asks again), and Revoke ends it for the visitor.
+  await page.getByRole("button", { name: "Share one.txt" }).click();
+  await page.locator("#links li").nth(1).waitFor();
+  result.linkList = await page.locator("#links li").allTextContents();
+  await page.getByRole("button", { name: /^Revoke/ }).first().click();
+  await page.locator("#files-status", { hasText: "Link revoked" }).waitFor();
+  result.linksAfterRevoke = await page.locator("#links li").count();
+  result.revokedStatus = (await visit.goto(sharedUrl)).status();
   await visitor.close();
 
   // Delete, confirmed.

@@ -300,8 +300,46 @@ async function share(file) {
   const until = new Date(link.expires_at).toLocaleString();
   $("#shared-label").textContent = `Anyone with this link can download ${file.filename} until ${until}, without a token:`;
   $("#shared-url").value = new URL(link.url, location.origin).href;
+  $("#shared").dataset.link = link.id;
   $("#shared").hidden = false;
   $("#shared-url").select();
+  showLinks(file);
+}
+
+// Every link of the file: until when, how often downloaded, and a way to revoke it.
+async function showLinks(file) {
+  const response = await fetch(`/files/${file.id}/links`, { headers: authHeaders() });
+  const body = await response.text();
+  const list = $("#links");
+  if (!response.ok) {
+    $("#files-status").textContent = await problemText(response.status, body);
+    return;
+  }
+  list.replaceChildren();
+  for (const link of JSON.parse(body)) {
+    const item = document.createElement("li");
+    const until = link.expires_at ? new Date(link.expires_at).toLocaleString() : "revoked";
+    const limit = link.max_downloads === null ? "" : ` of ${link.max_downloads}`;
+    const noun = link.downloads === 1 && !limit ? "download" : "downloads";
+    item.textContent = `Until ${until} · ${link.downloads}${limit} ${noun} `;
+    const revoke = document.createElement("button");
+    revoke.type = "button";
+    revoke.textContent = "Revoke";
+    revoke.setAttribute("aria-label", `Revoke the link made ${new Date(link.created_at).toLocaleString()}`);
+    revoke.addEventListener("click", async () => {
+      const revoked = await fetch(`/files/${file.id}/links/${link.id}`, { method: "DELETE", headers: authHeaders() });
+      $("#files-status").textContent = revoked.ok
+        ? "Link revoked: it no longer downloads anything."
+        : await problemText(revoked.status, await revoked.text());
+      if (revoked.ok && $("#shared").dataset.link === link.id) {
+        $("#shared-label").textContent = `That link to ${file.filename} is revoked.`;
+        $("#shared-url").value = "";
+      }
+      showLinks(file);
+    });
+    item.append(revoke);
+    list.append(item);
+  }
 }
 
 async function remove(file, row) {
