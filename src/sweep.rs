@@ -1,6 +1,7 @@
 //! The sweep: one pass, at start-up and then periodically, over what interrupted work left
 //! behind. In turn: the storage's own pass (objects without rows, rows' objects half-moved),
-//! the resumable uploads that expired, and the quota reservations of instances that are gone.
+//! the resumable uploads that expired, the files whose lifetime is over, and the quota
+//! reservations of instances that are gone.
 //! Each part knows only its own: the storage knows bytes, the resumable uploads their rows, the
 //! quota its reservations.
 
@@ -12,6 +13,7 @@ use tracing::Instrument;
 use crate::{
     access::quota,
     base::telemetry::{self, metrics},
+    catalog::lifetimes,
     resumable::expiry,
     storage::{RepairError, Repaired, Storage},
 };
@@ -32,9 +34,11 @@ async fn run(storage: &Storage, pool: &PgPool) -> Result<Repaired, RepairError> 
         .await?;
     let (report, alive) = storage.repair(pool).await?;
     let expired = expiry::expire(storage, pool).await?;
+    let lived = lifetimes::delete_expired(storage, pool).await?;
     metrics::sweep_actions("kept", report.kept);
     metrics::sweep_actions("removed", report.removed);
     metrics::sweep_actions("expired", expired);
+    metrics::sweep_actions("lifetime_over", lived);
     let released = quota::release_dead(pool, &alive, listed_at).await?;
     if released > 0 {
         tracing::info!(

@@ -48,3 +48,46 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(
         .map(Some)
         .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a whole number")))
 }
+
+/// A lifetime as `expires_in` writes it: a whole number of 1 to 4 digits (not 0) and its unit,
+/// `s`, `m`, `h`, `d` or `w` (so at most 9999 weeks).
+pub fn lifetime(text: &str) -> Option<std::time::Duration> {
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    let digits = &text[..text.len() - 1];
+    let valid = (1..=4).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    let count: u64 = digits.parse().ok().filter(|_| valid)?;
+    Some(std::time::Duration::from_secs(count * unit))
+}
+
+/// A request body that is a JSON object, as `T`: `400` when it is not JSON; `422` naming the
+/// field when it is not an object or not a `T`. `None` for an empty body or `null`.
+pub fn json_object<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<Option<T>, crate::base::error::ApiError> {
+    use crate::base::{error::ApiError, error_code::FieldError};
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|error| {
+        ApiError::InvalidRequest(format!("the body is not valid JSON: {error}"))
+    })?;
+    let invalid = |field: String, message: String| {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    };
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Object(_) => serde_path_to_error::deserialize(value)
+            .map(Some)
+            .map_err(|e| invalid(e.path().to_string(), e.into_inner().to_string())),
+        _ => Err(invalid(".".into(), "must be a JSON object".into())),
+    }
+}

@@ -56,7 +56,8 @@ pub async fn create(
         LinkRecord,
         r#"
         INSERT INTO share_links (id, file_id, secret_hash, expires_at, max_downloads)
-        SELECT $1, id, $3, $4, $5 FROM files WHERE id = $2 AND owner_id = $6
+        SELECT $1, id, $3, $4, $5 FROM files
+        WHERE id = $2 AND owner_id = $6 AND (expires_at IS NULL OR expires_at > now())
         RETURNING id, file_id, created_at, expires_at, max_downloads, downloads
         "#,
         Uuid::now_v7(),
@@ -82,6 +83,7 @@ pub async fn list(
         SELECT l.id, l.file_id, l.created_at, l.expires_at, l.max_downloads, l.downloads
         FROM share_links l JOIN files f ON f.id = l.file_id
         WHERE l.file_id = $1 AND f.owner_id = $2
+          AND (f.expires_at IS NULL OR f.expires_at > now())
         ORDER BY l.created_at, l.id
         "#,
         file_id,
@@ -122,9 +124,10 @@ pub async fn shared(
     let row = sqlx::query!(
         r#"
         SELECT l.id, l.file_id, l.created_at AS link_created_at, l.expires_at, l.max_downloads,
-               l.downloads, f.filename, f.content_type, f.size, f.sha256, f.created_at, f.inline
+               l.downloads, f.filename, f.content_type, f.size, f.sha256, f.created_at, f.inline,
+               f.expires_at AS file_expires_at
         FROM share_links l JOIN files f ON f.id = l.file_id
-        WHERE l.secret_hash = $1
+        WHERE l.secret_hash = $1 AND (f.expires_at IS NULL OR f.expires_at > now())
         "#,
         hash.as_slice()
     )
@@ -147,6 +150,7 @@ pub async fn shared(
             sha256: row.sha256,
             created_at: row.created_at,
             inline: row.inline,
+            expires_at: row.file_expires_at,
         };
         (link, file)
     }))

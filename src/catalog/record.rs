@@ -15,6 +15,8 @@ pub struct FileRecord {
     pub created_at: OffsetDateTime,
     /// Kept in `file_contents`, not in the storage backend.
     pub inline: bool,
+    /// When the file goes by itself (`PATCH /files/{id}`); `None`: until deleted.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// A file whose bytes are stored, or are to be stored with its row (`inline`), and whose row is
@@ -39,6 +41,7 @@ pub struct NewFile {
     "size": 48213,
     "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     "created_at": "2026-11-24T05:01:57.008694Z",
+    "expires_at": null,
     "url": "/files/019a6b2c-7d1e-7f3a-9c4b-2e5f8a1d3c6b/content"
 }))]
 pub struct FileObject {
@@ -50,6 +53,9 @@ pub struct FileObject {
     pub sha256: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When the file goes by itself; `null`: until it is deleted.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
     pub url: String,
 }
 
@@ -70,6 +76,7 @@ impl FileRecord {
             size: self.size,
             sha256: self.sha256_hex(),
             created_at: self.created_at,
+            expires_at: self.expires_at,
             url: format!("{}/content", self.location()),
         }
     }
@@ -151,6 +158,7 @@ impl NewFile {
             sha256: self.sha256.to_vec(),
             created_at,
             inline: self.inline.is_some(),
+            expires_at: None,
         }
     }
 }
@@ -258,11 +266,36 @@ pub async fn find(pool: &PgPool, owner: i64, id: Uuid) -> Result<Option<FileReco
     sqlx::query_as!(
         FileRecord,
         r#"
-        SELECT id, filename, content_type, size, sha256, created_at, inline FROM files
-        WHERE id = $1 AND owner_id = $2
+        SELECT id, filename, content_type, size, sha256, created_at, inline, expires_at
+        FROM files
+        WHERE id = $1 AND owner_id = $2 AND (expires_at IS NULL OR expires_at > now())
         "#,
         id,
         owner
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Sets when `owner`'s file `id` goes by itself (`None`: until deleted); the file as it now is,
+/// or `None` when there is no such file (or it has expired already).
+#[tracing::instrument(name = "db.set_file_expiry", skip_all, fields(owner, file_id = %id))]
+pub async fn set_expiry(
+    pool: &PgPool,
+    owner: i64,
+    id: Uuid,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<Option<FileRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        FileRecord,
+        r#"
+        UPDATE files SET expires_at = $3
+        WHERE id = $1 AND owner_id = $2 AND (expires_at IS NULL OR expires_at > now())
+        RETURNING id, filename, content_type, size, sha256, created_at, inline, expires_at
+        "#,
+        id,
+        owner,
+        expires_at
     )
     .fetch_optional(pool)
     .await
@@ -307,8 +340,9 @@ pub async fn list(
     sqlx::query_as!(
         FileRecord,
         r#"
-        SELECT id, filename, content_type, size, sha256, created_at, inline FROM files
-        WHERE owner_id = $1
+        SELECT id, filename, content_type, size, sha256, created_at, inline, expires_at
+        FROM files
+        WHERE owner_id = $1 AND (expires_at IS NULL OR expires_at > now())
           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
         ORDER BY created_at DESC, id DESC
         LIMIT $4

@@ -74,6 +74,7 @@ mod tests {
             min_rate_grace_secs: 5,
             allowed_content_types: Vec::new(),
             max_in_flight_per_user: 0,
+            max_lifetime_secs: 0,
         }
     }
 

@@ -148,8 +148,14 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     assert_eq!(seen["sharedSha256"], sha256_hex(&one));
     let links = seen["linkList"].as_array().unwrap();
     assert_eq!(links.len(), 2, "{links:?}");
-    assert!(links[0].as_str().unwrap().contains("· 1 download "), "{links:?}");
-    assert!(links[1].as_str().unwrap().contains("· 0 downloads"), "{links:?}");
+    assert!(
+        links[0].as_str().unwrap().contains("· 1 download "),
+        "{links:?}"
+    );
+    assert!(
+        links[1].as_str().unwrap().contains("· 0 downloads"),
+        "{links:?}"
+    );
     assert_eq!(seen["linksAfterRevoke"], 1);
     assert_eq!(seen["revokedStatus"], 404);
     assert_eq!(seen["afterDelete"], serde_json::json!(["one.txt"]));

@@ -24,6 +24,7 @@ mod hosts;
 mod ietf;
 mod layers;
 mod lessons;
+mod lifetimes;
 mod load;
 mod metrics;
 mod page;

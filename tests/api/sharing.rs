@@ -6,7 +6,8 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    NOT_INLINE, TestApp, assert_problem, file_part, random_bytes, sha256_hex, spawn_app_with,
+    NOT_INLINE, TestApp, assert_invalid_field, assert_problem, assert_refuses_what_is_not_json,
+    file_part, random_bytes, sha256_hex, spawn_app_with,
 };
 
 async fn app() -> TestApp {
@@ -245,21 +246,10 @@ async fn only_the_owner_makes_lists_and_revokes_links_and_bad_requests_are_refus
         (json!([null, null]), "object"),
     ] {
         let refused = make_link(&app, &ada, &file, body.clone()).await;
-        let problem = assert_problem(refused, 422, "invalid_request").await;
-        assert!(
-            problem["errors"].to_string().contains(field),
-            "{body}: {problem}"
-        );
+        assert_invalid_field(refused, field, &body).await;
     }
-    let not_json = app
-        .client
-        .post(app.url(&format!("/files/{file}/links")))
-        .bearer_auth(&ada)
-        .body("{")
-        .send()
-        .await
-        .unwrap();
-    assert_problem(not_json, 400, "invalid_request").await;
+    let url = app.url(&format!("/files/{file}/links"));
+    assert_refuses_what_is_not_json(app.client.post(url).bearer_auth(&ada)).await;
     // `null` takes the defaults, as no body does.
     link(&app, &ada, &file, Value::Null).await;
     // Nothing was made by the refusals; the links still work.

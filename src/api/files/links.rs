@@ -101,7 +101,8 @@ pub async fn create(
     sharing: web::Data<SharingSettings>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let asked = parse(&body)?;
+    // Nothing, or `null`, takes the defaults.
+    let asked: NewLink = api::json_object(&body)?.unwrap_or_default();
     let (expires_at, max_downloads) = validate(&asked, &sharing)?;
     let (secret, hash) = links::new_secret().map_err(ApiError::internal)?;
     let link = links::create(&pool, owner.user_id, *id, &hash, expires_at, max_downloads)
@@ -110,25 +111,6 @@ pub async fn create(
     Ok(api::owned(&mut HttpResponse::Created())
         .insert_header((header::LOCATION, format!("/files/{}/links/{}", id, link.id)))
         .json(LinkObject::of(&link, Some(&secret))))
-}
-
-/// The body: a JSON object, or nothing (or `null`) for the defaults.
-fn parse(body: &[u8]) -> Result<NewLink, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(NewLink::default());
-    }
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|error| {
-        ApiError::InvalidRequest(format!("the body is not valid JSON: {error}"))
-    })?;
-    let invalid = |field: String, message: String| {
-        ApiError::Validation(vec![FieldError::new(field, message)])
-    };
-    match value {
-        serde_json::Value::Null => Ok(NewLink::default()),
-        serde_json::Value::Object(_) => serde_path_to_error::deserialize(value)
-            .map_err(|e| invalid(e.path().to_string(), e.into_inner().to_string())),
-        _ => Err(invalid(".".into(), "must be a JSON object".into())),
-    }
 }
 
 /// The link's expiry and limit, within the operator's bounds.
@@ -140,7 +122,7 @@ fn validate(
     let lifetime = match &asked.expires_in {
         None => Some(Duration::from_secs(default_lifetime(sharing))),
         Some(text) => {
-            let lifetime = lifetime(text);
+            let lifetime = api::lifetime(text);
             if lifetime.is_none() {
                 let why = "is not a lifetime such as `30m`, `12h`, `7d` or `2w`";
                 errors.push(FieldError::new("expires_in", why));
@@ -173,25 +155,6 @@ fn validate(
         .filter(|lifetime| !lifetime.is_zero())
         .map(|lifetime| OffsetDateTime::now_utc() + lifetime);
     Ok((expires_at, max_downloads))
-}
-
-/// A lifetime as `expires_in` writes it: a whole number of 1 to 4 digits (not 0) and its unit,
-/// `s`, `m`, `h`, `d` or `w` (so at most 9999 weeks).
-fn lifetime(text: &str) -> Option<Duration> {
-    let unit = match text.chars().last()? {
-        's' => 1,
-        'm' => 60,
-        'h' => 3_600,
-        'd' => 86_400,
-        'w' => 604_800,
-        _ => return None,
-    };
-    let digits = &text[..text.len() - 1];
-    let valid = (1..=4).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
-    let count: u64 = digits.parse().ok().filter(|_| valid)?;
-    Some(Duration::from_secs(count * unit))
 }
 
 /// The lifetime of a link whose creation names none, in seconds: the default, within the
@@ -296,7 +259,7 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(lifetime("2w"), Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(api::lifetime("2w"), Some(Duration::from_secs(14 * 86_400)));
         assert!(validate(&asked(Some("30d"), Some(0)), &bounded).is_err());
         assert!(validate(&asked(Some("30d"), Some(1 << 40)), &bounded).is_err());
         let (_, max) = validate(&asked(Some("1h"), Some(3)), &bounded).unwrap();

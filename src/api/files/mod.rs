@@ -2,6 +2,7 @@
 //! owner (`links`), through which anyone downloads it without a token (`shared`).
 
 mod download;
+mod lifetime;
 mod links;
 mod shared;
 
@@ -45,10 +46,12 @@ pub fn routes(cfg: &mut ServiceConfig) {
             "/files/{id}",
             web::resource("/files/{id}")
                 .route(web::get().to(metadata))
+                .route(web::patch().to(lifetime::update))
                 .route(web::delete().to(delete))
                 .wrap(from_fn(auth::identify)),
         )
         .with(__path_metadata)
+        .with(lifetime::__path_update)
         .with(__path_delete),
     )
     .service(

@@ -116,7 +116,7 @@ fn describe() {
     describe_counter!("intake_sweep_runs_total", "Storage sweeps run, by outcome");
     describe_counter!(
         "intake_sweep_actions_total",
-        "What sweeps did: objects kept or removed, resumable uploads expired"
+        "What sweeps did: objects kept or removed, resumable uploads expired, files whose lifetime was over deleted"
     );
     describe_gauge!(
         "intake_db_pool_connections",
@@ -327,7 +327,7 @@ pub fn sweep_run(outcome: &'static str) {
     counter!("intake_sweep_runs_total", "outcome" => outcome).increment(1);
 }
 
-/// `action`: `kept`, `removed` or `expired`.
+/// `action`: `kept`, `removed`, `expired` or `lifetime_over`.
 pub fn sweep_actions(action: &'static str, count: usize) {
     if count > 0 {
         counter!("intake_sweep_actions_total", "action" => action).increment(count as u64);

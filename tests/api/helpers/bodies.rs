@@ -85,3 +85,16 @@ pub async fn cut_request(
     stream.write_all(sent).await.unwrap();
     stream.shutdown().await.unwrap();
 }
+
+/// Asserts `422 invalid_request` whose field errors name `field` (`asked`: what was sent).
+pub async fn assert_invalid_field(response: Response, field: &str, asked: &serde_json::Value) {
+    let problem = assert_problem(response, 422, "invalid_request").await;
+    let errors = problem["errors"].to_string();
+    assert!(errors.contains(field), "{asked}: {problem}");
+}
+
+/// Sends `request` with a body that is not JSON; asserts `400 invalid_request`.
+pub async fn assert_refuses_what_is_not_json(request: reqwest::RequestBuilder) {
+    let response = request.body("{").send().await.unwrap();
+    assert_problem(response, 400, "invalid_request").await;
+}
