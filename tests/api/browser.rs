@@ -157,6 +157,18 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
         "{links:?}"
     );
     assert_eq!(seen["linksAfterRevoke"], 1);
+    // The link left is the one made to last a day.
+    let lasts: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - created_at)::float8 FROM share_links",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!((86_399.0..=86_401.0).contains(&lasts), "{lasts}");
+    assert_eq!(
+        seen["goes"],
+        serde_json::json!(["when deleted", "when deleted"])
+    );
     assert_eq!(seen["revokedStatus"], 404);
     assert_eq!(seen["afterDelete"], serde_json::json!(["one.txt"]));
     assert_eq!(seen["usage"], "Using 21 B of 10.0 MiB (10.0 MiB left).");

@@ -87,6 +87,7 @@ try {
   result.progress = await page.locator(".upload progress").evaluateAll((bars) => bars.map((b) => b.value));
   await page.locator("#files tbody tr", { hasText: "two.bin" }).waitFor();
   result.listed = await page.locator("#files tbody tr td:first-child").allTextContents();
+  result.goes = await page.locator("#files tbody tr td:nth-child(4)").allTextContents();
 
   // A file over the limit: the server's reason, next to it.
   await page.setInputFiles("#pick", [join(files, "big.bin")]);
@@ -122,6 +123,7 @@ try {
   result.sharedName = shared.suggestedFilename();
   result.sharedSha256 = createHash("sha256").update(await readFile(await shared.path())).digest("hex");
   // Its list says who came (once the page asks again), and Revoke ends it for the visitor.
+  await page.getByLabel("Share links last").selectOption("1d");
   await page.getByRole("button", { name: "Share one.txt" }).click();
   await page.locator("#links li").nth(1).waitFor();
   result.linkList = await page.locator("#links li").allTextContents();

@@ -252,6 +252,8 @@ function fileRow(file) {
   cell(file.filename);
   cell(bytes(file.size));
   cell(new Date(file.created_at).toLocaleString());
+  // A file with a lifetime goes by itself then; the others stay until deleted.
+  cell(file.expires_at ? new Date(file.expires_at).toLocaleString() : "when deleted");
   const actions = document.createElement("td");
   actions.className = "actions";
   const button = (label, name, action) => {
@@ -284,12 +286,12 @@ async function download(file) {
   URL.revokeObjectURL(link.href);
 }
 
-// A share link: anyone holding it downloads the file without a token, for seven days.
+// A share link: anyone holding it downloads the file without a token, for as long as chosen.
 async function share(file) {
   const response = await fetch(`/files/${file.id}/links`, {
     method: "POST",
     headers: { ...authHeaders(), "Content-Type": "application/json" },
-    body: JSON.stringify({ expires_in: "7d" }),
+    body: JSON.stringify({ expires_in: $("#share-for").value }),
   });
   const body = await response.text();
   if (!response.ok) {
