@@ -72,15 +72,9 @@ fn parse(body: &[u8], bound: u64) -> Result<Option<OffsetDateTime>, ApiError> {
             return Err(invalid(field(), why));
         }
         Value::Null => return Ok(None),
-        Value::String(text) => api::lifetime(&text).ok_or_else(|| {
-            let why = "is not a lifetime such as `30m`, `12h`, `7d` or `2w`";
-            invalid(field(), why.into())
-        })?,
+        Value::String(text) => api::lifetime_within(&text, bound, "upload.max_lifetime_secs")
+            .map_err(|why| invalid(field(), why))?,
         _ => return Err(invalid(field(), "must be a string or null".into())),
     };
-    if bound > 0 && lifetime.as_secs() > bound {
-        let why = format!("must be at most {bound} s (upload.max_lifetime_secs)");
-        return Err(invalid(field(), why));
-    }
     Ok(Some(OffsetDateTime::now_utc() + lifetime))
 }

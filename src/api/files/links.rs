@@ -113,6 +113,9 @@ pub async fn create(
         .json(LinkObject::of(&link, Some(&secret))))
 }
 
+/// The setting that bounds a link's lifetime.
+const BOUND: &str = "sharing.max_expiry_secs";
+
 /// The link's expiry and limit, within the operator's bounds.
 fn validate(
     asked: &NewLink,
@@ -121,23 +124,14 @@ fn validate(
     let mut errors = Vec::new();
     let lifetime = match &asked.expires_in {
         None => Some(Duration::from_secs(default_lifetime(sharing))),
-        Some(text) => {
-            let lifetime = api::lifetime(text);
-            if lifetime.is_none() {
-                let why = "is not a lifetime such as `30m`, `12h`, `7d` or `2w`";
+        Some(text) => match api::lifetime_within(text, sharing.max_expiry_secs, BOUND) {
+            Ok(lifetime) => Some(lifetime),
+            Err(why) => {
                 errors.push(FieldError::new("expires_in", why));
+                None
             }
-            lifetime
-        }
+        },
     };
-    let bound = sharing.max_expiry_secs;
-    if let Some(lifetime) = lifetime
-        && bound > 0
-        && lifetime > Duration::from_secs(bound)
-    {
-        let why = format!("must be at most {} (sharing.max_expiry_secs)", days(bound));
-        errors.push(FieldError::new("expires_in", why));
-    }
     let max_downloads = match asked.max_downloads {
         None => None,
         Some(count) => match i32::try_from(count) {
@@ -164,14 +158,6 @@ fn default_lifetime(sharing: &SharingSettings) -> u64 {
         (0, bound) => bound,
         (default, 0) => default,
         (default, bound) => default.min(bound),
-    }
-}
-
-/// A bound in seconds as people read it: whole days where it is.
-fn days(secs: u64) -> String {
-    match secs % 86_400 {
-        0 => format!("{}d", secs / 86_400),
-        _ => format!("{secs}s"),
     }
 }
 
