@@ -162,10 +162,7 @@ impl S3Writer {
     pub async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         self.parts.take(batch).await?;
         while self.parts.is_full() {
-            let upload_id = match &self.intent.upload_id {
-                Some(upload_id) => upload_id.clone(),
-                None => self.start_multipart().await?,
-            };
+            let upload_id = self.multipart().await?;
             self.parts.send(&upload_id).await?;
         }
         Ok(())
@@ -184,10 +181,7 @@ impl S3Writer {
         if !copyable {
             return Ok(false);
         }
-        let upload_id = match &self.intent.upload_id {
-            Some(upload_id) => upload_id.clone(),
-            None => self.start_multipart().await?,
-        };
+        let upload_id = self.multipart().await?;
         if waiting > 0 {
             self.parts.send(&upload_id).await?;
         }
@@ -231,6 +225,14 @@ impl S3Writer {
         };
         let intent = std::mem::replace(&mut self.intent, Intent::settled());
         Ok((written, intent))
+    }
+
+    /// The object's multipart upload, started the first time a part is to go.
+    async fn multipart(&mut self) -> io::Result<String> {
+        match &self.intent.upload_id {
+            Some(upload_id) => Ok(upload_id.clone()),
+            None => self.start_multipart().await,
+        }
     }
 
     /// The intent is recorded before any part is sent, so that the sweep can always abort what
