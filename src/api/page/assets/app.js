@@ -330,6 +330,8 @@ async function showLinks(file) {
     revoke.setAttribute("aria-label", `Revoke the link made ${new Date(link.created_at).toLocaleString()}`);
     revoke.addEventListener("click", async () => {
       const revoked = await fetch(`/files/${file.id}/links/${link.id}`, { method: "DELETE", headers: authHeaders() });
+      // The list first: once the page says it is revoked, the list no longer shows it.
+      await showLinks(file);
       $("#files-status").textContent = revoked.ok
         ? "Link revoked: it no longer downloads anything."
         : await problemText(revoked.status, await revoked.text());
@@ -337,7 +339,6 @@ async function showLinks(file) {
         $("#shared-label").textContent = `That link to ${file.filename} is revoked.`;
         $("#shared-url").value = "";
       }
-      showLinks(file);
     });
     item.append(revoke);
     list.append(item);
