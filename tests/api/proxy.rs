@@ -36,8 +36,16 @@ pub enum Mode {
 pub struct FaultyProxy {
     pub port: u16,
     mode: Arc<Mutex<Mode>>,
-    /// The `Content-Length` of every part upload (`PUT …?partNumber=…`) that went through.
-    parts: Arc<Mutex<Vec<usize>>>,
+    /// Every part upload (`PUT …?partNumber=…`) that went through, as it arrived.
+    parts: Arc<Mutex<Vec<Part>>>,
+}
+
+/// A part upload: its multipart upload, its number and its `Content-Length`.
+#[derive(Clone)]
+struct Part {
+    upload: String,
+    number: u32,
+    size: usize,
 }
 
 impl FaultyProxy {
@@ -45,7 +53,7 @@ impl FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(Mutex::new(Mode::Forward));
-        let parts: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let parts: Arc<Mutex<Vec<Part>>> = Arc::default();
         let (shared, seen) = (Arc::clone(&mode), Arc::clone(&parts));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -67,9 +75,19 @@ impl FaultyProxy {
         Self { port, mode, parts }
     }
 
-    /// The sizes of the parts sent so far, in order.
+    /// The sizes of the parts sent so far: each multipart upload's in part order (parts go
+    /// several at once, and may arrive out of it), the uploads in the order they began.
     pub fn part_sizes(&self) -> Vec<usize> {
-        self.parts.lock().unwrap().clone()
+        let mut parts = self.parts.lock().unwrap().clone();
+        let mut uploads: Vec<String> = Vec::new();
+        for part in &parts {
+            if !uploads.contains(&part.upload) {
+                uploads.push(part.upload.clone());
+            }
+        }
+        let began = |part: &Part| uploads.iter().position(|u| *u == part.upload);
+        parts.sort_by_key(|part| (began(part), part.number));
+        parts.into_iter().map(|part| part.size).collect()
     }
 
     pub fn set(&self, mode: Mode) {
@@ -86,7 +104,7 @@ impl FaultyProxy {
 struct Connection {
     mode: Arc<Mutex<Mode>>,
     losing: Arc<AtomicBool>,
-    parts: Arc<Mutex<Vec<usize>>>,
+    parts: Arc<Mutex<Vec<Part>>>,
 }
 
 fn mode(shared: &Mutex<Mode>) -> Mode {
@@ -107,8 +125,8 @@ async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, connection: C
             connection.losing.store(true, Ordering::SeqCst);
             *connection.mode.lock().unwrap() = Mode::Forward;
         }
-        if let Some(size) = part_upload(chunk) {
-            connection.parts.lock().unwrap().push(size);
+        if let Some(part) = part_upload(chunk) {
+            connection.parts.lock().unwrap().push(part);
         }
         if current == Mode::RefuseDeletes && is_delete(chunk) {
             return;
@@ -120,17 +138,28 @@ async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, connection: C
     let _ = to.shutdown().await;
 }
 
-/// The `Content-Length` of a part upload's head (`PUT <key>?partNumber=…`).
-fn part_upload(request: &[u8]) -> Option<usize> {
+/// A part upload's head (`PUT <key>?partNumber=…&uploadId=…`): which part, and its size.
+fn part_upload(request: &[u8]) -> Option<Part> {
     let head = String::from_utf8_lossy(request);
     let line = head.lines().next()?;
     if !(line.starts_with("PUT ") && line.contains("partNumber=")) {
         return None;
     }
-    head.lines().find_map(|header| {
+    let query = line.split(' ').nth(1)?.split_once('?')?.1;
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    };
+    let size = head.lines().find_map(|header| {
         let (name, value) = header.split_once(':')?;
         name.eq_ignore_ascii_case("content-length")
             .then(|| value.trim().parse().ok())?
+    })?;
+    Some(Part {
+        upload: param("uploadId")?.to_owned(),
+        number: param("partNumber")?.parse().ok()?,
+        size,
     })
 }
 
