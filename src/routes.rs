@@ -141,6 +141,11 @@ fn fit(document: &mut Value, settings: &Settings) {
         .insert("enum".into(), currencies.into());
     member(document, "/components/schemas/BatchForm/properties/files")
         .insert("maxItems".into(), settings.upload.max_files.into());
+    member(
+        document,
+        "/components/schemas/NewUploadLink/properties/max_file_bytes",
+    )
+    .insert("maximum".into(), settings.upload.max_file_bytes.into());
     if !lessons.enabled {
         let paths = member(document, "/paths");
         for path in lessons::TEACHING {

@@ -22,10 +22,11 @@ use crate::base::{configuration::CorsSettings, error::ApiError};
 
 const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"];
 
-/// What a browser client sends beyond the headers every request may carry: the token, the tus
-/// and resumable-upload headers, the integrity and idempotency fields, downloads' conditions.
-const REQUEST_HEADERS: [&str; 19] = [
+/// What a browser client sends beyond the headers every request may carry: the token (or an
+/// upload link's secret), the tus and resumable-upload headers, the integrity and idempotency fields, downloads' conditions.
+const REQUEST_HEADERS: [&str; 20] = [
     "authorization",
+    "upload-link",
     "content-type",
     "tus-resumable",
     "upload-length",

@@ -5,6 +5,7 @@ pub mod account;
 pub mod checkout;
 pub mod files;
 pub mod lessons;
+pub mod lifetimes;
 pub mod openapi;
 pub mod ops;
 pub mod page;
@@ -47,43 +48,6 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(
     whole
         .map(Some)
         .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a whole number")))
-}
-
-/// `expires_in` as a lifetime of at most `bound` seconds (0: no bound, named by `setting`), or
-/// why not, as its field error says it.
-pub fn lifetime_within(
-    text: &str,
-    bound: u64,
-    setting: &str,
-) -> Result<std::time::Duration, String> {
-    let lifetime = lifetime(text).ok_or("is not a lifetime such as `30m`, `12h`, `7d` or `2w`")?;
-    if bound > 0 && lifetime.as_secs() > bound {
-        let bound = match bound % 86_400 {
-            0 => format!("{}d", bound / 86_400),
-            _ => format!("{bound}s"),
-        };
-        return Err(format!("must be at most {bound} ({setting})"));
-    }
-    Ok(lifetime)
-}
-
-/// A lifetime as `expires_in` writes it: a whole number of 1 to 4 digits (not 0) and its unit,
-/// `s`, `m`, `h`, `d` or `w` (so at most 9999 weeks).
-pub fn lifetime(text: &str) -> Option<std::time::Duration> {
-    let unit = match text.chars().last()? {
-        's' => 1,
-        'm' => 60,
-        'h' => 3_600,
-        'd' => 86_400,
-        'w' => 604_800,
-        _ => return None,
-    };
-    let digits = &text[..text.len() - 1];
-    let valid = (1..=4).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
-    let count: u64 = digits.parse().ok().filter(|_| valid)?;
-    Some(std::time::Duration::from_secs(count * unit))
 }
 
 /// A request body that is a JSON object, as `T`: `400` when it is not JSON; `422` naming the

@@ -58,11 +58,14 @@ pub enum ApiError {
     UploadLocked,
     #[error("the upload expired and its bytes were removed")]
     UploadExpired,
-    #[error("this share link expired")]
+    #[error("this link expired")]
     LinkExpired,
     /// The link's `max_downloads`.
     #[error("this share link has been downloaded the {0} times it allows")]
     LinkUsedUp(i32),
+    /// The upload link's `max_files`.
+    #[error("this upload link takes no more files (it allows {0})")]
+    LinkFull(i32),
     #[error("the chunk does not match its Upload-Checksum; nothing of it was kept")]
     ChunkChecksumMismatch,
     #[error("the request body was idle for more than {0} s")]
@@ -164,7 +167,7 @@ impl ApiError {
             Self::UploadLocked => (C::UploadLocked, S::LOCKED),
             Self::UploadExpired => (C::UploadExpired, S::GONE),
             Self::LinkExpired => (C::LinkExpired, S::GONE),
-            Self::LinkUsedUp(_) => (C::LinkUsedUp, S::GONE),
+            Self::LinkUsedUp(_) | Self::LinkFull(_) => (C::LinkUsedUp, S::GONE),
             // tus's own status for a checksum mismatch.
             Self::ChunkChecksumMismatch => (
                 C::ChunkChecksumMismatch,

@@ -17,6 +17,8 @@ pub struct FileRecord {
     pub inline: bool,
     /// When the file goes by itself (`PATCH /files/{id}`); `None`: until deleted.
     pub expires_at: Option<OffsetDateTime>,
+    /// The upload link it came through, if it did.
+    pub upload_link: Option<Uuid>,
 }
 
 /// A file whose bytes are stored, or are to be stored with its row (`inline`), and whose row is
@@ -29,6 +31,10 @@ pub struct NewFile {
     pub size: i64,
     pub sha256: [u8; 32],
     pub inline: Option<Vec<u8>>,
+    /// Seconds it is to live from its commit (`expires_in`); `None`: until deleted.
+    pub lifetime: Option<i64>,
+    /// The upload link it comes through, if it does.
+    pub upload_link: Option<Uuid>,
 }
 
 /// A file as the API shows it (DESIGN.md → Uploads).
@@ -42,6 +48,7 @@ pub struct NewFile {
     "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     "created_at": "2026-11-24T05:01:57.008694Z",
     "expires_at": null,
+    "upload_link": null,
     "url": "/files/019a6b2c-7d1e-7f3a-9c4b-2e5f8a1d3c6b/content"
 }))]
 pub struct FileObject {
@@ -56,6 +63,9 @@ pub struct FileObject {
     /// When the file goes by itself; `null`: until it is deleted.
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// The id of the upload link the file came through (`POST /upload-links`); `null`: its
+    /// owner uploaded it.
+    pub upload_link: Option<Uuid>,
     pub url: String,
 }
 
@@ -77,6 +87,7 @@ impl FileRecord {
             sha256: self.sha256_hex(),
             created_at: self.created_at,
             expires_at: self.expires_at,
+            upload_link: self.upload_link,
             url: format!("{}/content", self.location()),
         }
     }
@@ -108,9 +119,12 @@ pub async fn insert_all(
             SELECT CASE WHEN cardinality($8::uuid[]) > 0 THEN claim_intents($8) ELSE 0 END
             FROM owner
         ), inserted AS (
-            INSERT INTO files (owner_id, id, filename, content_type, size, sha256, inline)
-            SELECT owner.id, u.*, u.id = ANY($9) FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
-                AS u (id, filename, content_type, size, sha256), claimed, owner
+            INSERT INTO files (owner_id, id, filename, content_type, size, sha256, inline,
+                               expires_at, upload_link_id)
+            SELECT owner.id, u.id, u.filename, u.content_type, u.size, u.sha256, u.id = ANY($9),
+                   now() + u.lifetime * interval '1 second', u.link
+            FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[], $11::int8[], $12::uuid[])
+                AS u (id, filename, content_type, size, sha256, lifetime, link), claimed, owner
             RETURNING id, size, created_at
         ), contents AS (
             INSERT INTO file_contents (file_id, bytes)
@@ -137,6 +151,8 @@ pub async fn insert_all(
         claims,
         &c.inline_ids,
         &c.contents as &[&[u8]],
+        &c.lifetimes as &[Option<i64>],
+        &c.links as &[Option<Uuid>],
     )
     .fetch_all(conn)
     .await?;
@@ -158,7 +174,10 @@ impl NewFile {
             sha256: self.sha256.to_vec(),
             created_at,
             inline: self.inline.is_some(),
-            expires_at: None,
+            expires_at: self
+                .lifetime
+                .map(|seconds| created_at + time::Duration::seconds(seconds)),
+            upload_link: self.upload_link,
         }
     }
 }
@@ -172,6 +191,8 @@ struct Columns<'a> {
     hashes: Vec<&'a [u8]>,
     inline_ids: Vec<Uuid>,
     contents: Vec<&'a [u8]>,
+    lifetimes: Vec<Option<i64>>,
+    links: Vec<Option<Uuid>>,
 }
 
 impl<'a> Columns<'a> {
@@ -185,6 +206,8 @@ impl<'a> Columns<'a> {
             hashes: Vec::with_capacity(n),
             inline_ids: Vec::new(),
             contents: Vec::new(),
+            lifetimes: Vec::with_capacity(n),
+            links: Vec::with_capacity(n),
         };
         for file in files {
             c.ids.push(file.id);
@@ -192,6 +215,8 @@ impl<'a> Columns<'a> {
             c.types.push(&file.content_type);
             c.sizes.push(file.size);
             c.hashes.push(&file.sha256);
+            c.lifetimes.push(file.lifetime);
+            c.links.push(file.upload_link);
             if let Some(bytes) = &file.inline {
                 c.inline_ids.push(file.id);
                 c.contents.push(bytes);
@@ -222,12 +247,15 @@ pub async fn insert_batch(
     let stored = sqlx::query!(
         r#"
         WITH kept AS (
-            SELECT r.* FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[])
-                AS r (owner_id, reservation, id, filename, content_type, size, sha256)
+            SELECT r.* FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[], $10::int8[], $11::uuid[])
+                AS r (owner_id, reservation, id, filename, content_type, size, sha256, lifetime, link)
             WHERE EXISTS (SELECT FROM users WHERE users.id = r.owner_id)
         ), inserted AS (
-            INSERT INTO files (owner_id, id, filename, content_type, size, sha256, inline)
-            SELECT owner_id, id, filename, content_type, size, sha256, id = ANY($8) FROM kept
+            INSERT INTO files (owner_id, id, filename, content_type, size, sha256, inline,
+                               expires_at, upload_link_id)
+            SELECT owner_id, id, filename, content_type, size, sha256, id = ANY($8),
+                   now() + lifetime * interval '1 second', link
+            FROM kept
             RETURNING id, created_at
         ), contents AS (
             INSERT INTO file_contents (file_id, bytes)
@@ -254,6 +282,8 @@ pub async fn insert_batch(
         &c.hashes as &[&[u8]],
         &c.inline_ids,
         &c.contents as &[&[u8]],
+        &c.lifetimes as &[Option<i64>],
+        &c.links as &[Option<Uuid>],
     )
     .fetch_all(pool)
     .await?;
@@ -266,7 +296,8 @@ pub async fn find(pool: &PgPool, owner: i64, id: Uuid) -> Result<Option<FileReco
     sqlx::query_as!(
         FileRecord,
         r#"
-        SELECT id, filename, content_type, size, sha256, created_at, inline, expires_at
+        SELECT id, filename, content_type, size, sha256, created_at, inline, expires_at,
+               upload_link_id AS upload_link
         FROM files
         WHERE id = $1 AND owner_id = $2 AND (expires_at IS NULL OR expires_at > now())
         "#,
@@ -291,7 +322,8 @@ pub async fn set_expiry(
         r#"
         UPDATE files SET expires_at = $3
         WHERE id = $1 AND owner_id = $2 AND (expires_at IS NULL OR expires_at > now())
-        RETURNING id, filename, content_type, size, sha256, created_at, inline, expires_at
+        RETURNING id, filename, content_type, size, sha256, created_at, inline, expires_at,
+               upload_link_id AS upload_link
         "#,
         id,
         owner,
@@ -340,7 +372,8 @@ pub async fn list(
     sqlx::query_as!(
         FileRecord,
         r#"
-        SELECT id, filename, content_type, size, sha256, created_at, inline, expires_at
+        SELECT id, filename, content_type, size, sha256, created_at, inline, expires_at,
+               upload_link_id AS upload_link
         FROM files
         WHERE owner_id = $1 AND (expires_at IS NULL OR expires_at > now())
           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))

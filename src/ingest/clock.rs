@@ -75,6 +75,7 @@ mod tests {
             allowed_content_types: Vec::new(),
             max_in_flight_per_user: 0,
             max_lifetime_secs: 0,
+            default_lifetime_secs: 0,
         }
     }
 

@@ -7,19 +7,29 @@ use crate::base::error::ApiError;
 /// Enough leading bytes for every signature `infer` knows that matters here.
 const HEAD_BYTES: usize = 8 * 1024;
 
-/// `upload.allowed_content_types`: exact types or `type/*`; empty allows everything.
+/// `upload.allowed_content_types`: exact types or `type/*`; empty allows everything. Narrowed
+/// (an upload link's own list), a type must be on every list that is not empty.
 #[derive(Debug, Clone, Default)]
-pub struct AllowList(Vec<String>);
+pub struct AllowList(Vec<Vec<String>>);
 
 impl AllowList {
     pub fn new(entries: &[String]) -> Self {
-        Self(
-            entries
-                .iter()
-                .map(|e| e.trim().to_ascii_lowercase())
-                .filter(|e| !e.is_empty())
-                .collect(),
-        )
+        Self(vec![Self::entries(entries)])
+    }
+
+    /// What this list and `entries` both allow.
+    pub fn narrowed(&self, entries: &[String]) -> Self {
+        let mut narrowed = self.clone();
+        narrowed.0.push(Self::entries(entries));
+        narrowed
+    }
+
+    fn entries(entries: &[String]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| e.trim().to_ascii_lowercase())
+            .filter(|e| !e.is_empty())
+            .collect()
     }
 
     pub fn check(&self, content_type: &str) -> Result<(), ApiError> {
@@ -29,11 +39,13 @@ impl AllowList {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        let allowed = self.0.is_empty()
-            || self.0.iter().any(|entry| match entry.strip_suffix("/*") {
-                Some(top) => essence.split('/').next() == Some(top),
-                None => *entry == essence,
-            });
+        let allowed = self.0.iter().all(|list| {
+            list.is_empty()
+                || list.iter().any(|entry| match entry.strip_suffix("/*") {
+                    Some(top) => essence.split('/').next() == Some(top),
+                    None => *entry == essence,
+                })
+        });
         if allowed {
             Ok(())
         } else {
@@ -149,5 +161,10 @@ mod tests {
         assert!(allow.check("application/pdf; x=1").is_ok());
         assert!(allow.check("text/plain").is_err());
         assert!(AllowList::new(&[]).check("anything/else").is_ok());
+        let narrowed = allow.narrowed(&["image/png".into(), "text/plain".into()]);
+        assert!(narrowed.check("image/png").is_ok());
+        assert!(narrowed.check("image/gif").is_err());
+        assert!(narrowed.check("text/plain").is_err());
+        assert!(AllowList::new(&[]).narrowed(&[]).check("a/b").is_ok());
     }
 }

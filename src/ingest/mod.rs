@@ -6,6 +6,7 @@ pub mod content_type;
 pub mod filename;
 pub mod incoming;
 mod pace;
+pub mod upload_link;
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use crate::{
     },
     catalog::{
         committer::Committer,
-        record::{FileRecord, NewFile},
+        record::{self, FileRecord, NewFile},
     },
     storage::{self, Pending, RowOutcome, Storage},
 };
@@ -85,11 +86,19 @@ pub async fn commit(
     let (pool, committer) = (ingest.pool.clone(), ingest.committer.clone());
     telemetry::spawn(async move {
         let claims: Vec<_> = changes.iter().filter_map(Pending::claim).collect();
-        let committed = committer
-            .insert_all(&pool, owner, reservation.id(), rows, &claims)
-            .await;
         // `None`: the owner was deleted while the files came in; their token went with them.
-        let stored = settle(committed, changes, ApiError::InvalidToken).await;
+        let mut refused = ApiError::InvalidToken;
+        let committed = match rows.first().and_then(|row| row.upload_link) {
+            Some(link) => {
+                let id = reservation.id();
+                through_link(&pool, link, owner, id, &rows, &claims, &mut refused).await
+            }
+            None => {
+                let id = reservation.id();
+                committer.insert_all(&pool, owner, id, rows, &claims).await
+            }
+        };
+        let stored = settle(committed, changes, refused).await;
         match &stored {
             Ok(stored) => {
                 metrics::files_stored(protocol, stored.len());
@@ -101,6 +110,27 @@ pub async fn commit(
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+/// `record::insert_all` for files that came through upload link `link`, counted on it in the
+/// same transaction; or nothing, with `refused` saying why the link does not take them.
+async fn through_link(
+    pool: &PgPool,
+    link: uuid::Uuid,
+    owner: i64,
+    reservation: uuid::Uuid,
+    rows: &[NewFile],
+    claims: &[uuid::Uuid],
+    refused: &mut ApiError,
+) -> Result<Option<Vec<FileRecord>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if let Some(refusal) = upload_link::admit(&mut tx, link, rows).await? {
+        *refused = refusal;
+        return Ok(None);
+    }
+    let stored = record::insert_all(&mut tx, owner, reservation, rows, claims).await?;
+    tx.commit().await?;
+    Ok(stored)
 }
 
 /// The end of every upload: the objects of the commit that wrote the files' rows are settled by

@@ -25,6 +25,10 @@ pub struct NewUpload {
     pub partial: bool,
     /// Whole once its bytes reach its length (tus); else once the client says so (IETF).
     pub ends_at_length: bool,
+    /// The upload link it comes through, if it does.
+    pub upload_link: Option<Uuid>,
+    /// Seconds its file is to live from its commit (`expires_in`); `None`: until deleted.
+    pub lifetime: Option<i64>,
 }
 
 /// What HEAD shows of an upload.
@@ -58,6 +62,10 @@ pub struct Leased {
     pub reserved: i64,
     pub partial: bool,
     pub ends_at_length: bool,
+    /// The upload link it came through: its file is counted on the link when committed.
+    pub upload_link: Option<Uuid>,
+    /// Seconds its file is to live from its commit; `None`: until deleted.
+    pub lifetime: Option<i64>,
 }
 
 #[tracing::instrument(name = "db.create_upload", skip_all, fields(upload_id = %upload.id))]
@@ -66,8 +74,8 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
         r#"
         INSERT INTO resumable_uploads
             (id, owner_id, length, metadata, filename, declared_type, hash_state, multipart_id,
-             expires_at, partial, ends_at_length)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             expires_at, partial, ends_at_length, upload_link_id, lifetime_secs)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
         "#,
         upload.id,
         upload.owner,
@@ -80,6 +88,8 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
         upload.expires_at,
         upload.partial,
         upload.ends_at_length,
+        upload.upload_link,
+        upload.lifetime,
     )
     .execute(conn)
     .await?;
@@ -224,7 +234,7 @@ async fn lease_if_held_by(
         RETURNING id, owner_id AS owner, lease AS "lease!", length, received, filename,
             declared_type, content_type, hash_state, multipart_id, parts, tail,
             coalesce((SELECT bytes FROM quota_reservations WHERE upload_id = $1), 0) AS "reserved!",
-            partial, ends_at_length
+            partial, ends_at_length, upload_link_id AS upload_link, lifetime_secs AS lifetime
         "#,
         id,
         owner,

@@ -60,6 +60,8 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     let two = random_bytes(300_000, 7);
     std::fs::write(files.path().join("one.txt"), &one).unwrap();
     std::fs::write(files.path().join("two.bin"), &two).unwrap();
+    let sent = b"from a visitor\n".to_vec();
+    std::fs::write(files.path().join("sent.txt"), &sent).unwrap();
     std::fs::write(
         files.path().join("big.bin"),
         random_bytes(2 * 1024 * 1024, 8),
@@ -87,7 +89,7 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
 
     assert_eq!(
         seen["tabOrder"],
-        serde_json::json!(["token", "Sign in", "pick"])
+        serde_json::json!(["token", "Sign in", "keep-for"])
     );
     assert_eq!(
         seen["focusShown"],
@@ -170,8 +172,38 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
         serde_json::json!(["when deleted", "when deleted"])
     );
     assert_eq!(seen["revokedStatus"], 404);
+    let label = seen["requestedLabel"].as_str().unwrap();
+    assert!(
+        label.starts_with("Anyone with this link can send you up to 1 file until "),
+        "{label}"
+    );
+    let url = seen["requestedUrl"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/send/", app.address)), "{url}");
+    let limits = seen["visitorLimits"].as_str().unwrap();
+    assert!(
+        limits.starts_with("Files up to 1.0 MiB · 1 more file · until "),
+        "{limits}"
+    );
+    assert_eq!(seen["visitorSeesOwnersParts"], serde_json::json!([]));
+    assert_eq!(
+        seen["visitorRefused"],
+        "Not stored: this upload link takes no more files (it allows 1)"
+    );
+    let received = seen["uploadLinks"].as_array().unwrap();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(
+        received[0]
+            .as_str()
+            .unwrap()
+            .contains("· 1 of 1 files received"),
+        "{received:?}"
+    );
     assert_eq!(seen["afterDelete"], serde_json::json!(["one.txt"]));
-    assert_eq!(seen["usage"], "Using 21 B of 10.0 MiB (10.0 MiB left).");
+    assert_eq!(
+        seen["afterReload"],
+        serde_json::json!(["sent.txt (sent through an upload link)", "one.txt"])
+    );
+    assert_eq!(seen["usage"], "Using 36 B of 10.0 MiB (10.0 MiB left).");
     assert_eq!(seen["overflow"], 0, "the page is wider than a phone");
     assert_eq!(seen["cspViolations"], serde_json::json!([]));
     assert_eq!(seen["accessibility"], serde_json::json!([]), "axe-core");
@@ -191,13 +223,15 @@ async fn a_person_uploads_two_files_sees_a_refusal_downloads_and_deletes_in_a_br
     );
     assert_eq!(seen["tableAfterRevoke"], false);
 
-    // What the server holds agrees: one file, the right bytes; nothing of the refused ones.
+    // What the server holds agrees: two files, the right bytes; nothing of the refused ones.
     let token = app.token_for("alice", None).await;
     let page: Value = app.get_as(&token, "/files").await.json().await.unwrap();
     let stored = page["files"].as_array().unwrap();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0]["sha256"], sha256_hex(&one));
-    assert_eq!(app.assert_consistent().await.len(), 1);
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0]["sha256"], sha256_hex(&sent));
+    assert!(stored[0]["upload_link"].is_string(), "{}", stored[0]);
+    assert_eq!(stored[1]["sha256"], sha256_hex(&one));
+    assert_eq!(app.assert_consistent().await.len(), 2);
 }
 
 #[tokio::test]

@@ -27,6 +27,9 @@ fn new_file(id: Uuid, seed: u64) -> NewFile {
         size: bytes.len() as i64,
         sha256: Sha256::digest(&bytes).into(),
         inline: Some(bytes),
+        // Every other file with a lifetime: the group commit writes both kinds.
+        lifetime: seed.is_multiple_of(2).then_some(3_600 + seed as i64),
+        upload_link: None,
     }
 }
 
@@ -77,6 +80,20 @@ async fn an_upload_whose_owner_was_deleted_is_skipped_alone() {
     assert!(matches!(outcomes[1], Ok(None)), "{:?}", outcomes[1]);
     // One statement stored both: one transaction, one `now()`.
     assert_eq!(stored[0].created_at, stored[1].created_at);
+    // Each lifetime as asked, from the commit's time: the records say what the rows hold.
+    for (record, seconds) in stored.iter().zip([3_600, 3_602]) {
+        let expires_at: Option<time::OffsetDateTime> =
+            sqlx::query_scalar("SELECT expires_at FROM files WHERE id = $1")
+                .bind(record.id)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(expires_at, record.expires_at);
+        assert_eq!(
+            expires_at,
+            Some(record.created_at + time::Duration::seconds(seconds))
+        );
+    }
     assert_eq!(app.row_ids().await, [ids[0], ids[2]].into_iter().collect());
     let gone_changes: i64 =
         sqlx::query_scalar("SELECT count(*) FROM usage_changes WHERE user_id = $1")

@@ -170,14 +170,19 @@ async fn a_lifetime_is_checked_against_the_bound_and_only_the_owner_sets_it() {
     let others = change(&app, &bob, &file, json!({"expires_in": "1d"})).await;
     assert_problem(others, 404, "not_found").await;
 
-    // The refusals changed nothing; within the bound it is set.
+    // The refusals changed nothing (under a bound, an upload that names no lifetime gets the
+    // bound's); within the bound it is set.
     let shown: Value = app
         .get_as(&ada, &format!("/files/{file}"))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(shown["expires_at"], Value::Null);
+    let at = |key: &str| OffsetDateTime::parse(shown[key].as_str().unwrap(), &Rfc3339).unwrap();
+    assert_eq!(
+        at("expires_at") - at("created_at"),
+        time::Duration::days(30)
+    );
     assert_eq!(
         change(&app, &ada, &file, json!({"expires_in": "30d"}))
             .await

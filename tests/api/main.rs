@@ -42,4 +42,6 @@ mod tus;
 mod tus_clients;
 mod tus_edges;
 mod tus_refusals;
+mod upload_lifetimes;
+mod upload_links;
 mod uploads;

@@ -7,9 +7,12 @@ use std::path::Path;
 
 use tokio::process::Command;
 
+use time::format_description::well_known::Rfc3339;
+
 use crate::{
     helpers::{TestApp, installed, random_bytes, sha256_hex, spawn_app_with},
     tus::assert_nothing_resumable_left,
+    upload_links::{secret_of, upload_link},
 };
 
 const MIB: usize = 1024 * 1024;
@@ -215,6 +218,61 @@ async fn sent_whole(
     assert_eq!(stored["sha256"], sha256_hex(bytes));
     assert_eq!(stored["size"], bytes.len());
     assert_nothing_resumable_left(&app).await;
+}
+
+/// A client without a token, through an upload link: interrupted on one instance and resumed
+/// on another; the file is the link's creator's, with the lifetime the client asked for.
+async fn through_an_upload_link(client: Client, expires_in: &str) {
+    if client.command().is_none() {
+        return;
+    }
+    let first = crate::upload_links::app().await;
+    let ada = first.user_with_token("ada").await;
+    let second = first.another_instance(|s| s.auth.enabled = true).await;
+    let link = upload_link(&first, &ada, serde_json::json!({"max_files": 1})).await;
+    let secret = secret_of(&link);
+    let env = [
+        ("TUS_UPLOAD_LINK", secret.as_str()),
+        ("TUS_EXPIRES_IN", expires_in),
+    ];
+    let bytes = random_bytes(3 * MIB + 7, 17);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &bytes).unwrap();
+
+    let url = client
+        .run_with(&env, "start", &first.url("/tus/"), file.path(), MIB, "")
+        .await;
+    let path = url.strip_prefix(&first.address).expect("an upload here");
+    let resumed = client
+        .run_with(&env, "resume", &second.url(path), file.path(), MIB, "")
+        .await;
+
+    assert_eq!(resumed, second.url(path));
+    let id = path.trim_start_matches("/tus/");
+    let stored: serde_json::Value = first
+        .get_as(&ada, &format!("/files/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["sha256"], sha256_hex(&bytes));
+    assert_eq!(stored["upload_link"], link["id"]);
+    let lives = |at: &serde_json::Value| {
+        time::OffsetDateTime::parse(at.as_str().unwrap(), &Rfc3339).unwrap()
+    };
+    let lifetime = lives(&stored["expires_at"]) - lives(&stored["created_at"]);
+    assert_eq!(lifetime, time::Duration::days(7));
+    assert_nothing_resumable_left(&first).await;
+}
+
+#[tokio::test]
+async fn tuspy_without_a_token_resumes_through_an_upload_link_on_another_instance() {
+    through_an_upload_link(Client::Tuspy, "7d").await;
+}
+
+#[tokio::test]
+async fn tus_js_client_without_a_token_resumes_through_an_upload_link_on_another_instance() {
+    through_an_upload_link(Client::TusJs, "7d").await;
 }
 
 #[tokio::test]

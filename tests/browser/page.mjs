@@ -131,6 +131,27 @@ try {
   await page.locator("#files-status", { hasText: "Link revoked" }).waitFor();
   result.linksAfterRevoke = await page.locator("#links li").count();
   result.revokedStatus = (await visit.goto(sharedUrl)).status();
+
+  // Requested: an upload link for one file, and the same visitor, still without a token,
+  // sends a file through its page; a second is refused in words.
+  await page.getByLabel("Files at most").fill("1");
+  await page.getByRole("button", { name: "Make an upload link" }).click();
+  await page.locator("#requested").waitFor();
+  result.requestedLabel = await page.locator("#requested-label").textContent();
+  const requestedUrl = await page.locator("#requested-url").inputValue();
+  result.requestedUrl = requestedUrl;
+  await visit.goto(requestedUrl);
+  await visit.locator("#visitor", { hasText: "no token" }).waitFor();
+  await visit.locator("#limits", { hasText: "Files up to" }).waitFor();
+  result.visitorLimits = await visit.locator("#limits").textContent();
+  result.visitorSeesOwnersParts = await visit.evaluate(() =>
+    ["#sign-in", "#requests", "#yours"].filter((part) => !document.querySelector(part).hidden),
+  );
+  await visit.setInputFiles("#pick", [join(files, "sent.txt")]);
+  await visit.locator(".upload.done").waitFor();
+  await visit.setInputFiles("#pick", [join(files, "sent.txt")]);
+  await visit.locator(".upload.failed").waitFor();
+  result.visitorRefused = await visit.locator(".upload.failed .state").textContent();
   await visitor.close();
 
   // Delete, confirmed.
@@ -142,7 +163,13 @@ try {
   await page.getByRole("button", { name: "Clear finished" }).click();
   result.rowsAfterClear = await page.locator(".upload").count();
   result.batchAfterClear = await page.locator("#batch").isVisible();
-  await page.locator("#usage", { hasText: "Using 21 B" }).waitFor();
+  // The owner's page, loaded again, still lists the file sent through the link, and says what the link received.
+  await page.reload();
+  await page.locator("#files tbody tr", { hasText: "sent.txt" }).waitFor();
+  await page.locator("#upload-links li").first().waitFor();
+  result.uploadLinks = await page.locator("#upload-links li").allTextContents();
+  result.afterReload = await page.locator("#files tbody tr td:first-child").allTextContents();
+  await page.locator("#usage", { hasText: "Using 36 B" }).waitFor();
   result.usage = await page.locator("#usage").textContent();
   await page.screenshot({ path: join(shots, "page-1280.png"), fullPage: true });
 

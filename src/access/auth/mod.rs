@@ -24,10 +24,18 @@ use crate::{
         upload_slots::Caller,
     },
     base::error::ApiError,
+    catalog::{
+        links,
+        upload_links::{self, UploadLink},
+    },
 };
 
 /// The user every request acts for when auth is off.
 pub const ANONYMOUS: &str = "anonymous";
+
+/// The header that carries an upload link's secret on the tus routes, for a client without a
+/// token.
+pub const UPLOAD_LINK: &str = "upload-link";
 
 /// The user whose files a request sees. Extracting it refuses requests without a valid token
 /// (when auth is on).
@@ -108,10 +116,23 @@ pub async fn identify_or_anonymous(
     identify_then(req, next, TokenRequired::No).await
 }
 
+/// As `identify`, but a request that holds an upload link's secret (the route's `{secret}`, or
+/// without an `Authorization` header the `Upload-Link` header) acts for the link's creator,
+/// and reaches only the uploads made through that link (the route's `{id}`). The link comes to
+/// the handler as `web::ReqData<UploadLink>`.
+pub async fn identify_or_link(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    identify_then(req, next, TokenRequired::OrLink).await
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum TokenRequired {
     Yes,
     No,
+    /// Or an upload link's secret.
+    OrLink,
 }
 
 /// A request with a valid token draws from the token's bucket; any other from its client
@@ -131,11 +152,14 @@ async fn identify_then(
         .expect("the rate limiter is registered");
     let tokenless = auth.enabled && !req.headers().contains_key(header::AUTHORIZATION);
     let found = identity(auth, limit, &req, required).await;
-    let checked = found.map(|(identity, caller)| {
+    let checked = found.map(|(identity, caller, link)| {
         let mut extensions = req.extensions_mut();
         extensions.insert(identity);
         if let Some(caller) = caller {
             extensions.insert(caller);
+        }
+        if let Some(link) = link {
+            extensions.insert(link);
         }
         if tokenless {
             extensions.insert(Tokenless);
@@ -144,24 +168,43 @@ async fn identify_then(
     rate_limit::continue_unless_refused(req, next, checked).await
 }
 
-/// Who the request acts for, once its bucket has a request left for it, and whose upload slots
-/// it takes (none when it was not identified).
+/// Who the request acts for, once its bucket has a request left for it, whose upload slots it
+/// takes (none when it was not identified), and the upload link it came through.
 async fn identity(
     auth: &Auth,
     limit: &RateLimit,
     req: &ServiceRequest,
     required: TokenRequired,
-) -> Result<(Identity, Option<Caller>), ApiError> {
+) -> Result<(Identity, Option<Caller>, Option<UploadLink>), ApiError> {
     let client = limit.client_key(req);
+    let address = match client {
+        RateKey::Client(address) => address,
+        RateKey::Token(_) => None,
+    };
+    if required == TokenRequired::OrLink
+        && let Some(secret) = link_secret(req)
+    {
+        limit.check(client)?;
+        let caller = Some(Caller::Address(address));
+        return Ok(match through_link(auth, req, secret).await? {
+            Ok(link) => {
+                let owner = Owner {
+                    user_id: link.owner,
+                };
+                (Identity(Ok(owner)), caller, Some(link))
+            }
+            Err(refused) => (Identity(Err(refused)), caller, None),
+        });
+    }
     let anonymous = !auth.enabled
         || (required == TokenRequired::No && !req.headers().contains_key(header::AUTHORIZATION));
     if anonymous {
         limit.check(client)?;
-        let address = match client {
-            RateKey::Client(address) => address,
-            RateKey::Token(_) => None,
-        };
-        return Ok((Identity(Ok(auth.anonymous)), Some(Caller::Address(address))));
+        return Ok((
+            Identity(Ok(auth.anonymous)),
+            Some(Caller::Address(address)),
+            None,
+        ));
     }
     limit.check_blocked(client)?;
     match auth.identify(req.headers()).await {
@@ -170,13 +213,56 @@ async fn identity(
             let owner = Owner {
                 user_id: found.user_id,
             };
-            Ok((Identity(Ok(owner)), Some(Caller::User(found.user_id))))
+            Ok((Identity(Ok(owner)), Some(Caller::User(found.user_id)), None))
         }
         Err(error) => {
             limit.check(client)?;
-            Ok((Identity(Err(error)), None))
+            Ok((Identity(Err(error)), None, None))
         }
     }
+}
+
+/// The upload link's secret a request holds: its route's `{secret}` (whatever else it
+/// carries), or a non-empty `Upload-Link` header on a request without `Authorization`.
+fn link_secret(req: &ServiceRequest) -> Option<&str> {
+    if let Some(secret) = req.match_info().get("secret") {
+        return Some(secret);
+    }
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return None;
+    }
+    let value = req.headers().get(UPLOAD_LINK)?.to_str().ok()?;
+    Some(value.trim()).filter(|secret| !secret.is_empty())
+}
+
+/// The live upload link `secret` opens, if the upload the route names (`{id}`, if any) came
+/// through it; else why not: an unknown or revoked link (or someone else's upload) is `404`,
+/// an expired one `410`.
+async fn through_link(
+    auth: &Auth,
+    req: &ServiceRequest,
+    secret: &str,
+) -> Result<Result<UploadLink, ApiError>, ApiError> {
+    let unknown = ApiError::NotFound("upload link");
+    let Some(hash) = links::secret_hash(secret) else {
+        return Ok(Err(unknown));
+    };
+    let Some(link) = upload_links::by_secret(&auth.pool, &hash).await? else {
+        return Ok(Err(unknown));
+    };
+    if link.expired() {
+        return Ok(Err(ApiError::LinkExpired));
+    }
+    if let Some(id) = req.match_info().get("id") {
+        let ours = match uuid::Uuid::try_parse(id) {
+            Ok(id) => upload_links::came_through(&auth.pool, link.id, id).await?,
+            Err(_) => false,
+        };
+        if !ours {
+            return Ok(Err(ApiError::NotFound("upload")));
+        }
+    }
+    Ok(Ok(link))
 }
 
 /// Checks a request's bearer credentials against a configured secret (`telemetry.metrics_token`)

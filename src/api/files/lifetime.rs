@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{
     access::auth::Owner,
     api::{
-        self,
+        self, lifetimes,
         openapi::responses::{Authenticated, NotFound},
     },
     base::{error::ApiError, error_code::FieldError, problem::Problem},
@@ -72,7 +72,7 @@ fn parse(body: &[u8], bound: u64) -> Result<Option<OffsetDateTime>, ApiError> {
             return Err(invalid(field(), why));
         }
         Value::Null => return Ok(None),
-        Value::String(text) => api::lifetime_within(&text, bound, "upload.max_lifetime_secs")
+        Value::String(text) => lifetimes::within(&text, bound, lifetimes::FILE_BOUND)
             .map_err(|why| invalid(field(), why))?,
         _ => return Err(invalid(field(), "must be a string or null".into())),
     };

@@ -87,7 +87,9 @@ pub enum UploadRefused {
     Unsupported(Problem),
     #[response(
         status = 422,
-        description = "`checksum_mismatch`: a part's declared SHA-256 does not match its bytes",
+        description = "`checksum_mismatch`: a part's declared SHA-256 does not match its bytes; \
+                       `invalid_request`: the `expires_in` field is not a lifetime within \
+                       `upload.max_lifetime_secs`, or appears twice",
         content_type = "application/problem+json"
     )]
     Checksum(Problem),

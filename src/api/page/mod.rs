@@ -33,7 +33,15 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .with(__path_page),
     )
     .map(|cfg| {
-        cfg.service(text("/app.js", || {
+        // An upload link's URL, opened in a browser: the page, for a visitor without a token
+        // (`GET` asking for JSON is the uploads area's). The URL carries the link's secret: it
+        // is not sent on as a referrer.
+        cfg.service(
+            web::resource("/send/{secret}")
+                .wrap(Compress::default())
+                .route(web::get().to(visitor_page)),
+        )
+        .service(text("/app.js", || {
             asset(JAVASCRIPT, include_str!("assets/app.js"), false)
         }))
         .service(text("/app.css", || {
@@ -91,6 +99,15 @@ async fn page() -> HttpResponse {
         .insert_header((header::CONTENT_SECURITY_POLICY, POLICY))
         .insert_header(CacheControl(vec![CacheDirective::NoCache]))
         .body(include_str!("assets/index.html"))
+}
+
+async fn visitor_page() -> HttpResponse {
+    let mut page = page().await;
+    page.headers_mut().insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    page
 }
 
 /// A versioned file never changes; ours may with every release, so they are revalidated.

@@ -13,7 +13,7 @@ use crate::{
         telemetry::{self, metrics},
     },
     catalog::record::{self as files, FileRecord, NewFile},
-    ingest,
+    ingest::{self, upload_link},
     resumable::record,
     storage::{Pending, RowOutcome},
 };
@@ -39,8 +39,17 @@ pub async fn commit_file(
         let claims: Vec<_> = pending.claim().into_iter().collect();
         // The sealed objects of a final upload's partials (in a bucket) go with their rows.
         let mut forgotten = Vec::new();
+        // Why nothing was committed, when the commit finds a lease gone or a link refusing.
+        let mut refused = ApiError::UploadLocked;
         let committed = async {
             let mut tx = pool.begin().await?;
+            if let Some(link) = file.upload_link
+                && let Some(refusal) =
+                    upload_link::admit(&mut tx, link, std::slice::from_ref(&file)).await?
+            {
+                refused = refusal;
+                return Ok(None);
+            }
             for &(upload, lease) in &uploads {
                 if !record::delete(&mut tx, upload, lease).await? {
                     return Ok(None);
@@ -68,7 +77,7 @@ pub async fn commit_file(
         for forget in forgotten {
             forget.settle(outcome).await;
         }
-        let stored = ingest::settle(committed, vec![pending], ApiError::UploadLocked).await?;
+        let stored = ingest::settle(committed, vec![pending], refused).await?;
         metrics::files_stored(protocol, 1);
         for (upload, _) in uploads {
             if let Err(error) = storage.forget_resumable(upload).await {

@@ -38,6 +38,8 @@ pub(super) async fn store_empty(
         size: 0,
         sha256: Sha256::digest(b"").into(),
         inline: Some(Vec::new()),
+        lifetime: upload.lifetime,
+        upload_link: upload.upload_link,
     };
     let ingest = &resumable.ingest;
     let reservation =

@@ -7,7 +7,7 @@ use actix_web::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 
-use crate::base::error::ApiError;
+use crate::base::{configuration::UploadSettings, error::ApiError};
 
 pub const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
 pub const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
@@ -34,6 +34,18 @@ pub struct Metadata {
     pub raw: Option<String>,
     pub filename: Option<String>,
     pub filetype: Option<String>,
+    /// How long the file is to live once whole (`7d`).
+    pub expires_in: Option<String>,
+}
+
+impl Metadata {
+    /// The seconds the file is to live from its commit, as `expires_in` asks (absent:
+    /// `upload.default_lifetime_secs`, or the bound); `None`: until deleted.
+    pub fn lifetime(&self, upload: &UploadSettings) -> Result<Option<i64>, ApiError> {
+        crate::api::lifetimes::of_upload(self.expires_in.as_deref(), upload).map_err(|error| {
+            ApiError::InvalidRequest(format!("`Upload-Metadata`: `expires_in` {}", error.message))
+        })
+    }
 }
 
 /// Headers are small, but a row should not hold a megabyte of someone's metadata.
@@ -76,6 +88,7 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
         match key {
             "filename" => metadata.filename = value,
             "filetype" => metadata.filetype = value,
+            "expires_in" => metadata.expires_in = value,
             _ => {}
         }
     }

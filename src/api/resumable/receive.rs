@@ -392,6 +392,8 @@ pub async fn finish(
         size: partial.size as i64,
         sha256: partial.hasher.clone().finalize().into(),
         inline: None,
+        lifetime: upload.lifetime,
+        upload_link: upload.upload_link,
     };
     let pending = tus
         .ingest

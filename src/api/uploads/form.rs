@@ -12,12 +12,13 @@ use uuid::Uuid;
 use crate::{
     access::quota::Reservation,
     base::{error::ApiError, in_flight},
-    catalog::record::NewFile,
+    catalog::{record::NewFile, upload_links::UploadLink},
     ingest::{
         Limits,
         clock::Clock,
-        content_type::Detector,
+        content_type::{AllowList, Detector},
         incoming::{Incoming, Limit},
+        upload_link,
     },
     storage::{Pending, Storage},
 };
@@ -25,6 +26,11 @@ use crate::{
 pub struct Form<'a> {
     multipart: Multipart,
     limits: &'a Limits,
+    /// The server's types, narrowed by the upload link's when the files come through one.
+    allow: AllowList,
+    /// The largest file: the server's bound, or the upload link's if smaller.
+    max_file_bytes: u64,
+    link: Option<Uuid>,
     files: usize,
     /// Set when the body crossed `max_request_bytes`; the multipart parser reports the same
     /// `Overflow` when a part's headers outgrow its buffer.
@@ -45,6 +51,7 @@ impl<'a> Form<'a> {
         req: &HttpRequest,
         payload: web::Payload,
         limits: &'a Limits,
+        link: Option<&UploadLink>,
     ) -> Result<Self, ApiError> {
         let is_form = req
             .headers()
@@ -78,6 +85,9 @@ impl<'a> Form<'a> {
         Ok(Self {
             multipart: Multipart::new(req.headers(), counted),
             limits,
+            allow: upload_link::allow(limits, link),
+            max_file_bytes: upload_link::max_file_bytes(limits, link),
+            link: link.map(|link| link.id),
             files: 0,
             over_limit,
             declared,
@@ -110,6 +120,19 @@ impl<'a> Form<'a> {
         Ok(())
     }
 
+    /// A plain form field's value, of at most `max` bytes of UTF-8, or `None` if it is not.
+    pub async fn text(&self, field: &mut Field, max: usize) -> Result<Option<String>, ApiError> {
+        let mut value = Vec::new();
+        while let Some(chunk) = self.next_chunk(field).await? {
+            if value.len() + chunk.len() > max {
+                self.skip(field).await?;
+                return Ok(None);
+            }
+            value.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8(value).ok())
+    }
+
     /// Streams a file part to storage, hashing and counting it, and checking its size and type
     /// on the way. `in_flight` counts the upload until whatever it leaves behind is removed.
     #[tracing::instrument(name = "upload.receive", skip_all, fields(file_id, size))]
@@ -130,9 +153,9 @@ impl<'a> Form<'a> {
         }
         let filename = crate::ingest::filename::from_disposition(field.content_disposition());
         let declared = super::digest::declared_sha256(field.headers())?;
-        let detector = Detector::new(field.content_type(), &self.limits.allow)?;
-        let limit = Limit::MaxFile(self.limits.settings.max_file_bytes);
-        let mut incoming = Incoming::new(0, limit, Some(detector), &self.limits.allow);
+        let detector = Detector::new(field.content_type(), &self.allow)?;
+        let limit = Limit::MaxFile(self.max_file_bytes);
+        let mut incoming = Incoming::new(0, limit, Some(detector), &self.allow);
         let id = Uuid::now_v7();
         let span = tracing::Span::current();
         span.record("file_id", tracing::field::display(id));
@@ -184,6 +207,9 @@ impl<'a> Form<'a> {
                 size: size as i64,
                 sha256,
                 inline,
+                // The form's `expires_in`, once the whole form is read.
+                lifetime: None,
+                upload_link: self.link,
             },
             entry,
         })

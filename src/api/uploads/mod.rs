@@ -2,6 +2,7 @@
 
 mod digest;
 mod form;
+mod links;
 
 use actix_web::{HttpRequest, HttpResponse, guard, http::header, middleware::from_fn, web};
 use serde::Serialize;
@@ -14,17 +15,27 @@ use crate::{
         quota::Reservation,
         upload_slots::Slot,
     },
-    api::openapi::{
-        Documented,
-        responses::{Authenticated, UploadRefused},
+    api::{
+        lifetimes,
+        openapi::{
+            Documented,
+            responses::{Authenticated, UploadRefused},
+        },
     },
-    base::{error::ApiError, in_flight},
-    catalog::record::{FileObject, FileRecord},
+    base::{error::ApiError, error_code::FieldError, in_flight},
+    catalog::{
+        record::{FileObject, FileRecord},
+        upload_links::UploadLink,
+    },
     ingest::{self, Ingest},
 };
 
 /// `POST` on these brings a file's bytes.
-pub const PATHS: [&str; 2] = ["/upload", "/files"];
+pub const PATHS: [&str; 3] = ["/upload", "/files", SEND];
+
+/// An upload link's URL: `POST` uploads through it; `GET` says what it takes (JSON), or is the
+/// page for a browser (the page area's).
+pub const SEND: &str = "/send/{secret}";
 
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
@@ -46,12 +57,64 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .wrap(from_fn(auth::identify)),
         )
         .with(__path_upload_batch),
+    )
+    .service(
+        Documented::new(
+            "/upload-links",
+            web::resource("/upload-links")
+                .route(web::post().to(links::create))
+                .route(web::get().to(links::list))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(links::__path_create)
+        .with(links::__path_list),
+    )
+    .service(
+        Documented::new(
+            "/upload-links/{id}",
+            web::resource("/upload-links/{id}")
+                .route(web::delete().to(links::revoke))
+                .wrap(from_fn(auth::identify)),
+        )
+        .with(links::__path_revoke),
+    )
+    // A `GET` that does not ask for JSON falls through to the page.
+    .service(
+        Documented::new(
+            SEND,
+            web::resource(SEND)
+                .guard(guard::Any(guard::Post()).or(guard::fn_guard(asks_for_json)))
+                .route(web::post().to(links::upload))
+                .route(web::get().to(links::limits))
+                .wrap(from_fn(auth::identify_or_link)),
+        )
+        .with(links::__path_limits)
+        .with(links::__path_upload),
     );
+}
+
+/// A `GET` whose `Accept` names JSON.
+fn asks_for_json(ctx: &guard::GuardContext<'_>) -> bool {
+    ctx.head().method == actix_web::http::Method::GET
+        && ctx
+            .head()
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("application/json"))
 }
 
 /// `POST /upload`'s form, as the document describes it.
 #[derive(utoipa::ToSchema)]
 pub struct UploadForm {
+    /// How long the file lives, 1 to 4 digits and `s`, `m`, `h`, `d` or
+    /// `w` (`7d`), at most `upload.max_lifetime_secs`; absent: `upload.default_lifetime_secs`.
+    #[schema(
+        example = "7d",
+        pattern = r"^[1-9][0-9]{0,3}[smhdw]$",
+        nullable = false
+    )]
+    pub expires_in: Option<String>,
     /// The file; its part's `filename` becomes the file's name (cleaned). A `Content-SHA256`
     /// or `Digest` part header is checked against the bytes.
     #[schema(value_type = String, format = Binary)]
@@ -61,6 +124,13 @@ pub struct UploadForm {
 /// `POST /files`' form: every part with a filename is a file.
 #[derive(utoipa::ToSchema)]
 pub struct BatchForm {
+    /// The files' lifetime, as in `POST /upload`.
+    #[schema(
+        example = "7d",
+        pattern = r"^[1-9][0-9]{0,3}[smhdw]$",
+        nullable = false
+    )]
+    pub expires_in: Option<String>,
     #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
     pub files: Vec<Vec<u8>>,
 }
@@ -82,7 +152,7 @@ async fn upload(
     ingest: web::Data<Ingest>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let received = receive(&req, payload, &ingest, owner, Expect::One).await?;
+    let received = receive(&req, payload, &ingest, owner, Expect::One, None).await?;
     let stored = commit(&ingest, owner, received).await?;
     let record = &stored[0];
     Ok(HttpResponse::Created()
@@ -110,11 +180,16 @@ async fn upload_batch(
     ingest: web::Data<Ingest>,
     owner: Owner,
 ) -> Result<HttpResponse, ApiError> {
-    let received = receive(&req, payload, &ingest, owner, Expect::Many).await?;
+    let received = receive(&req, payload, &ingest, owner, Expect::Many, None).await?;
     let stored = commit(&ingest, owner, received).await?;
-    Ok(HttpResponse::Created().json(Batch {
+    Ok(batch(&stored))
+}
+
+/// `201` with the files stored.
+fn batch(stored: &[FileRecord]) -> HttpResponse {
+    HttpResponse::Created().json(Batch {
         files: stored.iter().map(FileRecord::to_object).collect(),
-    }))
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -133,17 +208,19 @@ struct Received {
     _slot: Option<Slot>,
 }
 
-/// Reads the whole form, streaming the expected file parts to storage and skipping the rest.
+/// Reads the whole form, streaming the expected file parts to storage and skipping the rest;
+/// within the limits of upload link `link` when the files come through one.
 async fn receive(
     req: &HttpRequest,
     payload: web::Payload,
     ingest: &Ingest,
     owner: Owner,
     expect: Expect,
+    link: Option<&UploadLink>,
 ) -> Result<Received, ApiError> {
     let slot = ingest.slots.take(req)?;
     let in_flight = std::sync::Arc::new(ingest.in_flight.enter());
-    let mut form = Form::new(req, payload, &ingest.limits)?;
+    let mut form = Form::new(req, payload, &ingest.limits, link)?;
     let mut reservation = Reservation::begin(
         &ingest.quota,
         owner.user_id,
@@ -172,7 +249,13 @@ async fn receive_files(
     in_flight: &in_flight::Shared,
 ) -> Result<Vec<ReceivedFile>, ApiError> {
     let mut files = Vec::new();
+    // `Some` once the form's `expires_in` is read.
+    let mut lifetime = None;
     while let Some(mut field) = form.next_part().await? {
+        if field.name() == Some(EXPIRES_IN) && !is_file(&field) {
+            lifetime = Some(read_lifetime(form, &mut field, ingest, lifetime).await?);
+            continue;
+        }
         let wanted = match expect {
             Expect::One => field.name() == Some("file"),
             Expect::Many => is_file(&field),
@@ -197,7 +280,40 @@ async fn receive_files(
             Expect::Many => "the form has no file part",
         }));
     }
+    let lifetime = match lifetime {
+        Some(asked) => asked,
+        None => lifetimes::of_upload(None, &ingest.limits.settings).map_err(invalid)?,
+    };
+    for file in &mut files {
+        file.file.lifetime = lifetime;
+    }
     Ok(files)
+}
+
+/// The form field that asks for a lifetime, for all the files of the form (anywhere in it:
+/// the files are committed once the whole form is read).
+const EXPIRES_IN: &str = "expires_in";
+
+/// The lifetime the form's `expires_in` field asks for, in seconds (`None`: until deleted);
+/// `422` unless it is one lifetime within the bound, and the form's only one.
+async fn read_lifetime(
+    form: &Form<'_>,
+    field: &mut actix_multipart::Field,
+    ingest: &Ingest,
+    earlier: Option<Option<i64>>,
+) -> Result<Option<i64>, ApiError> {
+    let refuse = |why: &str| invalid(FieldError::new(EXPIRES_IN, why));
+    let text = form.text(field, 16).await?;
+    if earlier.is_some() {
+        return Err(refuse("appears twice"));
+    }
+    let text =
+        text.ok_or_else(|| refuse("is not a lifetime such as `30m`, `12h`, `7d` or `2w`"))?;
+    lifetimes::of_upload(Some(text.trim()), &ingest.limits.settings).map_err(invalid)
+}
+
+fn invalid(error: FieldError) -> ApiError {
+    ApiError::Validation(vec![error])
 }
 
 /// Writes the rows for the files of one request, already durable in storage.

@@ -125,9 +125,12 @@ pub struct UploadSettings {
     /// Uploads (multipart requests, PATCHes and creations with data) one user, or one client
     /// address acting as `anonymous`, may have in flight on an instance; 0 = no cap.
     pub max_in_flight_per_user: usize,
-    /// The longest lifetime a file may be given (`PATCH /files/{id}`); 0 = no bound, and a
-    /// file may also live until it is deleted.
+    /// The longest lifetime a file may be given (at its upload, or by `PATCH /files/{id}`);
+    /// 0 = no bound, and a file may also live until it is deleted.
     pub max_lifetime_secs: u64,
+    /// The lifetime of a file whose upload asks for none; 0 = until deleted, or the bound when
+    /// there is one.
+    pub default_lifetime_secs: u64,
 }
 
 /// Resumable uploads (`/tus/`).

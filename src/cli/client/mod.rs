@@ -31,6 +31,10 @@ pub struct UploadArgs {
     /// A bearer token (`intake tokens create`); not needed when the server's auth is off.
     #[arg(long, env = "INTAKE_TOKEN", hide_env_values = true)]
     pub token: Option<SecretString>,
+    /// How long the files live once stored: `30m`, `12h`, `7d`, `2w` [default: the server's
+    /// `upload.default_lifetime_secs`].
+    #[arg(long)]
+    pub expires_in: Option<String>,
     /// Bytes per PATCH.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub chunk_size: u64,
@@ -76,14 +80,23 @@ pub async fn upload(args: UploadArgs) -> Result<(), UploadError> {
 }
 
 fn print_table(files: &[Value]) {
-    println!("{:<36}  {:>12}  {:<16}  filename", "id", "size", "sha256");
+    println!(
+        "{:<36}  {:>12}  {:<16}  {:<20}  filename",
+        "id", "size", "sha256", "expires_at"
+    );
     for file in files {
         let sha256 = file["sha256"].as_str().unwrap_or_default();
+        // To the second, in UTC; `never`: until deleted.
+        let expires_at = file["expires_at"]
+            .as_str()
+            .and_then(|at| at.get(..19))
+            .map_or_else(|| "never".to_owned(), |at| format!("{at}Z"));
         println!(
-            "{:<36}  {:>12}  {:<16}  {}",
+            "{:<36}  {:>12}  {:<16}  {:<20}  {}",
             file["id"].as_str().unwrap_or_default(),
             file["size"].as_u64().unwrap_or_default(),
             &sha256[..sha256.len().min(16)],
+            expires_at,
             file["filename"].as_str().unwrap_or_default()
         );
     }

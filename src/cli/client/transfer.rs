@@ -67,6 +67,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<SecretString>,
+    expires_in: Option<String>,
     chunk_size: u64,
     retries: u32,
 }
@@ -93,6 +94,7 @@ impl Client {
                 .build()?,
             base: args.url.trim_end_matches('/').to_owned(),
             token: args.token.clone(),
+            expires_in: args.expires_in.clone(),
             chunk_size: args.chunk_size.max(1),
             retries: args.retries,
         })
@@ -239,13 +241,14 @@ impl Client {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let mut metadata = format!("filename {}", STANDARD.encode(name));
+        if let Some(lifetime) = &self.expires_in {
+            metadata.push_str(&format!(",expires_in {}", STANDARD.encode(lifetime)));
+        }
         let created = self
             .request(Method::POST, "/tus/")
             .header("Upload-Length", upload.length)
-            .header(
-                "Upload-Metadata",
-                format!("filename {}", STANDARD.encode(name)),
-            )
+            .header("Upload-Metadata", metadata)
             .send()
             .await?;
         let created = upload.accepted(created).await?;

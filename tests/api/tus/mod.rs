@@ -34,6 +34,8 @@ fn number(headers: &HeaderMap, name: &str) -> u64 {
 pub struct Tus<'a> {
     pub base: String,
     pub token: Option<&'a str>,
+    /// An upload link's secret, sent as `Upload-Link` (instead of a token).
+    pub link: Option<&'a str>,
     pub client: reqwest::Client,
 }
 
@@ -42,6 +44,7 @@ impl<'a> Tus<'a> {
         Self {
             base: base.to_owned(),
             token: None,
+            link: None,
             client: reqwest::Client::new(),
         }
     }
@@ -55,11 +58,19 @@ impl<'a> Tus<'a> {
         self
     }
 
+    pub fn with_link(mut self, secret: &'a str) -> Self {
+        self.link = Some(secret);
+        self
+    }
+
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self
+        let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
             .header("Tus-Resumable", "1.0.0");
+        if let Some(secret) = self.link {
+            request = request.header("Upload-Link", secret);
+        }
         match self.token {
             Some(token) => request.bearer_auth(token),
             None => request,

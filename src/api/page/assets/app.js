@@ -1,7 +1,10 @@
-// intake's page: resumable uploads (tus) with progress, and the caller's files.
+// intake's page: resumable uploads (tus) with progress, the caller's files and links. At an
+// upload link's URL (/send/SECRET) it is a visitor's page: no token, uploads go through the link.
 "use strict";
 
 const TOKEN_KEY = "intake.token";
+// The upload link's secret, when the page is opened at its URL.
+const LINK = location.pathname.startsWith("/send/") ? location.pathname.slice("/send/".length) : null;
 const CHUNK_BYTES = 8 * 1024 * 1024;
 const PAGE = 20;
 
@@ -13,6 +16,11 @@ function token() {
 
 function authHeaders() {
   return token() ? { Authorization: `Bearer ${token()}` } : {};
+}
+
+// Who an upload acts for: the upload link's secret on a visitor's page, else the token.
+function uploadHeaders() {
+  return LINK ? { "Upload-Link": LINK } : authHeaders();
 }
 
 function bytes(n) {
@@ -103,12 +111,14 @@ function send(file) {
 
   let started = null;
   let startedAt = 0;
+  const metadata = { filename: file.name, filetype: file.type || "application/octet-stream" };
+  if ($("#keep-for").value) metadata.expires_in = $("#keep-for").value;
   const upload = new tus.Upload(file, {
     endpoint: "/tus/",
     chunkSize: CHUNK_BYTES,
     retryDelays: [0, 1000, 3000, 5000, 10000],
-    headers: authHeaders(),
-    metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+    headers: uploadHeaders(),
+    metadata,
     removeFingerprintOnSuccess: true,
     onProgress(sent, total) {
       if (started === null) {
@@ -130,7 +140,8 @@ function send(file) {
       row.classList.add("done");
       entry.sent = file.size;
       ended("stored");
-      loadFiles();
+      if (LINK) loadLink();
+      else loadFiles();
     },
     async onError(error) {
       // tus-js-client gives up while the browser is offline: continue once it is back.
@@ -141,11 +152,11 @@ function send(file) {
       }
       row.classList.add("failed");
       const status = error.originalResponse?.getStatus();
-      if (status === 401 && token()) {
+      if (status === 401 && token() && !LINK) {
         await signOutRefused(error.originalResponse.getBody());
         loadFiles();
       }
-      const refused = status === 401 && !token();
+      const refused = status === 401 && !token() && !LINK;
       state.textContent = refused ? "Not stored: sign in with a token first." : `Not stored: ${await tusErrorText(error)}`;
       ended("failed");
       retry.hidden = false;
@@ -249,7 +260,7 @@ function fileRow(file) {
     td.textContent = text;
     row.append(td);
   };
-  cell(file.filename);
+  cell(file.upload_link ? `${file.filename} (sent through an upload link)` : file.filename);
   cell(bytes(file.size));
   cell(new Date(file.created_at).toLocaleString());
   // A file with a lifetime goes by itself then; the others stay until deleted.
@@ -357,6 +368,88 @@ async function remove(file, row) {
   }
 }
 
+// An upload link: anyone holding it sends the caller files, without a token.
+async function requestFiles() {
+  const asked = { expires_in: $("#request-for").value };
+  const most = $("#request-files").value;
+  if (most) asked.max_files = Number(most);
+  const response = await fetch("/upload-links", {
+    method: "POST",
+    headers: { ...authHeaders(), "Content-Type": "application/json" },
+    body: JSON.stringify(asked),
+  });
+  const body = await response.text();
+  if (!response.ok) {
+    $("#requests-status").textContent = await problemText(response.status, body);
+    return;
+  }
+  const link = JSON.parse(body);
+  const until = new Date(link.expires_at).toLocaleString();
+  const files = link.max_files === null ? "files" : `up to ${link.max_files} ${link.max_files === 1 ? "file" : "files"}`;
+  $("#requested-label").textContent = `Anyone with this link can send you ${files} until ${until}:`;
+  $("#requested-url").value = new URL(link.url, location.origin).href;
+  $("#requested").dataset.link = link.id;
+  $("#requested").hidden = false;
+  $("#requested-url").select();
+  $("#requests-status").textContent = "";
+  await showUploadLinks();
+}
+
+// The caller's upload links: until when, how many files came, and a way to revoke each.
+async function showUploadLinks() {
+  const list = $("#upload-links");
+  const response = await fetch("/upload-links", { headers: authHeaders() });
+  if (!response.ok) {
+    list.replaceChildren();
+    return;
+  }
+  list.replaceChildren();
+  for (const link of await response.json()) {
+    const item = document.createElement("li");
+    const until = link.expires_at ? new Date(link.expires_at).toLocaleString() : "revoked";
+    const limit = link.max_files === null ? "" : ` of ${link.max_files}`;
+    item.textContent = `Until ${until} · ${link.files}${limit} ${link.files === 1 && !limit ? "file" : "files"} received `;
+    const revoke = document.createElement("button");
+    revoke.type = "button";
+    revoke.textContent = "Revoke";
+    revoke.setAttribute("aria-label", `Revoke the upload link made ${new Date(link.created_at).toLocaleString()}`);
+    revoke.addEventListener("click", async () => {
+      const revoked = await fetch(`/upload-links/${link.id}`, { method: "DELETE", headers: authHeaders() });
+      await showUploadLinks();
+      $("#requests-status").textContent = revoked.ok
+        ? "Upload link revoked: nobody can send files through it any more."
+        : await problemText(revoked.status, await revoked.text());
+      if (revoked.ok && $("#requested").dataset.link === link.id) {
+        $("#requested-label").textContent = "That upload link is revoked.";
+        $("#requested-url").value = "";
+      }
+    });
+    item.append(revoke);
+    list.append(item);
+  }
+}
+
+// A visitor's page: what the link takes, or why it takes nothing.
+async function loadLink() {
+  const response = await fetch(location.pathname, { headers: { Accept: "application/json" } });
+  const body = await response.text();
+  const said = $("#visitor");
+  if (!response.ok) {
+    said.textContent = `This upload link takes no files: ${await problemText(response.status, body)}.`;
+    $("#drop").hidden = true;
+    return;
+  }
+  const link = JSON.parse(body);
+  maxFileBytes = link.max_file_bytes;
+  const limits = [`Files up to ${bytes(link.max_file_bytes)}`];
+  if (link.files_left !== null) limits.push(`${link.files_left} more ${link.files_left === 1 ? "file" : "files"}`);
+  if (link.allowed_content_types.length) limits.push(`of types ${link.allowed_content_types.join(", ")}`);
+  if (link.expires_at) limits.push(`until ${new Date(link.expires_at).toLocaleString()}`);
+  $("#limits").textContent = `${limits.join(" · ")}.`;
+  said.textContent = "Files you send here go to the person who gave you this link. You need no token.";
+  $("#drop").hidden = link.files_left === 0;
+}
+
 // Who is signed in, or why nobody is.
 function showSignedIn(said) {
   $("#sign-out").hidden = !token();
@@ -382,6 +475,28 @@ async function signIn(candidate) {
   sessionStorage.setItem(TOKEN_KEY, candidate);
   showSignedIn(`Signed in as ${JSON.parse(body).name}.`);
   loadFiles();
+  showUploadLinks();
+}
+
+// A button that copies a link's URL, and says so in `status`.
+function copies(button, url, status) {
+  $(button).addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($(url).value);
+      $(status).textContent = "Link copied.";
+    } catch (_) {
+      $(url).select();
+      $(status).textContent = "Select the link and copy it.";
+    }
+  });
+}
+
+// At an upload link's URL: only the sending, for a visitor without a token.
+function startVisitorPage() {
+  for (const owned of ["#sign-in", "#requests", "#yours"]) $(owned).hidden = true;
+  $("#visitor").hidden = false;
+  $("#send-title").textContent = "Send files through this link";
+  loadLink();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -394,15 +509,7 @@ document.addEventListener("DOMContentLoaded", () => {
     showSignedIn("Signed out.");
     loadFiles();
   });
-  $("#copy-shared").addEventListener("click", async () => {
-    try {
-      await navigator.clipboard.writeText($("#shared-url").value);
-      $("#files-status").textContent = "Link copied.";
-    } catch (_) {
-      $("#shared-url").select();
-      $("#files-status").textContent = "Select the link and copy it.";
-    }
-  });
+  copies("#copy-shared", "#shared-url", "#files-status");
   $("#pick").addEventListener("change", (event) => {
     for (const file of event.target.files) send(file);
     event.target.value = "";
@@ -420,6 +527,16 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("#more").addEventListener("click", () => loadFiles(true));
   $("#clear").addEventListener("click", clearFinished);
+  $("#request").addEventListener("submit", (event) => {
+    event.preventDefault();
+    requestFiles();
+  });
+  copies("#copy-requested", "#requested-url", "#requests-status");
+  if (LINK) {
+    startVisitorPage();
+    return;
+  }
   showSignedIn();
   loadLimits().finally(() => loadFiles());
+  showUploadLinks();
 });

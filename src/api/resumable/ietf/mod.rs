@@ -176,6 +176,7 @@ async fn create_upload(
         _ => resumable.ingest.slots.take(req)?,
     };
     let metadata = fields::metadata(headers)?;
+    let lifetime = metadata.lifetime(&resumable.ingest.limits.settings)?;
     let declared_type = declared_type(headers).or_else(|| {
         let filetype = metadata.filetype.as_deref()?;
         filetype.parse::<mime::Mime>().ok()
@@ -201,6 +202,8 @@ async fn create_upload(
         expires_at: OffsetDateTime::now_utc() + resumable.settings.expiry(),
         partial: false,
         ends_at_length: false,
+        upload_link: None,
+        lifetime,
     };
     if last && length == Some(0) {
         let file = store_empty(resumable, upload, detector, payload, PROTOCOL).await?;

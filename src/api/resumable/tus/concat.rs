@@ -193,6 +193,7 @@ async fn concatenate(
         .as_deref()
         .and_then(|filetype| filetype.parse::<mime::Mime>().ok());
     let mut detector = Detector::new(declared.as_ref(), &ingest.limits.allow)?;
+    let lifetime = metadata.lifetime(&ingest.limits.settings)?;
     let id = uuid::Uuid::now_v7();
     let in_flight = Arc::new(ingest.in_flight.enter());
     let mut writer = ingest.storage.create(id, Arc::clone(&in_flight));
@@ -226,6 +227,8 @@ async fn concatenate(
         size: total as i64,
         sha256: written.sha256,
         inline: None,
+        lifetime,
+        upload_link: None,
     };
     let leases = partials.iter().map(|p| (p.id, p.lease)).collect();
     let stored = commit::commit_file(tus, owner.user_id, file, leases, pending, PROTOCOL).await?;

@@ -33,9 +33,13 @@ use super::{
 };
 use crate::{
     access::auth::{self, Owner},
-    api::openapi::{Documented, responses::Authenticated},
+    api::openapi::{
+        Documented,
+        responses::{Authenticated, NotFound},
+    },
     base::{error::ApiError, problem::Problem},
-    ingest::{content_type::Detector, filename},
+    catalog::upload_links::UploadLink,
+    ingest::{content_type::Detector, filename, upload_link},
     resumable::record::NewUpload,
 };
 
@@ -63,7 +67,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
             "/tus/",
             web::resource(CREATION)
                 .route(web::post().to(create))
-                .wrap(from_fn(auth::identify))
+                .wrap(from_fn(auth::identify_or_link))
                 .wrap(from_fn(protocol::tag)),
         )
         .with(__path_create),
@@ -80,7 +84,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .route(overridden("PATCH").to(upload::patch))
                 .route(overridden("DELETE").to(upload::terminate))
                 .route(web::method(Method::OPTIONS).to(options))
-                .wrap(from_fn(auth::identify))
+                .wrap(from_fn(auth::identify_or_link))
                 .wrap(from_fn(protocol::tag)),
         )
         .with(upload::__path_head)
@@ -145,7 +149,8 @@ async fn options(tus: web::Data<Resumable>) -> HttpResponse {
             because OpenAPI cannot say that two headers exclude each other: no `Upload-Length` \
             but `Upload-Defer-Length: 1`, and the size comes with a later PATCH \
             (creation-defer-length)"),
-        ("Upload-Metadata" = Option<String>, Header, description = "`filename`, `filetype`: key and base64 value pairs, comma-separated"),
+        ("Upload-Metadata" = Option<String>, Header, description = "`filename`, `filetype`, `expires_in` (the file's lifetime, `7d`): key and base64 value pairs, comma-separated"),
+        ("Upload-Link" = Option<String>, Header, description = "instead of a token: the secret of an upload link (`/send/{secret}`); the upload is the link's creator's, within the link's limits"),
     ),
     request_body(content = Option<Vec<u8>>, content_type = "application/offset+octet-stream",
         description = "the first bytes (creation-with-upload); none otherwise"),
@@ -165,24 +170,37 @@ async fn options(tus: web::Data<Resumable>) -> HttpResponse {
             description = "`file_too_large`, `quota_exceeded` or `length_exceeded`"),
         (status = 415, body = Problem, content_type = "application/problem+json",
             description = "`unsupported_media_type` (`filetype` not allowed) or `not_offset_octet_stream`"),
-        Authenticated,
+        (status = 410, body = Problem, content_type = "application/problem+json",
+            description = "`link_expired` or `link_used_up`: the `Upload-Link` takes no more"),
+        Authenticated, NotFound,
     ))]
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
     tus: web::Data<Resumable>,
     owner: Owner,
+    link: Option<web::ReqData<UploadLink>>,
 ) -> Result<HttpResponse, ApiError> {
     let headers = req.headers();
     protocol::check_version(headers)?;
+    let link = link.map(web::ReqData::into_inner);
     // Parallel uploads: partial uploads, then a final one that concatenates them (`concat`).
     let partial = match concat::requested(headers, &tus)? {
+        Some(_) if link.is_some() => {
+            return Err(ApiError::InvalidRequest(
+                "`Upload-Concat` is not taken through an upload link: send the file as one upload"
+                    .into(),
+            ));
+        }
         Some(Concat::Final(parts)) => return concat::create_final(&tus, &req, owner, parts).await,
         Some(Concat::Partial) => true,
         None => false,
     };
+    if let Some(link) = &link {
+        upload_link::has_room(link)?;
+    }
     let length = protocol::creation_length(headers)?;
-    let max = tus.ingest.limits.settings.max_file_bytes;
+    let max = upload_link::max_file_bytes(&tus.ingest.limits, link.as_ref());
     if length.is_some_and(|length| length > max) {
         return Err(ApiError::FileTooLarge(max));
     }
@@ -196,12 +214,14 @@ async fn create(
         false => None,
     };
     let metadata = fields::metadata(headers)?;
+    let lifetime = metadata.lifetime(&tus.ingest.limits.settings)?;
     let declared_type = metadata
         .filetype
         .as_deref()
         .and_then(|filetype| filetype.parse::<mime::Mime>().ok());
     // A declared type that is not allowed is refused before a byte is sent.
-    let detector = Detector::new(declared_type.as_ref(), &tus.ingest.limits.allow)?;
+    let allow = upload_link::allow(&tus.ingest.limits, link.as_ref());
+    let detector = Detector::new(declared_type.as_ref(), &allow)?;
     let upload = NewUpload {
         id: Uuid::now_v7(),
         owner: owner.user_id,
@@ -213,6 +233,8 @@ async fn create(
         expires_at: OffsetDateTime::now_utc() + tus.settings.expiry(),
         partial,
         ends_at_length: true,
+        upload_link: link.as_ref().map(|link| link.id),
+        lifetime,
     };
     if length == Some(0) && !partial {
         let file = store_empty(&tus, upload, detector, payload, PROTOCOL).await?;
