@@ -13,6 +13,7 @@ pub mod api;
 // Shared services: what the areas do alike.
 pub mod access;
 pub mod catalog;
+pub mod events;
 pub mod ingest;
 pub mod resumable;
 pub mod sweep;

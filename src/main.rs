@@ -7,6 +7,7 @@ use intake::{
     cli::{
         admin::{self, TokensCommand, UsersCommand},
         client,
+        events::{self, EventsCommand},
     },
     routes,
     startup::{Application, StartupError},
@@ -46,6 +47,12 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// See the event deliveries not made (webhooks, NATS), replay failed ones, make a webhook
+    /// secret.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Print the OpenAPI document (the one served at /openapi.json) and exit.
     Openapi,
     /// Upload files to a running intake with the resumable protocol (tus): progress bars, and
@@ -81,6 +88,9 @@ async fn main() -> ExitCode {
         Command::Openapi => {
             print!("{}", routes::render(&settings));
             ExitCode::SUCCESS
+        }
+        Command::Events { command } => {
+            exit(events::events(command, &settings.database, &mut std::io::stdout()).await)
         }
         Command::Tokens { command } => {
             let (mut out, mut note) = (std::io::stdout(), std::io::stderr());

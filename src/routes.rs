@@ -18,6 +18,7 @@ use utoipa_actix_web::{AppExt, service_config::ServiceConfig};
 use crate::{
     api::{account, checkout, files, lessons, ops, page, resumable, uploads},
     base::{configuration::Settings, error_code, problem, telemetry::metrics::UploadRoutes},
+    events::{hook, payload},
 };
 
 #[derive(OpenApi)]
@@ -30,7 +31,13 @@ use crate::{
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     modifiers(&BearerTokens),
-    components(schemas(problem::Problem, error_code::ErrorCode, error_code::FieldError)),
+    components(schemas(
+        problem::Problem,
+        error_code::ErrorCode,
+        error_code::FieldError,
+        payload::Event,
+        hook::Proposal,
+    )),
     tags(
         (name = "files", description = "Upload, list, download and delete files"),
         (name = "resumable", description = "Resumable uploads: tus 1.0 (core, creation, \

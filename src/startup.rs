@@ -36,6 +36,7 @@ use crate::{
         telemetry,
     },
     catalog::committer::Committer,
+    events::{self, EventsError, hook::Hook, webhook::InvalidSecret},
     ingest::{Ingest, Limits},
     resumable::{self, writers::Writers},
     routes, server,
@@ -70,6 +71,10 @@ pub enum StartupError {
     Bind(String, #[source] io::Error),
     #[error("could not build the outbound HTTP client")]
     HttpClient(#[from] reqwest::Error),
+    #[error(transparent)]
+    Events(#[from] EventsError),
+    #[error("events.pre_upload.secret: {0}")]
+    HookSecret(#[from] InvalidSecret),
     #[error("the server stopped with an error")]
     Serve(#[from] io::Error),
 }
@@ -116,6 +121,7 @@ impl Application {
         let http = reqwest::Client::builder()
             .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        background.extend(events::start(&settings.events, bookkeeping.clone(), &http).await?);
 
         // What the areas share: the pool, the storage, the quota.
         let quota = Quota::new(bookkeeping, settings.auth.quota());
@@ -127,6 +133,7 @@ impl Application {
             in_flight: in_flight.clone(),
             committer: Committer::start(pool.clone()),
             slots: UploadSlots::new(settings.upload.max_in_flight_per_user),
+            hook: Hook::new(&settings.events.pre_upload, &http, pool.clone())?,
         });
         // Each area's own.
         let auth = web::Data::new(Auth::new(settings.auth.enabled, pool.clone()).await?);

@@ -95,6 +95,11 @@ pub enum ApiError {
     /// A preflight refused by `http.cors`, in its words.
     #[error("cross-origin request refused: {0}")]
     CorsRefused(String),
+    /// The upload hook's reason (`events.pre_upload`).
+    #[error("{0}")]
+    UploadRefused(String),
+    #[error("the upload hook could not be asked; retry later")]
+    UploadHookUnavailable,
     #[error("the upload would go over your quota of {0} bytes")]
     QuotaExceeded(u64),
     #[error("too many requests; retry in {0} s")]
@@ -181,6 +186,8 @@ impl ApiError {
             Self::MissingToken | Self::InvalidToken => (C::Unauthorized, S::UNAUTHORIZED),
             Self::HostNotAllowed(_) => (C::HostNotAllowed, S::FORBIDDEN),
             Self::CorsRefused(_) => (C::CorsRefused, S::FORBIDDEN),
+            Self::UploadRefused(_) => (C::UploadRefused, S::FORBIDDEN),
+            Self::UploadHookUnavailable => (C::UploadHookUnavailable, S::SERVICE_UNAVAILABLE),
             Self::QuotaExceeded(_) => (C::QuotaExceeded, S::PAYLOAD_TOO_LARGE),
             Self::RateLimited(_) => (C::RateLimited, S::TOO_MANY_REQUESTS),
             Self::TooManyUploads(_) => (C::TooManyUploads, S::TOO_MANY_REQUESTS),
@@ -309,7 +316,9 @@ impl ApiError {
         problem::tag(&mut response, code);
         let headers = response.headers_mut();
         match self {
-            Self::DatabaseUnavailable(_) | Self::StorageUnavailable(_) => {
+            Self::DatabaseUnavailable(_)
+            | Self::StorageUnavailable(_)
+            | Self::UploadHookUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Self::RateLimited(seconds)

@@ -5,6 +5,8 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::base::telemetry;
+
 #[derive(Debug, Clone)]
 pub struct FileRecord {
     pub id: Uuid,
@@ -35,6 +37,26 @@ pub struct NewFile {
     pub lifetime: Option<i64>,
     /// The upload link it comes through, if it does.
     pub upload_link: Option<Uuid>,
+    pub origin: Origin,
+}
+
+/// How a file came in, as its `file.stored` event tells.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// `multipart`, `tus` or `ietf`.
+    pub protocol: &'static str,
+    /// The id of the request that finished it (`x-request-id`, in the log's lines).
+    pub request_id: Option<Uuid>,
+}
+
+impl Origin {
+    /// Through `protocol`, in the request being served.
+    pub fn here(protocol: &'static str) -> Self {
+        Self {
+            protocol,
+            request_id: telemetry::request_id(),
+        }
+    }
 }
 
 /// A file as the API shows it (DESIGN.md → Uploads).
@@ -94,7 +116,8 @@ impl FileRecord {
 }
 
 /// Inserts all rows of one upload for `owner` and turns its quota `reservation` into a usage
-/// change, in one statement: all of it is committed or none. `claims`: the storage intents the
+/// change, in one statement with the files' `file.stored` events: all of it is committed or
+/// none. `claims`: the storage intents the
 /// rows settle (objects in a bucket), which must all still be there. Returns the rows as stored,
 /// or `None` (and changes nothing) when the owner no longer exists.
 ///
@@ -119,13 +142,22 @@ pub async fn insert_all(
             SELECT CASE WHEN cardinality($8::uuid[]) > 0 THEN claim_intents($8) ELSE 0 END
             FROM owner
         ), inserted AS (
-            INSERT INTO files (owner_id, id, filename, content_type, size, sha256, inline,
-                               expires_at, upload_link_id)
+            INSERT INTO files AS f (owner_id, id, filename, content_type, size, sha256, inline,
+                                    expires_at, upload_link_id)
             SELECT owner.id, u.id, u.filename, u.content_type, u.size, u.sha256, u.id = ANY($9),
                    now() + u.lifetime * interval '1 second', u.link
             FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[], $11::int8[], $12::uuid[])
                 AS u (id, filename, content_type, size, sha256, lifetime, link), claimed, owner
-            RETURNING id, size, created_at
+            RETURNING id, size, created_at, f
+        ), announced AS (
+            INSERT INTO events (type, subject, payload)
+            SELECT 'file.stored', i.id, jsonb_build_object(
+                       'file', file_json(i.f), 'protocol', o.protocol, 'request_id', o.request_id)
+            FROM inserted i
+            JOIN UNNEST($3::uuid[], $13::text[], $14::uuid[]) WITH ORDINALITY
+                AS o (id, protocol, request_id, n) ON o.id = i.id
+            WHERE EXISTS (SELECT FROM live_event_sinks)
+            ORDER BY o.n
         ), contents AS (
             INSERT INTO file_contents (file_id, bytes)
             SELECT c.id, c.bytes FROM UNNEST($9::uuid[], $10::bytea[]) AS c (id, bytes)
@@ -153,6 +185,8 @@ pub async fn insert_all(
         &c.contents as &[&[u8]],
         &c.lifetimes as &[Option<i64>],
         &c.links as &[Option<Uuid>],
+        &c.protocols as &[&str],
+        &c.request_ids as &[Option<Uuid>],
     )
     .fetch_all(conn)
     .await?;
@@ -193,6 +227,8 @@ struct Columns<'a> {
     contents: Vec<&'a [u8]>,
     lifetimes: Vec<Option<i64>>,
     links: Vec<Option<Uuid>>,
+    protocols: Vec<&'static str>,
+    request_ids: Vec<Option<Uuid>>,
 }
 
 impl<'a> Columns<'a> {
@@ -208,6 +244,8 @@ impl<'a> Columns<'a> {
             contents: Vec::new(),
             lifetimes: Vec::with_capacity(n),
             links: Vec::with_capacity(n),
+            protocols: Vec::with_capacity(n),
+            request_ids: Vec::with_capacity(n),
         };
         for file in files {
             c.ids.push(file.id);
@@ -217,6 +255,8 @@ impl<'a> Columns<'a> {
             c.hashes.push(&file.sha256);
             c.lifetimes.push(file.lifetime);
             c.links.push(file.upload_link);
+            c.protocols.push(file.origin.protocol);
+            c.request_ids.push(file.origin.request_id);
             if let Some(bytes) = &file.inline {
                 c.inline_ids.push(file.id);
                 c.contents.push(bytes);
@@ -234,8 +274,8 @@ pub struct BatchRow<'a> {
 }
 
 /// `insert_all` for the files of several uploads (none with storage intents), in one statement:
-/// each upload's rows, usage change and settled reservation, skipping the uploads whose owner
-/// is gone. Returns the ids stored and their (common) creation time.
+/// each upload's rows, events, usage change and settled reservation, skipping the uploads whose
+/// owner is gone. Returns the ids stored and their (common) creation time.
 #[tracing::instrument(name = "db.insert_files_together", skip_all, fields(files = rows.len()))]
 pub async fn insert_batch(
     pool: &PgPool,
@@ -251,12 +291,21 @@ pub async fn insert_batch(
                 AS r (owner_id, reservation, id, filename, content_type, size, sha256, lifetime, link)
             WHERE EXISTS (SELECT FROM users WHERE users.id = r.owner_id)
         ), inserted AS (
-            INSERT INTO files (owner_id, id, filename, content_type, size, sha256, inline,
-                               expires_at, upload_link_id)
+            INSERT INTO files AS f (owner_id, id, filename, content_type, size, sha256, inline,
+                                    expires_at, upload_link_id)
             SELECT owner_id, id, filename, content_type, size, sha256, id = ANY($8),
                    now() + lifetime * interval '1 second', link
             FROM kept
-            RETURNING id, created_at
+            RETURNING id, created_at, f
+        ), announced AS (
+            INSERT INTO events (type, subject, payload)
+            SELECT 'file.stored', i.id, jsonb_build_object(
+                       'file', file_json(i.f), 'protocol', o.protocol, 'request_id', o.request_id)
+            FROM inserted i
+            JOIN UNNEST($3::uuid[], $12::text[], $13::uuid[]) WITH ORDINALITY
+                AS o (id, protocol, request_id, n) ON o.id = i.id
+            WHERE EXISTS (SELECT FROM live_event_sinks)
+            ORDER BY o.n
         ), contents AS (
             INSERT INTO file_contents (file_id, bytes)
             SELECT c.id, c.bytes FROM UNNEST($8::uuid[], $9::bytea[]) AS c (id, bytes)
@@ -284,6 +333,8 @@ pub async fn insert_batch(
         &c.contents as &[&[u8]],
         &c.lifetimes as &[Option<i64>],
         &c.links as &[Option<Uuid>],
+        &c.protocols as &[&str],
+        &c.request_ids as &[Option<Uuid>],
     )
     .fetch_all(pool)
     .await?;
@@ -350,89 +401,4 @@ pub async fn read_inline(
     )
     .fetch_optional(pool)
     .await
-}
-
-/// Where a page of the listing starts: just after this (created_at, id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: OffsetDateTime,
-    pub id: Uuid,
-}
-
-/// One page of `owner`'s files, newest first; `limit + 1` rows are read to know whether
-/// another page follows.
-#[tracing::instrument(name = "db.list_files", skip_all, fields(owner, limit))]
-pub async fn list(
-    pool: &PgPool,
-    owner: i64,
-    limit: i64,
-    after: Option<Cursor>,
-) -> Result<Vec<FileRecord>, sqlx::Error> {
-    let (created_at, id) = after.map_or((None, None), |c| (Some(c.created_at), Some(c.id)));
-    sqlx::query_as!(
-        FileRecord,
-        r#"
-        SELECT id, filename, content_type, size, sha256, created_at, inline, expires_at,
-               upload_link_id AS upload_link
-        FROM files
-        WHERE owner_id = $1 AND (expires_at IS NULL OR expires_at > now())
-          AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
-        ORDER BY created_at DESC, id DESC
-        LIMIT $4
-        "#,
-        owner,
-        created_at,
-        id,
-        limit + 1
-    )
-    .fetch_all(pool)
-    .await
-}
-
-impl Cursor {
-    pub fn encode(&self) -> String {
-        format!(
-            "{}_{}",
-            self.created_at.unix_timestamp_nanos() / 1000,
-            self.id.simple()
-        )
-    }
-
-    /// `None` for anything `encode` cannot have made, including times before 1970 (no file is
-    /// that old, and Postgres cannot hold every time `time` can).
-    pub fn decode(text: &str) -> Option<Self> {
-        let (micros, id) = text.split_once('_')?;
-        let micros: i128 = micros.parse().ok().filter(|m| *m >= 0)?;
-        Some(Self {
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1000)?)
-                .ok()?,
-            id: Uuid::try_parse(id).ok()?,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_round_trips_and_rejects_garbage() {
-        let cursor = Cursor {
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000)
-                .unwrap(),
-            id: Uuid::now_v7(),
-        };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        for garbage in [
-            "",
-            "_",
-            "12_notauuid",
-            "x_0190",
-            "99999999999999999999999999999_0",
-            "-300000000000000000_0190a1b2c3d47e5f8a9b0c1d2e3f4a5b",
-            "-1_0190a1b2c3d47e5f8a9b0c1d2e3f4a5b",
-        ] {
-            assert_eq!(Cursor::decode(garbage), None, "{garbage}");
-        }
-    }
 }

@@ -69,7 +69,7 @@ pub enum AdminError {
 
 /// Runs against the configured database, migrating it first so that the commands work before
 /// the server has ever started.
-async fn connect(settings: &DatabaseSettings) -> Result<PgPool, AdminError> {
+pub(super) async fn connect(settings: &DatabaseSettings) -> Result<PgPool, AdminError> {
     db::connect(settings)
         .await
         .map_err(|error| AdminError::Connect(Box::new(error)))

@@ -1,4 +1,5 @@
-//! The command line's own commands: administration, and an upload client.
+//! The command line's own commands: administration, events, and an upload client.
 
 pub mod admin;
 pub mod client;
+pub mod events;

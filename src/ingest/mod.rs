@@ -28,6 +28,7 @@ use crate::{
         committer::Committer,
         record::{self, FileRecord, NewFile},
     },
+    events::hook::Hook,
     storage::{self, Pending, RowOutcome, Storage},
 };
 
@@ -69,21 +70,23 @@ pub struct Ingest {
     pub committer: Committer,
     /// The uploads each caller has in flight here.
     pub slots: UploadSlots,
+    /// Asked before an upload stores anything (`events.pre_upload`).
+    pub hook: Option<Hook>,
 }
 
 /// Commits the rows of files whose bytes are stored (`changes` guard their objects), together
 /// with the uploads finishing at the same time, then settles the objects and `reservation` by
 /// the outcome. Spawned so that it runs to its end even if the client goes away: a row committed
-/// while its object is being removed would be lost. `protocol` labels the files-stored metric.
+/// while its object is being removed would be lost.
 pub async fn commit(
     ingest: &Ingest,
     owner: i64,
     reservation: Reservation,
     rows: Vec<NewFile>,
     changes: Vec<Pending>,
-    protocol: &'static str,
 ) -> Result<Vec<FileRecord>, ApiError> {
     let (pool, committer) = (ingest.pool.clone(), ingest.committer.clone());
+    let protocol = rows.first().map_or("multipart", |row| row.origin.protocol);
     telemetry::spawn(async move {
         let claims: Vec<_> = changes.iter().filter_map(Pending::claim).collect();
         // `None`: the owner was deleted while the files came in; their token went with them.

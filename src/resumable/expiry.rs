@@ -11,8 +11,18 @@ use crate::{
     storage::{RepairError, RowOutcome, Storage},
 };
 
+/// Why an upload is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Its client ended it (tus termination, IETF cancellation).
+    Terminated,
+    /// It was not finished in time; announced as `upload.expired`.
+    Expired,
+}
+
 /// Removes an upload whose lease is held (`lease`): its row and its quota first, in one
-/// transaction (with, on S3, the intent to abort its multipart upload), then its bytes. A
+/// transaction (with, on S3, the intent to abort its multipart upload, and the event of its
+/// expiry), then its bytes. A
 /// failure after the commit leaves bytes without a row, which the sweep removes (files on disk;
 /// on S3 by the intent); the other order could leave a row whose bytes are gone.
 pub async fn remove(
@@ -21,8 +31,12 @@ pub async fn remove(
     id: Uuid,
     lease: Uuid,
     multipart: Option<&str>,
+    why: Removal,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    if why == Removal::Expired {
+        record::announce_expiry(&mut tx, id, lease).await?;
+    }
     if !record::delete(&mut tx, id, lease).await? {
         return Ok(false);
     }
@@ -83,6 +97,7 @@ pub async fn expire(storage: &Storage, pool: &PgPool) -> Result<usize, RepairErr
             upload.id,
             lease,
             upload.multipart_id.as_deref(),
+            Removal::Expired,
         )
         .await?
         {

@@ -333,6 +333,37 @@ pub async fn release(pool: &PgPool, id: Uuid, lease: Uuid, kept: i64) -> Result<
     Ok(())
 }
 
+/// Writes the `upload.expired` event of upload `id` (while `lease` holds it), in the
+/// transaction that removes it; nothing while no event sink is live.
+#[tracing::instrument(name = "db.announce_upload_expiry", skip_all, fields(upload_id = %id))]
+pub async fn announce_expiry(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lease: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        INSERT INTO events (type, subject, payload)
+        SELECT 'upload.expired', u.id, jsonb_build_object('upload', jsonb_build_object(
+                   'id', u.id,
+                   'owner', u.owner_id,
+                   'filename', u.filename,
+                   'length', u.length,
+                   'received', u.received,
+                   'partial', u.partial,
+                   'created_at', to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   'expires_at', to_char(u.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
+        FROM resumable_uploads u
+        WHERE u.id = $1 AND u.lease = $2 AND EXISTS (SELECT FROM live_event_sinks)
+        "#,
+        id,
+        lease
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Deletes the upload's row, inside the transaction that makes it a file or removes it. `false`
 /// when the lease was lost.
 #[tracing::instrument(name = "db.delete_upload", skip_all, fields(upload_id = %id))]

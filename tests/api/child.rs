@@ -20,6 +20,11 @@ pub struct ChildServer {
 
 impl ChildServer {
     pub async fn start(db_url: &str, root: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(Self::command(db_url, root, env)).await
+    }
+
+    /// The command `start` runs, for a test to add to (`--config FILE`).
+    pub fn command(db_url: &str, root: &Path, env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_intake"));
         command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -30,7 +35,7 @@ impl ChildServer {
             .env("APP__SERVER__WORKERS", "1")
             .env("RUST_LOG", "info,intake=debug")
             .envs(env.iter().copied());
-        Self::spawn(command).await
+        command
     }
 
     /// Starts `command` (the intake binary, set up by the caller) with JSON logs, and waits until

@@ -13,6 +13,7 @@ mod crash;
 mod digests;
 mod disk_full;
 mod downloads;
+mod events;
 mod faults;
 mod files;
 mod group_commit;

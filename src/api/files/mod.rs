@@ -26,7 +26,10 @@ use crate::{
         },
     },
     base::{error::ApiError, problem::Problem, telemetry},
-    catalog::record::{self, Cursor, FileObject, FileRecord},
+    catalog::{
+        listing::{self, Cursor},
+        record::{self, FileObject, FileRecord},
+    },
     storage::{RowOutcome, Storage},
 };
 
@@ -145,7 +148,7 @@ async fn list(
         ),
         None => None,
     };
-    let mut rows = record::list(&pool, owner.user_id, limit, after).await?;
+    let mut rows = listing::list(&pool, owner.user_id, limit, after).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|last| {

@@ -30,12 +30,11 @@ pub async fn commit_file(
     file: NewFile,
     uploads: Vec<(Uuid, Uuid)>,
     pending: Pending,
-    protocol: &'static str,
 ) -> Result<FileRecord, ApiError> {
     let (pool, storage) = (tus.ingest.pool.clone(), Arc::clone(&tus.ingest.storage));
     let instance = storage.instance();
     telemetry::spawn(async move {
-        let id = file.id;
+        let (id, protocol) = (file.id, file.origin.protocol);
         let claims: Vec<_> = pending.claim().into_iter().collect();
         // The sealed objects of a final upload's partials (in a bucket) go with their rows.
         let mut forgotten = Vec::new();

@@ -8,14 +8,39 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use super::Resumable;
+use super::{Resumable, fields::Metadata};
 use crate::{
     access::quota::{self, Reservation},
     base::error::ApiError,
-    catalog::record::{FileRecord, NewFile},
+    catalog::record::{FileRecord, NewFile, Origin},
+    events::hook::Proposal,
     ingest::{self, content_type::Detector},
     resumable::record::{self, NewUpload},
 };
+
+/// Asks the upload hook, if there is one, whether `upload` may start (before anything of it is
+/// stored or reserved); `metadata` is its `Upload-Metadata`.
+pub(super) async fn admit(
+    resumable: &Resumable,
+    upload: &NewUpload,
+    metadata: Metadata,
+    protocol: &'static str,
+) -> Result<(), ApiError> {
+    let Some(hook) = &resumable.ingest.hook else {
+        return Ok(());
+    };
+    hook.admit(Proposal {
+        user_id: upload.owner,
+        user: None,
+        upload_link: upload.upload_link,
+        protocol,
+        filename: &upload.filename,
+        content_type: upload.declared_type.as_deref(),
+        size: upload.length,
+        metadata: metadata.pairs,
+    })
+    .await
+}
 
 /// An upload of no bytes is a file at once (clients send no `PATCH` for it): stored with its
 /// row, like any small file, on either backend.
@@ -40,19 +65,13 @@ pub(super) async fn store_empty(
         inline: Some(Vec::new()),
         lifetime: upload.lifetime,
         upload_link: upload.upload_link,
+        origin: Origin::here(protocol),
     };
     let ingest = &resumable.ingest;
     let reservation =
         Reservation::begin(&ingest.quota, upload.owner, ingest.storage.instance(), None).await?;
-    let mut stored = ingest::commit(
-        ingest,
-        upload.owner,
-        reservation,
-        vec![file],
-        Vec::new(),
-        protocol,
-    )
-    .await?;
+    let mut stored =
+        ingest::commit(ingest, upload.owner, reservation, vec![file], Vec::new()).await?;
     tracing::info!(id = %upload.id, "empty resumable upload stored");
     Ok(stored.remove(0))
 }

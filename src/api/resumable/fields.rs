@@ -36,6 +36,8 @@ pub struct Metadata {
     pub filetype: Option<String>,
     /// How long the file is to live once whole (`7d`).
     pub expires_in: Option<String>,
+    /// Every pair, decoded (a key without a value: `null`), for the upload hook.
+    pub pairs: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Metadata {
@@ -85,6 +87,7 @@ pub fn metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
             .transpose()
             .map_err(|_| invalid(&format!("the value of `{key}` is not base64")))?
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        metadata.pairs.insert(key.to_owned(), value.clone().into());
         match key {
             "filename" => metadata.filename = value,
             "filetype" => metadata.filetype = value,

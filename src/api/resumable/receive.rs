@@ -13,7 +13,7 @@ use super::{Resumable, checksum::Checksum, commit, holding::Holding};
 use crate::{
     access::quota::Reservation,
     base::{error::ApiError, in_flight},
-    catalog::record::{FileRecord, NewFile},
+    catalog::record::{FileRecord, NewFile, Origin},
     ingest::{
         clock::Clock,
         content_type::Detector,
@@ -394,6 +394,7 @@ pub async fn finish(
         inline: None,
         lifetime: upload.lifetime,
         upload_link: upload.upload_link,
+        origin: Origin::here(protocol),
     };
     let pending = tus
         .ingest
@@ -402,7 +403,7 @@ pub async fn finish(
         .await?;
     let (id, owner) = (upload.id, upload.owner);
     let uploads = vec![(id, upload.lease)];
-    let stored = commit::commit_file(tus, owner, file, uploads, pending, protocol).await?;
+    let stored = commit::commit_file(tus, owner, file, uploads, pending).await?;
     holding.held = false;
     tracing::info!(%id, size = stored.size, "resumable upload finished");
     Ok(stored)

@@ -12,7 +12,11 @@ use uuid::Uuid;
 use crate::{
     access::quota::Reservation,
     base::{error::ApiError, in_flight},
-    catalog::{record::NewFile, upload_links::UploadLink},
+    catalog::{
+        record::{NewFile, Origin},
+        upload_links::UploadLink,
+    },
+    events::hook::{Hook, Proposal},
     ingest::{
         Limits,
         clock::Clock,
@@ -133,6 +137,30 @@ impl<'a> Form<'a> {
         Ok(String::from_utf8(value).ok())
     }
 
+    /// Asks the upload hook, if there is one, whether file part `field` of `owner`'s may be
+    /// stored, before a byte of it is.
+    pub async fn admit(
+        &self,
+        field: &Field,
+        hook: Option<&Hook>,
+        owner: i64,
+    ) -> Result<(), ApiError> {
+        let Some(hook) = hook else { return Ok(()) };
+        let filename = crate::ingest::filename::from_disposition(field.content_disposition());
+        let content_type = field.content_type().map(ToString::to_string);
+        hook.admit(Proposal {
+            user_id: owner,
+            user: None,
+            upload_link: self.link,
+            protocol: "multipart",
+            filename: &filename,
+            content_type: content_type.as_deref(),
+            size: None,
+            metadata: serde_json::Map::new(),
+        })
+        .await
+    }
+
     /// Streams a file part to storage, hashing and counting it, and checking its size and type
     /// on the way. `in_flight` counts the upload until whatever it leaves behind is removed.
     #[tracing::instrument(name = "upload.receive", skip_all, fields(file_id, size))]
@@ -210,6 +238,7 @@ impl<'a> Form<'a> {
                 // The form's `expires_in`, once the whole form is read.
                 lifetime: None,
                 upload_link: self.link,
+                origin: Origin::here("multipart"),
             },
             entry,
         })

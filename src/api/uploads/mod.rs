@@ -228,7 +228,15 @@ async fn receive(
         form.declared_length(),
     )
     .await?;
-    match receive_files(&mut form, ingest, &mut reservation, expect, &in_flight).await {
+    let files = receive_files(
+        &mut form,
+        ingest,
+        owner,
+        &mut reservation,
+        expect,
+        &in_flight,
+    );
+    match files.await {
         Ok(files) => Ok(Received {
             files,
             reservation,
@@ -244,6 +252,7 @@ async fn receive(
 async fn receive_files(
     form: &mut Form<'_>,
     ingest: &Ingest,
+    owner: Owner,
     reservation: &mut Reservation,
     expect: Expect,
     in_flight: &in_flight::Shared,
@@ -269,6 +278,8 @@ async fn receive_files(
                 "only one part named `file` is accepted; use POST /files for several".into(),
             ));
         }
+        form.admit(&field, ingest.hook.as_ref(), owner.user_id)
+            .await?;
         files.push(
             form.receive(&mut field, &ingest.storage, reservation, in_flight)
                 .await?,
@@ -329,13 +340,5 @@ async fn commit(
     } = received;
     let (rows, entries): (Vec<_>, Vec<_>) = files.into_iter().map(|f| (f.file, f.entry)).unzip();
     let entries = entries.into_iter().flatten().collect();
-    ingest::commit(
-        ingest,
-        owner.user_id,
-        reservation,
-        rows,
-        entries,
-        "multipart",
-    )
-    .await
+    ingest::commit(ingest, owner.user_id, reservation, rows, entries).await
 }

@@ -2,6 +2,7 @@
 //! binary), then an optional file of the operator's (`intake --config FILE`), then
 //! `APP__SECTION__KEY` environment variables. This is the only place that reads configuration.
 
+mod events;
 mod sections;
 
 use std::{
@@ -11,7 +12,7 @@ use std::{
 
 use serde::Deserialize;
 
-pub use self::sections::*;
+pub use self::{events::*, sections::*};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -29,6 +30,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub health: HealthSettings,
+    pub events: EventSettings,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,7 @@ use actix_web::{
     web,
 };
 use metrics::{
-    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -133,6 +133,31 @@ fn describe() {
     describe_counter!(
         "intake_http_connection_errors_total",
         "Connections the HTTP layer ended for the client's fault: malformed, stalled or gone"
+    );
+    describe_counter!(
+        "intake_event_attempts_total",
+        "Attempts to deliver an event to a sink, by sink and outcome (delivered, failed)"
+    );
+    describe_gauge!(
+        "intake_event_deliveries_pending",
+        "Events waiting for a sink (due, or waiting for a retry), by sink"
+    );
+    describe_gauge!(
+        "intake_event_deliveries_failed",
+        "Events a sink never took after every attempt, kept until pruned or retried, by sink"
+    );
+    describe_gauge!(
+        "intake_event_oldest_pending_seconds",
+        Unit::Seconds,
+        "Age of the oldest event a sink has not taken yet (0: none), by sink"
+    );
+    describe_gauge!(
+        "intake_event_sink_disabled",
+        "1 for a sink disabled because its endpoint answered 410 Gone, by sink"
+    );
+    describe_counter!(
+        "intake_upload_hook_calls_total",
+        "Calls of the upload hook (events.pre_upload), by verdict: allowed, refused, unavailable (the hook could not be asked; on_failure decided)"
     );
     describe_counter!(
         "intake_checkout_provider_calls_total",
@@ -351,4 +376,25 @@ pub fn provider_call(provider: &'static str, outcome: &'static str, took: Durati
     )
     .increment(1);
     histogram!("intake_checkout_provider_call_seconds", "provider" => provider).record(took);
+}
+
+/// `verdict`: `allowed`, `refused` or `unavailable`.
+pub fn upload_hook_call(verdict: &'static str) {
+    counter!("intake_upload_hook_calls_total", "verdict" => verdict).increment(1);
+}
+
+pub fn event_attempt(sink: &str, delivered: bool) {
+    let outcome = if delivered { "delivered" } else { "failed" };
+    counter!("intake_event_attempts_total", "sink" => sink.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// A sink's backlog as the last count found it.
+pub fn event_backlog(sink: &str, pending: i64, failed: i64, oldest: Option<f64>, disabled: bool) {
+    let sink = sink.to_owned();
+    gauge!("intake_event_deliveries_pending", "sink" => sink.clone()).set(pending as f64);
+    gauge!("intake_event_deliveries_failed", "sink" => sink.clone()).set(failed as f64);
+    gauge!("intake_event_oldest_pending_seconds", "sink" => sink.clone())
+        .set(oldest.unwrap_or(0.0));
+    gauge!("intake_event_sink_disabled", "sink" => sink).set(f64::from(u8::from(disabled)));
 }

@@ -73,13 +73,27 @@ pub fn init(
     Ok(Tracing { provider })
 }
 
-/// `tokio::spawn` inside the current span: what the task does stays in the request's trace.
+/// `tokio::spawn` inside the current span and request: what the task does stays in the
+/// request's trace, and `request_id` answers as it does in the request.
 pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    tokio::spawn(future.instrument(Span::current()))
+    let future = future.instrument(Span::current());
+    match request_id() {
+        Some(id) => tokio::spawn(REQUEST_ID.scope(id, future)),
+        None => tokio::spawn(future),
+    }
+}
+
+tokio::task_local! {
+    static REQUEST_ID: uuid::Uuid;
+}
+
+/// The id of the request being served (`x-request-id`), outside a request `None`.
+pub fn request_id() -> Option<uuid::Uuid> {
+    REQUEST_ID.try_with(|id| *id).ok()
 }
 
 /// The instrumentation scope the exported spans name.
@@ -143,13 +157,17 @@ impl RootSpanBuilder for RequestSpan {
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Echoes the request id that `TracingLogger` put in every log line, so that a client's report
-/// can be matched to the server's logs.
+/// can be matched to the server's logs (and to the events the request caused), and makes it
+/// `request_id`'s answer while the request is served.
 pub async fn echo_request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = req.extensions().get::<RequestId>().copied();
-    let mut res = next.call(req).await?;
+    let mut res = match id {
+        Some(id) => REQUEST_ID.scope(*id, next.call(req)).await?,
+        None => next.call(req).await?,
+    };
     if let Some(id) = id {
         let value = HeaderValue::from_str(&id.to_string()).expect("a uuid is a valid header");
         res.headers_mut().insert(X_REQUEST_ID.clone(), value);

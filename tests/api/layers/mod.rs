@@ -34,7 +34,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("HTTP kit", &["api"]),
     (
         "shared services",
-        &["access", "catalog", "ingest", "resumable", "sweep"],
+        &[
+            "access",
+            "catalog",
+            "events",
+            "ingest",
+            "resumable",
+            "sweep",
+        ],
     ),
     ("storage", &["storage"]),
     ("base", &["base"]),

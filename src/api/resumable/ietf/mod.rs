@@ -28,7 +28,7 @@ use uuid::Uuid;
 use self::protocol::{UPLOAD_COMPLETE, UPLOAD_LIMIT, boolean, limit};
 use super::{
     Resumable,
-    creation::{start, store_empty},
+    creation::{admit, start, store_empty},
     fields::{self, UPLOAD_LENGTH, UPLOAD_OFFSET, no_store},
     holding::lease,
     receive::{self, Append, Patched},
@@ -195,7 +195,7 @@ async fn create_upload(
         id: Uuid::now_v7(),
         owner: owner.user_id,
         length,
-        metadata: metadata.raw,
+        metadata: metadata.raw.clone(),
         filename,
         declared_type: declared_type.map(|declared| declared.to_string()),
         multipart_id: None,
@@ -205,6 +205,7 @@ async fn create_upload(
         upload_link: None,
         lifetime,
     };
+    admit(resumable, &upload, metadata, PROTOCOL).await?;
     if last && length == Some(0) {
         let file = store_empty(resumable, upload, detector, payload, PROTOCOL).await?;
         return Ok(completed(&file));

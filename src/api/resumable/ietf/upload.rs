@@ -23,7 +23,10 @@ use crate::{
         },
     },
     base::{error::ApiError, problem::Problem},
-    resumable::{expiry, record::Refused},
+    resumable::{
+        expiry::{self, Removal},
+        record::Refused,
+    },
 };
 
 /// `HEAD /resumable/{id}`: how far the upload is. An upload that is
@@ -194,7 +197,8 @@ async fn remove(
         Ok(leased) => {
             let (pool, storage) = (&resumable.ingest.pool, &resumable.ingest.storage);
             let multipart = leased.multipart_id.as_deref();
-            expiry::remove(pool, storage, leased.id, leased.lease, multipart).await?;
+            let (id, lease) = (leased.id, leased.lease);
+            expiry::remove(pool, storage, id, lease, multipart, Removal::Terminated).await?;
         }
         // An expired upload is as good as cancelled.
         Err(Refused::Expired) => {}

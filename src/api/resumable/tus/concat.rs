@@ -31,7 +31,7 @@ use crate::api::resumable::{
 use crate::{
     access::auth::Owner,
     base::error::ApiError,
-    catalog::record::{FileRecord, NewFile},
+    catalog::record::{FileRecord, NewFile, Origin},
     ingest::{content_type::Detector, filename},
     resumable::record::{self, Leased},
 };
@@ -229,9 +229,10 @@ async fn concatenate(
         inline: None,
         lifetime,
         upload_link: None,
+        origin: Origin::here(PROTOCOL),
     };
     let leases = partials.iter().map(|p| (p.id, p.lease)).collect();
-    let stored = commit::commit_file(tus, owner.user_id, file, leases, pending, PROTOCOL).await?;
+    let stored = commit::commit_file(tus, owner.user_id, file, leases, pending).await?;
     tracing::info!(%id, size = stored.size, parts = partials.len(), "partial uploads concatenated");
     Ok(stored)
 }

@@ -26,7 +26,7 @@ use self::{
 };
 use super::{
     Resumable,
-    creation::{start, store_empty},
+    creation::{admit, start, store_empty},
     fields::{self, no_store},
     holding::lease,
     receive,
@@ -226,7 +226,7 @@ async fn create(
         id: Uuid::now_v7(),
         owner: owner.user_id,
         length,
-        metadata: metadata.raw,
+        metadata: metadata.raw.clone(),
         filename: filename::sanitize(metadata.filename.as_deref().unwrap_or_default()),
         declared_type: declared_type.map(|declared| declared.to_string()),
         multipart_id: None,
@@ -236,6 +236,7 @@ async fn create(
         upload_link: link.as_ref().map(|link| link.id),
         lifetime,
     };
+    admit(&tus, &upload, metadata, PROTOCOL).await?;
     if length == Some(0) && !partial {
         let file = store_empty(&tus, upload, detector, payload, PROTOCOL).await?;
         let mut created = HttpResponse::Created();

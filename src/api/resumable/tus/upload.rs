@@ -23,7 +23,10 @@ use crate::{
     },
     base::{error::ApiError, problem::Problem},
     catalog::record::FileRecord,
-    resumable::{expiry, record::Refused},
+    resumable::{
+        expiry::{self, Removal},
+        record::Refused,
+    },
 };
 
 /// `HEAD /tus/{id}`: how far the upload is. A finished upload answers as a whole file, so that
@@ -213,6 +216,7 @@ pub(super) async fn terminate(
         leased.id,
         leased.lease,
         leased.multipart_id.as_deref(),
+        Removal::Terminated,
     )
     .await?;
     Ok(no_store(&mut HttpResponse::NoContent()).finish())
