@@ -72,16 +72,23 @@ CREATE INDEX event_deliveries_due_idx ON event_deliveries (sink, next_attempt_at
 CREATE INDEX event_deliveries_undelivered_idx ON event_deliveries (sink, subject, seq)
     WHERE state <> 'delivered';
 
--- Every new event is queued for each live sink that takes its type; for a disabled one it is
--- failed at once, so that nothing is lost while an endpoint is gone.
+-- Every new event is queued for each live sink that takes its type. It is failed at once for a
+-- disabled sink, so that nothing is lost while an endpoint is gone, and behind a failed event
+-- of the same file, which it may not overtake: `intake events retry` sends them again.
 CREATE FUNCTION queue_event_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO event_deliveries (event_id, sink, seq, subject, state, last_error)
     SELECT e.id, s.name, e.seq, e.subject,
-           CASE WHEN s.disabled_because IS NULL THEN 'pending' ELSE 'failed' END,
-           s.disabled_because
+           CASE WHEN held.why IS NULL THEN 'pending' ELSE 'failed' END, held.why
     FROM new_events e
-    JOIN live_event_sinks s ON cardinality(s.types) = 0 OR e.type = ANY (s.types);
+    JOIN live_event_sinks s ON cardinality(s.types) = 0 OR e.type = ANY (s.types)
+    CROSS JOIN LATERAL (
+        SELECT COALESCE(s.disabled_because,
+                        CASE WHEN EXISTS (
+                            SELECT FROM event_deliveries f
+                            WHERE f.sink = s.name AND f.subject = e.subject AND f.state = 'failed')
+                        THEN 'an earlier event of the same file failed' END) AS why
+    ) held;
     RETURN NULL;
 END
 $$;

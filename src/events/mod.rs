@@ -233,7 +233,7 @@ async fn deliver(sink: Arc<Sink>, pool: PgPool, settings: EventSettings) {
         match outbox::settle(&pool, &sink.name, &outcomes, settings.max_attempts).await {
             Ok(0) => {}
             Ok(failed) => {
-                tracing::warn!(sink = %sink.name, failed, "events failed after their last attempt (`intake events list --failed`)")
+                tracing::warn!(sink = %sink.name, failed, remedy = "intake events list --failed", "events failed after their last attempt")
             }
             Err(error) => {
                 tracing::warn!(sink = %sink.name, error = cause_chain(&error), "could not record deliveries; they will be attempted again")

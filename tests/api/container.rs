@@ -391,3 +391,40 @@ fn cargo_run_runs_the_server() {
         "Cargo.toml names intake as the default binary"
     );
 }
+
+#[test]
+fn the_nats_profile_runs_jetstream_with_the_stream_intakes_events_go_to() {
+    let compose = compose();
+    let services = &compose["services"];
+    for name in ["nats", "nats-init"] {
+        assert_eq!(
+            services[name]["profiles"],
+            serde_json::json!(["nats"]),
+            "{name}"
+        );
+    }
+    let nats = &services["nats"];
+    let command = nats["command"].to_string();
+    assert!(command.contains("\"-js\""), "JetStream on: {command}");
+    let init = &services["nats-init"];
+    assert_eq!(init["depends_on"]["nats"]["condition"], "service_healthy");
+    assert_eq!(service_env(init)["NATS_URL"], "nats://nats:4222");
+    // The stream covers the subjects intake publishes to with its own settings.
+    let mut env = service_env(&services["intake"]);
+    env.insert("APP__EVENTS__NATS__URL".into(), "nats://nats:4222".into());
+    let settings = Settings::load_from(&config_dir(), "production", env).unwrap();
+    assert_eq!(settings.events.nats.url, "nats://nats:4222");
+    let subjects = format!("--subjects '{}>'", settings.events.nats.subject_prefix);
+    assert!(
+        init["command"].to_string().contains(&subjects),
+        "{subjects}"
+    );
+    for name in ["intake", "intake-s3"] {
+        let env = service_env(&services[name]);
+        assert_eq!(
+            env["APP__EVENTS__NATS__URL"], "",
+            "{name}: off unless INTAKE_NATS_URL is set"
+        );
+    }
+    assert!(read(".env.example").contains("INTAKE_NATS_URL="));
+}

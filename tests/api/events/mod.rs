@@ -1,15 +1,22 @@
 //! Events: what intake announces, and to whom. Webhooks signed as Standard Webhooks says,
-//! retried until taken and in order for each file (`webhooks`); NATS JetStream, a real server,
-//! also across a kill -9 (`nats`); the upload hook that may refuse an upload (`hook`).
+//! retried until taken and in order for each file (`webhooks`), and endpoints that fail for
+//! good, or while Postgres is away (`failures`); NATS JetStream, a real server,
+//! also across a kill -9 (`nats`); the upload hook that may refuse an upload (`hook`); the
+//! README's signature verifiers (`verifiers`).
 
+mod failures;
 mod hook;
 mod nats;
+mod verifiers;
 mod webhooks;
 
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -21,7 +28,10 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers::method};
 
-use crate::helpers::GENEROUS_TIMEOUT_MS;
+use crate::{
+    child::ChildServer,
+    helpers::{GENEROUS_TIMEOUT_MS, TestApp, file_part, random_bytes},
+};
 
 /// A signing secret, as `intake events secret` prints one.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -198,6 +208,96 @@ fn held_to(document: &Value, name: &str, value: &Value) {
             "{name} lacks {required}"
         );
     }
+}
+
+/// Flips an endpoint from its first answer to its second.
+pub struct Switch(Arc<AtomicBool>);
+
+impl Switch {
+    pub fn flip(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// An endpoint that answers `first` until the switch is flipped, then `then`.
+pub async fn switching(first: u16, then: u16) -> (Endpoint, Switch) {
+    let flipped = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&flipped);
+    let endpoint = Endpoint::start(move |_| {
+        if seen.load(Ordering::SeqCst) {
+            then
+        } else {
+            first
+        }
+    })
+    .await;
+    (endpoint, Switch(flipped))
+}
+
+/// The real binary on `db`'s database, with one webhook to `endpoint` taking `types`, as an
+/// operator configures it (`config_file`), and `env`.
+pub struct WebhookChild {
+    pub server: ChildServer,
+    pub client: reqwest::Client,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl WebhookChild {
+    pub async fn start(
+        db: &TestApp,
+        endpoint: &Endpoint,
+        types: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let (root, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut command = ChildServer::command(&db.db_url(), root.path(), env);
+        let config = config_file(dir.path(), &endpoint.url(), types);
+        command.arg("--config").arg(config);
+        Self {
+            server: ChildServer::spawn(command).await,
+            client: reqwest::Client::new(),
+            _dirs: (root, dir),
+        }
+    }
+
+    /// Stores a file of 2,000 bytes made from `seed`; its id.
+    pub async fn upload(&self, name: &str, seed: u64) -> String {
+        upload_to(&self.client, &self.server, name, seed).await
+    }
+}
+
+/// `POST /upload` to a child server of a file of 2,000 bytes made from `seed`; its id.
+pub async fn upload_to(
+    client: &reqwest::Client,
+    server: &ChildServer,
+    name: &str,
+    seed: u64,
+) -> String {
+    let part = file_part(name, random_bytes(2000, seed), None);
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = client
+        .post(server.url("/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let file: Value = response.json().await.unwrap();
+    file["id"].as_str().unwrap().to_owned()
+}
+
+/// `intake events ARGS` against the database at `db_url`: what it printed.
+pub async fn intake_events(db_url: &str, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_intake"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("APP__DATABASE__URL", db_url)
+        .arg("events")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// Whether a request is signed with `secret` as the Standard Webhooks specification says:

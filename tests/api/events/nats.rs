@@ -11,7 +11,7 @@ use reqwest::multipart::Form;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::quick_delivery;
+use super::{quick_delivery, upload_to};
 use crate::{
     child::ChildServer,
     helpers::{
@@ -191,16 +191,7 @@ async fn events_an_instance_committed_but_never_published_are_published_by_the_n
     let client = reqwest::Client::new();
     let mut files = Vec::new();
     for seed in 0..2 {
-        let form = Form::new().part("file", file_part("k.bin", random_bytes(5_000, seed), None));
-        let response = client
-            .post(first.url("/upload"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let file: Value = response.json().await.unwrap();
-        files.push(file["id"].as_str().unwrap().to_owned());
+        files.push(upload_to(&client, &first, "k.bin", seed).await);
     }
     first.child.kill().await.unwrap();
 
