@@ -148,6 +148,25 @@ async fn a_refusal_reaches_the_client_in_the_hooks_words_and_leaves_nothing() {
     let problem = assert_problem(refused, 403, "upload_refused").await;
     assert_eq!(problem["detail"], "only text files here");
     assert_eq!(hook.next().await.status, 403);
+
+    let refused = app
+        .client
+        .post(app.url("/resumable/"))
+        .bearer_auth(&token)
+        .header("Upload-Draft-Interop-Version", "8")
+        .header("Upload-Complete", "?1")
+        .header("Content-Disposition", r#"attachment; filename="setup.exe""#)
+        .body(random_bytes(200_000, 4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.headers()["upload-complete"], "?0");
+    assert_problem(refused, 403, "upload_refused").await;
+    let asked = hook.next().await;
+    assert_eq!(
+        (asked.status, asked.json()["data"]["protocol"].clone()),
+        (403, json!("ietf"))
+    );
     nothing_kept(&app).await;
 }
 

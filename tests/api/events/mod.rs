@@ -2,11 +2,13 @@
 //! retried until taken and in order for each file (`webhooks`), and endpoints that fail for
 //! good, or while Postgres is away (`failures`); NATS JetStream, a real server,
 //! also across a kill -9 (`nats`); the upload hook that may refuse an upload (`hook`); the
-//! README's signature verifiers (`verifiers`).
+//! README's signature verifiers (`verifiers`); what the sweeps remove, and the outbox's own
+//! pruning (`sweeps`).
 
 mod failures;
 mod hook;
 mod nats;
+mod sweeps;
 mod verifiers;
 mod webhooks;
 

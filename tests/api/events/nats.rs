@@ -113,6 +113,19 @@ async fn stored_and_deleted_files_are_published_to_jetstream_with_their_event_id
     let tus = Tus::of(&app);
     let path = tus.created(b.len() as u64, "c.bin").await;
     assert_eq!(tus.patch(&path, 0, b.clone()).await.status(), 204);
+    // And one whole file in an IETF creation.
+    let ietf = app
+        .client
+        .post(app.url("/resumable/"))
+        .header("Upload-Draft-Interop-Version", "8")
+        .header("Upload-Complete", "?1")
+        .header("Content-Type", "application/octet-stream")
+        .body(a.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ietf.status(), 200);
+    let d: Value = ietf.json().await.unwrap();
     let a_id = batch["files"][0]["id"].as_str().unwrap().to_owned();
     let deleted = app
         .client
@@ -122,7 +135,7 @@ async fn stored_and_deleted_files_are_published_to_jetstream_with_their_event_id
     assert_eq!(deleted.unwrap().status(), 204);
 
     let mut published = HashMap::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         let (subject, id, event) = stream.next().await;
         assert_eq!(event["id"], id.as_str(), "Nats-Msg-Id is the event id");
         assert_eq!(
@@ -150,6 +163,9 @@ async fn stored_and_deleted_files_are_published_to_jetstream_with_their_event_id
     assert_eq!(c["data"]["protocol"], "tus");
     assert_eq!(c["data"]["file"]["size"], b.len());
     assert_eq!(event("file.deleted", &a_id)["data"]["reason"], "deleted");
+    let d = event("file.stored", d["id"].as_str().unwrap());
+    assert_eq!(d["data"]["protocol"], "ietf");
+    assert_eq!(d["data"]["file"]["sha256"], sha256_hex(&a));
 
     // The ids published are the outbox's, one per file and change.
     let ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM events ORDER BY seq")
