@@ -97,6 +97,11 @@ CREATE TRIGGER events_queue_deliveries AFTER INSERT ON events
     REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION queue_event_deliveries();
 
+-- What the upload hook attached to a file (its 2xx answer's `metadata`), shown in the file
+-- object; kept on an unfinished resumable upload until its file is made.
+ALTER TABLE files ADD COLUMN metadata jsonb;
+ALTER TABLE resumable_uploads ADD COLUMN file_metadata jsonb;
+
 -- A file as events show it: the file object of the API, without its URL.
 CREATE FUNCTION file_json(f files) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -108,7 +113,8 @@ CREATE FUNCTION file_json(f files) RETURNS jsonb LANGUAGE sql STABLE AS $$
         'sha256', encode(f.sha256, 'hex'),
         'created_at', to_char(f.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         'expires_at', to_char(f.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'upload_link', f.upload_link_id)
+        'upload_link', f.upload_link_id,
+        'metadata', f.metadata)
 $$;
 
 -- Whatever deletes a file's row (DELETE /files/{id}, the lifetime sweep) announces it in the

@@ -125,7 +125,7 @@ pub async fn shared(
         r#"
         SELECT l.id, l.file_id, l.created_at AS link_created_at, l.expires_at, l.max_downloads,
                l.downloads, f.filename, f.content_type, f.size, f.sha256, f.created_at, f.inline,
-               f.expires_at AS file_expires_at, f.upload_link_id
+               f.expires_at AS file_expires_at, f.upload_link_id, f.metadata
         FROM share_links l JOIN files f ON f.id = l.file_id
         WHERE l.secret_hash = $1 AND (f.expires_at IS NULL OR f.expires_at > now())
         "#,
@@ -152,6 +152,7 @@ pub async fn shared(
             inline: row.inline,
             expires_at: row.file_expires_at,
             upload_link: row.upload_link_id,
+            metadata: row.metadata,
         };
         (link, file)
     }))

@@ -27,7 +27,7 @@ pub async fn list(
         FileRecord,
         r#"
         SELECT id, filename, content_type, size, sha256, created_at, inline, expires_at,
-               upload_link_id AS upload_link
+               upload_link_id AS upload_link, metadata
         FROM files
         WHERE owner_id = $1 AND (expires_at IS NULL OR expires_at > now())
           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))

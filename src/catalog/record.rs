@@ -21,6 +21,8 @@ pub struct FileRecord {
     pub expires_at: Option<OffsetDateTime>,
     /// The upload link it came through, if it did.
     pub upload_link: Option<Uuid>,
+    /// What the upload hook attached to it.
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// A file whose bytes are stored, or are to be stored with its row (`inline`), and whose row is
@@ -37,6 +39,8 @@ pub struct NewFile {
     pub lifetime: Option<i64>,
     /// The upload link it comes through, if it does.
     pub upload_link: Option<Uuid>,
+    /// What the upload hook attached to it (a JSON object).
+    pub metadata: Option<serde_json::Value>,
     pub origin: Origin,
 }
 
@@ -71,6 +75,7 @@ impl Origin {
     "created_at": "2026-11-24T05:01:57.008694Z",
     "expires_at": null,
     "upload_link": null,
+    "metadata": null,
     "url": "/files/019a6b2c-7d1e-7f3a-9c4b-2e5f8a1d3c6b/content"
 }))]
 pub struct FileObject {
@@ -88,6 +93,10 @@ pub struct FileObject {
     /// The id of the upload link the file came through (`POST /upload-links`); `null`: its
     /// owner uploaded it.
     pub upload_link: Option<Uuid>,
+    /// What the upload hook (`events.pre_upload`) attached to the file when it let the upload
+    /// in: the `metadata` object of its answer; `null`: nothing.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
     pub url: String,
 }
 
@@ -110,6 +119,7 @@ impl FileRecord {
             created_at: self.created_at,
             expires_at: self.expires_at,
             upload_link: self.upload_link,
+            metadata: self.metadata.clone(),
             url: format!("{}/content", self.location()),
         }
     }
@@ -143,11 +153,11 @@ pub async fn insert_all(
             FROM owner
         ), inserted AS (
             INSERT INTO files AS f (owner_id, id, filename, content_type, size, sha256, inline,
-                                    expires_at, upload_link_id)
+                                    expires_at, upload_link_id, metadata)
             SELECT owner.id, u.id, u.filename, u.content_type, u.size, u.sha256, u.id = ANY($9),
-                   now() + u.lifetime * interval '1 second', u.link
-            FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[], $11::int8[], $12::uuid[])
-                AS u (id, filename, content_type, size, sha256, lifetime, link), claimed, owner
+                   now() + u.lifetime * interval '1 second', u.link, u.metadata
+            FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[], $11::int8[], $12::uuid[], $15::jsonb[])
+                AS u (id, filename, content_type, size, sha256, lifetime, link, metadata), claimed, owner
             RETURNING id, size, created_at, f
         ), announced AS (
             INSERT INTO events (type, subject, payload)
@@ -187,6 +197,7 @@ pub async fn insert_all(
         &c.links as &[Option<Uuid>],
         &c.protocols as &[&str],
         &c.request_ids as &[Option<Uuid>],
+        &c.metadata as &[Option<&serde_json::Value>],
     )
     .fetch_all(conn)
     .await?;
@@ -212,6 +223,7 @@ impl NewFile {
                 .lifetime
                 .map(|seconds| created_at + time::Duration::seconds(seconds)),
             upload_link: self.upload_link,
+            metadata: self.metadata.clone(),
         }
     }
 }
@@ -227,6 +239,7 @@ struct Columns<'a> {
     contents: Vec<&'a [u8]>,
     lifetimes: Vec<Option<i64>>,
     links: Vec<Option<Uuid>>,
+    metadata: Vec<Option<&'a serde_json::Value>>,
     protocols: Vec<&'static str>,
     request_ids: Vec<Option<Uuid>>,
 }
@@ -244,6 +257,7 @@ impl<'a> Columns<'a> {
             contents: Vec::new(),
             lifetimes: Vec::with_capacity(n),
             links: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
             protocols: Vec::with_capacity(n),
             request_ids: Vec::with_capacity(n),
         };
@@ -255,6 +269,7 @@ impl<'a> Columns<'a> {
             c.hashes.push(&file.sha256);
             c.lifetimes.push(file.lifetime);
             c.links.push(file.upload_link);
+            c.metadata.push(file.metadata.as_ref());
             c.protocols.push(file.origin.protocol);
             c.request_ids.push(file.origin.request_id);
             if let Some(bytes) = &file.inline {
@@ -287,14 +302,14 @@ pub async fn insert_batch(
     let stored = sqlx::query!(
         r#"
         WITH kept AS (
-            SELECT r.* FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[], $10::int8[], $11::uuid[])
-                AS r (owner_id, reservation, id, filename, content_type, size, sha256, lifetime, link)
+            SELECT r.* FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[], $10::int8[], $11::uuid[], $14::jsonb[])
+                AS r (owner_id, reservation, id, filename, content_type, size, sha256, lifetime, link, metadata)
             WHERE EXISTS (SELECT FROM users WHERE users.id = r.owner_id)
         ), inserted AS (
             INSERT INTO files AS f (owner_id, id, filename, content_type, size, sha256, inline,
-                                    expires_at, upload_link_id)
+                                    expires_at, upload_link_id, metadata)
             SELECT owner_id, id, filename, content_type, size, sha256, id = ANY($8),
-                   now() + lifetime * interval '1 second', link
+                   now() + lifetime * interval '1 second', link, metadata
             FROM kept
             RETURNING id, created_at, f
         ), announced AS (
@@ -335,6 +350,7 @@ pub async fn insert_batch(
         &c.links as &[Option<Uuid>],
         &c.protocols as &[&str],
         &c.request_ids as &[Option<Uuid>],
+        &c.metadata as &[Option<&serde_json::Value>],
     )
     .fetch_all(pool)
     .await?;
@@ -348,7 +364,7 @@ pub async fn find(pool: &PgPool, owner: i64, id: Uuid) -> Result<Option<FileReco
         FileRecord,
         r#"
         SELECT id, filename, content_type, size, sha256, created_at, inline, expires_at,
-               upload_link_id AS upload_link
+               upload_link_id AS upload_link, metadata
         FROM files
         WHERE id = $1 AND owner_id = $2 AND (expires_at IS NULL OR expires_at > now())
         "#,
@@ -374,7 +390,7 @@ pub async fn set_expiry(
         UPDATE files SET expires_at = $3
         WHERE id = $1 AND owner_id = $2 AND (expires_at IS NULL OR expires_at > now())
         RETURNING id, filename, content_type, size, sha256, created_at, inline, expires_at,
-               upload_link_id AS upload_link
+               upload_link_id AS upload_link, metadata
         "#,
         id,
         owner,

@@ -1,7 +1,8 @@
 //! The upload hook (`events.pre_upload`): before an upload stores anything, intake POSTs who
 //! is uploading and what they declare, signed as the webhooks are, and waits for the verdict:
-//! `2xx` lets the upload go on, `403` or `422` refuses it with the hook's `reason`, anything
-//! else (no answer in time, another status) follows `on_failure`.
+//! `2xx` lets the upload go on (with the `metadata` of its answer, if any, attached to the
+//! file), `403` or `422` refuses it with the hook's `reason`, anything else (no answer in time,
+//! another status, metadata that is not a small JSON object) follows `on_failure`.
 
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ use crate::base::{
 const NO_REASON: &str = "the upload was refused by the upload hook";
 /// The longest reason passed on to the client.
 const MAX_REASON: usize = 500;
+/// The most metadata, as JSON, that a hook may attach to a file.
+pub const MAX_METADATA_BYTES: usize = 4096;
 
 #[derive(Clone)]
 pub struct Hook {
@@ -66,6 +69,12 @@ struct Refusal {
     reason: Option<String>,
 }
 
+/// The body of a yes (any other member is ignored).
+#[derive(Deserialize)]
+struct Consent {
+    metadata: Option<serde_json::Value>,
+}
+
 impl Hook {
     /// `None` when no hook is configured.
     pub fn new(
@@ -91,11 +100,14 @@ impl Hook {
         }))
     }
 
-    /// Asks the hook about `proposal`: `Ok` to go on, `403 upload_refused` with the hook's
-    /// reason, or `503 upload_hook_unavailable` when it could not be asked and `on_failure`
-    /// says refuse.
+    /// Asks the hook about `proposal`: `Ok` to go on, with the metadata to attach to the file;
+    /// `403 upload_refused` with the hook's reason; or `503 upload_hook_unavailable` when it
+    /// could not be asked and `on_failure` says refuse.
     #[tracing::instrument(name = "hook.pre_upload", skip_all, fields(filename = proposal.filename))]
-    pub async fn admit(&self, mut proposal: Proposal<'_>) -> Result<(), ApiError> {
+    pub async fn admit(
+        &self,
+        mut proposal: Proposal<'_>,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
         proposal.user =
             sqlx::query_scalar!("SELECT name FROM users WHERE id = $1", proposal.user_id)
                 .fetch_optional(&self.pool)
@@ -111,10 +123,13 @@ impl Hook {
             self.timeout,
         );
         let why = match answer.await {
-            Answer::Accepted(_) => {
-                metrics::upload_hook_call("allowed");
-                return Ok(());
-            }
+            Answer::Accepted(body) => match attached(&body) {
+                Ok(metadata) => {
+                    metrics::upload_hook_call("allowed");
+                    return Ok(metadata);
+                }
+                Err(why) => why,
+            },
             Answer::Refused(StatusCode::FORBIDDEN | StatusCode::UNPROCESSABLE_ENTITY, body) => {
                 metrics::upload_hook_call("refused");
                 tracing::info!("the upload hook refused the upload");
@@ -127,9 +142,29 @@ impl Hook {
         metrics::upload_hook_call("unavailable");
         tracing::warn!(error = why, on_failure = ?self.on_failure, "the upload hook could not be asked");
         match self.on_failure {
-            OnHookFailure::Allow => Ok(()),
+            OnHookFailure::Allow => Ok(None),
             OnHookFailure::Refuse => Err(ApiError::UploadHookUnavailable),
         }
+    }
+}
+
+/// The metadata a yes attaches: its `metadata` member, a JSON object of at most
+/// `MAX_METADATA_BYTES`; none for an empty body, one that is not JSON, or `null`. `Err` with
+/// why for metadata that is not such an object: the hook is broken, not the upload.
+fn attached(body: &[u8]) -> Result<Option<serde_json::Value>, String> {
+    let Ok(Consent { metadata }) = serde_json::from_slice::<Consent>(body) else {
+        return Ok(None);
+    };
+    match metadata {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(object @ serde_json::Value::Object(_))
+            if object.to_string().len() <= MAX_METADATA_BYTES =>
+        {
+            Ok(Some(object))
+        }
+        Some(_) => Err(format!(
+            "answered `metadata` that is not a JSON object of at most {MAX_METADATA_BYTES} bytes"
+        )),
     }
 }
 
@@ -149,6 +184,24 @@ fn reason(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_yes_attaches_a_small_object_or_nothing() {
+        let object = serde_json::json!({"project": "x1", "tags": ["a"]});
+        let body = serde_json::json!({"metadata": object}).to_string();
+        assert_eq!(attached(body.as_bytes()), Ok(Some(object)));
+        for nothing in [&b""[..], b"ok", br#"{"metadata":null}"#, br#"{"other":1}"#] {
+            assert_eq!(attached(nothing), Ok(None));
+        }
+        let big = serde_json::json!({"metadata": {"x": "y".repeat(MAX_METADATA_BYTES)}});
+        for broken in [
+            br#"{"metadata":[1]}"#.to_vec(),
+            br#"{"metadata":"x"}"#.to_vec(),
+            big.to_string().into_bytes(),
+        ] {
+            assert!(attached(&broken).is_err());
+        }
+    }
 
     #[test]
     fn a_refusal_says_the_hooks_reason_in_one_bounded_line() {

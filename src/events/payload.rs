@@ -78,6 +78,9 @@ pub struct EventFile {
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub upload_link: Option<Uuid>,
+    /// What the upload hook attached.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// The unfinished upload an `upload.expired` event is about.

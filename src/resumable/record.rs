@@ -29,6 +29,8 @@ pub struct NewUpload {
     pub upload_link: Option<Uuid>,
     /// Seconds its file is to live from its commit (`expires_in`); `None`: until deleted.
     pub lifetime: Option<i64>,
+    /// What the upload hook attached, for its file.
+    pub file_metadata: Option<serde_json::Value>,
 }
 
 /// What HEAD shows of an upload.
@@ -66,6 +68,8 @@ pub struct Leased {
     pub upload_link: Option<Uuid>,
     /// Seconds its file is to live from its commit; `None`: until deleted.
     pub lifetime: Option<i64>,
+    /// What the upload hook attached, for its file.
+    pub file_metadata: Option<serde_json::Value>,
 }
 
 #[tracing::instrument(name = "db.create_upload", skip_all, fields(upload_id = %upload.id))]
@@ -74,8 +78,8 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
         r#"
         INSERT INTO resumable_uploads
             (id, owner_id, length, metadata, filename, declared_type, hash_state, multipart_id,
-             expires_at, partial, ends_at_length, upload_link_id, lifetime_secs)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             expires_at, partial, ends_at_length, upload_link_id, lifetime_secs, file_metadata)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         "#,
         upload.id,
         upload.owner,
@@ -90,6 +94,7 @@ pub async fn create(conn: &mut PgConnection, upload: &NewUpload) -> Result<(), s
         upload.ends_at_length,
         upload.upload_link,
         upload.lifetime,
+        upload.file_metadata,
     )
     .execute(conn)
     .await?;
@@ -234,7 +239,8 @@ async fn lease_if_held_by(
         RETURNING id, owner_id AS owner, lease AS "lease!", length, received, filename,
             declared_type, content_type, hash_state, multipart_id, parts, tail,
             coalesce((SELECT bytes FROM quota_reservations WHERE upload_id = $1), 0) AS "reserved!",
-            partial, ends_at_length, upload_link_id AS upload_link, lifetime_secs AS lifetime
+            partial, ends_at_length, upload_link_id AS upload_link, lifetime_secs AS lifetime,
+            file_metadata
         "#,
         id,
         owner,

@@ -30,6 +30,7 @@ fn new_file(id: Uuid, seed: u64) -> NewFile {
         // Every other file with a lifetime: the group commit writes both kinds.
         lifetime: seed.is_multiple_of(2).then_some(3_600 + seed as i64),
         upload_link: None,
+        metadata: None,
         origin: Origin::here("multipart"),
     }
 }

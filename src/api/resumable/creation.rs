@@ -19,15 +19,16 @@ use crate::{
 };
 
 /// Asks the upload hook, if there is one, whether `upload` may start (before anything of it is
-/// stored or reserved); `metadata` is its `Upload-Metadata`.
+/// stored or reserved); `metadata` is its `Upload-Metadata`. The metadata the hook attaches to
+/// its file.
 pub(super) async fn admit(
     resumable: &Resumable,
     upload: &NewUpload,
     metadata: Metadata,
     protocol: &'static str,
-) -> Result<(), ApiError> {
+) -> Result<Option<serde_json::Value>, ApiError> {
     let Some(hook) = &resumable.ingest.hook else {
-        return Ok(());
+        return Ok(None);
     };
     hook.admit(Proposal {
         user_id: upload.owner,
@@ -65,6 +66,7 @@ pub(super) async fn store_empty(
         inline: Some(Vec::new()),
         lifetime: upload.lifetime,
         upload_link: upload.upload_link,
+        metadata: upload.file_metadata,
         origin: Origin::here(protocol),
     };
     let ingest = &resumable.ingest;

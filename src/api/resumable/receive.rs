@@ -394,6 +394,7 @@ pub async fn finish(
         inline: None,
         lifetime: upload.lifetime,
         upload_link: upload.upload_link,
+        metadata: upload.file_metadata.clone(),
         origin: Origin::here(protocol),
     };
     let pending = tus

@@ -138,14 +138,14 @@ impl<'a> Form<'a> {
     }
 
     /// Asks the upload hook, if there is one, whether file part `field` of `owner`'s may be
-    /// stored, before a byte of it is.
+    /// stored, before a byte of it is; the metadata the hook attaches to it.
     pub async fn admit(
         &self,
         field: &Field,
         hook: Option<&Hook>,
         owner: i64,
-    ) -> Result<(), ApiError> {
-        let Some(hook) = hook else { return Ok(()) };
+    ) -> Result<Option<serde_json::Value>, ApiError> {
+        let Some(hook) = hook else { return Ok(None) };
         let filename = crate::ingest::filename::from_disposition(field.content_disposition());
         let content_type = field.content_type().map(ToString::to_string);
         hook.admit(Proposal {
@@ -238,6 +238,8 @@ impl<'a> Form<'a> {
                 // The form's `expires_in`, once the whole form is read.
                 lifetime: None,
                 upload_link: self.link,
+                // The hook's, once it has said yes.
+                metadata: None,
                 origin: Origin::here("multipart"),
             },
             entry,

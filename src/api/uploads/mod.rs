@@ -278,12 +278,14 @@ async fn receive_files(
                 "only one part named `file` is accepted; use POST /files for several".into(),
             ));
         }
-        form.admit(&field, ingest.hook.as_ref(), owner.user_id)
+        let metadata = form
+            .admit(&field, ingest.hook.as_ref(), owner.user_id)
             .await?;
-        files.push(
-            form.receive(&mut field, &ingest.storage, reservation, in_flight)
-                .await?,
-        );
+        let mut received = form
+            .receive(&mut field, &ingest.storage, reservation, in_flight)
+            .await?;
+        received.file.metadata = metadata;
+        files.push(received);
     }
     if files.is_empty() {
         return Err(ApiError::MissingFile(match expect {

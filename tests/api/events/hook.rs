@@ -63,12 +63,20 @@ async fn nothing_kept(app: &TestApp) {
 
 #[tokio::test]
 async fn the_hook_is_told_who_uploads_what_before_a_byte_is_stored_and_its_yes_lets_it_in() {
-    let mut hook = Endpoint::start(|_| 200).await;
+    let attached = json!({"project": "x1", "scanned": false});
+    let yes = json!({"metadata": attached});
+    let mut hook = Endpoint::answering(|_| 200, Some(yes)).await;
     let app = spawn_with_hook(&hook.url(), OnHookFailure::Refuse).await;
     let token = app.user_with_token("alice").await;
 
     let part = file_part("../notes.txt", b"hello".to_vec(), Some("text/plain"));
-    assert_eq!(app.upload_as(&token, part).await.status(), 201);
+    let stored = app.upload_as(&token, part).await;
+    assert_eq!(stored.status(), 201);
+    let file: Value = stored.json().await.unwrap();
+    assert_eq!(
+        file["metadata"], attached,
+        "the hook's metadata is the file's"
+    );
     let asked = proposal(&hook.next().await);
     assert_eq!(asked["user"], "alice");
     assert!(asked["user_id"].is_i64());
@@ -86,7 +94,7 @@ async fn the_hook_is_told_who_uploads_what_before_a_byte_is_stored_and_its_yes_l
     let tus = Tus::of(&app).with_token(&token);
     let created = tus
         .request(reqwest::Method::POST, "/tus/")
-        .header("Upload-Length", 5)
+        .header("Upload-Length", 1)
         // `filename` "r.txt", `filetype` "text/plain", `project` "x1", `flag` without a value.
         .header(
             "Upload-Metadata",
@@ -100,11 +108,47 @@ async fn the_hook_is_told_who_uploads_what_before_a_byte_is_stored_and_its_yes_l
     assert_eq!(asked["protocol"], "tus");
     assert_eq!(asked["filename"], "r.txt");
     assert_eq!(asked["content_type"], "text/plain");
-    assert_eq!(asked["size"], 5);
+    assert_eq!(asked["size"], 1);
     assert_eq!(
         asked["metadata"],
         json!({"filename": "r.txt", "filetype": "text/plain", "project": "x1", "flag": null})
     );
+    // Kept with the upload until its file is made, on whichever instance finishes it.
+    let other = app.another_instance(|s| s.auth.enabled = true).await;
+    let path = crate::tus::header(&created, "location");
+    let finished = Tus::of(&other)
+        .with_token(&token)
+        .patch(&path, 0, b"r".to_vec())
+        .await;
+    assert_eq!(finished.status(), 204);
+    let file: Value = app
+        .get_as(&token, &format!("/files/{}", crate::tus::id_of(&path)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file["metadata"], attached);
+    let listed: Value = app.get_as(&token, "/files").await.json().await.unwrap();
+    assert!(
+        listed["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["metadata"] == attached)
+    );
+}
+
+#[tokio::test]
+async fn a_yes_with_metadata_that_is_not_a_small_object_is_a_broken_hook() {
+    let broken = json!({"metadata": ["not", "an", "object"]});
+    let hook = Endpoint::answering(|_| 200, Some(broken)).await;
+    let app = spawn_with_hook(&hook.url(), OnHookFailure::Refuse).await;
+    let token = app.user_with_token("alice").await;
+    let refused = app
+        .upload_as(&token, file_part("a.txt", b"a".to_vec(), None))
+        .await;
+    assert_problem(refused, 503, "upload_hook_unavailable").await;
+    nothing_kept(&app).await;
 }
 
 #[tokio::test]

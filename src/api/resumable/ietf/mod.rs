@@ -191,7 +191,7 @@ async fn create_upload(
         Some(disposition) => filename::from_disposition(Some(&disposition)),
         None => filename::sanitize(metadata.filename.as_deref().unwrap_or_default()),
     };
-    let upload = NewUpload {
+    let mut upload = NewUpload {
         id: Uuid::now_v7(),
         owner: owner.user_id,
         length,
@@ -204,8 +204,9 @@ async fn create_upload(
         ends_at_length: false,
         upload_link: None,
         lifetime,
+        file_metadata: None,
     };
-    admit(resumable, &upload, metadata, PROTOCOL).await?;
+    upload.file_metadata = admit(resumable, &upload, metadata, PROTOCOL).await?;
     if last && length == Some(0) {
         let file = store_empty(resumable, upload, detector, payload, PROTOCOL).await?;
         return Ok(completed(&file));

@@ -32,6 +32,7 @@ use crate::{
     access::auth::Owner,
     base::error::ApiError,
     catalog::record::{FileRecord, NewFile, Origin},
+    events::hook::Proposal,
     ingest::{content_type::Detector, filename},
     resumable::record::{self, Leased},
 };
@@ -194,6 +195,24 @@ async fn concatenate(
         .and_then(|filetype| filetype.parse::<mime::Mime>().ok());
     let mut detector = Detector::new(declared.as_ref(), &ingest.limits.allow)?;
     let lifetime = metadata.lifetime(&ingest.limits.settings)?;
+    let filename = filename::sanitize(metadata.filename.as_deref().unwrap_or_default());
+    // The file is proposed as a whole before it is made, as its pieces were.
+    let attached = match &ingest.hook {
+        Some(hook) => {
+            hook.admit(Proposal {
+                user_id: owner.user_id,
+                user: None,
+                upload_link: None,
+                protocol: PROTOCOL,
+                filename: &filename,
+                content_type: metadata.filetype.as_deref(),
+                size: Some(total),
+                metadata: metadata.pairs.clone(),
+            })
+            .await?
+        }
+        None => None,
+    };
     let id = uuid::Uuid::now_v7();
     let in_flight = Arc::new(ingest.in_flight.enter());
     let mut writer = ingest.storage.create(id, Arc::clone(&in_flight));
@@ -222,13 +241,14 @@ async fn concatenate(
     }
     let file = NewFile {
         id,
-        filename: filename::sanitize(metadata.filename.as_deref().unwrap_or_default()),
+        filename,
         content_type,
         size: total as i64,
         sha256: written.sha256,
         inline: None,
         lifetime,
         upload_link: None,
+        metadata: attached,
         origin: Origin::here(PROTOCOL),
     };
     let leases = partials.iter().map(|p| (p.id, p.lease)).collect();

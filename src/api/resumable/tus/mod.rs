@@ -222,7 +222,7 @@ async fn create(
     // A declared type that is not allowed is refused before a byte is sent.
     let allow = upload_link::allow(&tus.ingest.limits, link.as_ref());
     let detector = Detector::new(declared_type.as_ref(), &allow)?;
-    let upload = NewUpload {
+    let mut upload = NewUpload {
         id: Uuid::now_v7(),
         owner: owner.user_id,
         length,
@@ -235,8 +235,9 @@ async fn create(
         ends_at_length: true,
         upload_link: link.as_ref().map(|link| link.id),
         lifetime,
+        file_metadata: None,
     };
-    admit(&tus, &upload, metadata, PROTOCOL).await?;
+    upload.file_metadata = admit(&tus, &upload, metadata, PROTOCOL).await?;
     if length == Some(0) && !partial {
         let file = store_empty(&tus, upload, detector, payload, PROTOCOL).await?;
         let mut created = HttpResponse::Created();
