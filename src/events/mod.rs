@@ -288,7 +288,14 @@ async fn upkeep(pool: PgPool, sinks: Vec<String>, settings: EventSettings) {
         ticks.tick().await;
         let kept = async {
             outbox::heartbeat(&pool, &sinks).await?;
-            outbox::prune(&pool, settings.retention()).await
+            let mut pruned = 0;
+            loop {
+                let batch = outbox::prune(&pool, settings.retention()).await?;
+                pruned += batch;
+                if batch < outbox::PRUNE_BATCH as u64 {
+                    return Ok::<_, sqlx::Error>(pruned);
+                }
+            }
         };
         match kept.await {
             Ok(0) => {}

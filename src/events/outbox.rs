@@ -182,27 +182,39 @@ pub async fn heartbeat(pool: &PgPool, sinks: &[String]) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-/// Deletes events older than `retention` that no live sink still waits for; how many.
+/// Deletes up to `PRUNE_BATCH` events older than `retention` that no live sink still waits
+/// for, with their deliveries; how many.
 #[tracing::instrument(name = "db.prune_events", skip_all)]
 pub async fn prune(pool: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
-    let pruned = sqlx::query!(
+    let pruned = sqlx::query_scalar!(
         r#"
-        DELETE FROM events WHERE id IN (
-            SELECT e.id FROM events e
-            WHERE e.occurred_at < now() - $1 * interval '1 second'
-              AND NOT EXISTS (
-                  SELECT FROM event_deliveries d JOIN live_event_sinks s ON s.name = d.sink
-                  WHERE d.event_id = e.id AND d.state = 'pending')
-            ORDER BY e.occurred_at
-            LIMIT 10000
+        WITH pruned AS (
+            DELETE FROM events WHERE id IN (
+                SELECT e.id FROM events e
+                WHERE e.occurred_at < now() - $1 * interval '1 second'
+                  AND NOT EXISTS (
+                      SELECT FROM event_deliveries d JOIN live_event_sinks s ON s.name = d.sink
+                      WHERE d.event_id = e.id AND d.state = 'pending')
+                ORDER BY e.occurred_at
+                LIMIT $2
+            )
+            RETURNING id
+        ), deliveries AS (
+            DELETE FROM event_deliveries WHERE event_id IN (SELECT id FROM pruned)
         )
+        SELECT count(*) AS "pruned!" FROM pruned
         "#,
-        retention.as_secs_f64()
+        retention.as_secs_f64(),
+        PRUNE_BATCH,
     )
-    .execute(pool)
+    .fetch_one(pool)
     .await?;
-    Ok(pruned.rows_affected())
+    Ok(pruned as u64)
 }
+
+/// The most events one prune deletes: one statement stays short, and `upkeep` prunes again at
+/// once while a prune takes this many.
+pub const PRUNE_BATCH: i64 = 10_000;
 
 /// A sink's backlog, for the metrics.
 #[derive(Debug)]
