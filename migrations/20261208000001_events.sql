@@ -31,7 +31,7 @@ CREATE TABLE events (
 CREATE INDEX events_occurred_at_idx ON events (occurred_at);
 
 -- The sinks instances are configured with (each upserts its own at start, and says it still
--- has it every half minute), and whether one was disabled: an endpoint that answered 410 Gone
+-- has it every 15 seconds), and whether one was disabled: an endpoint that answered 410 Gone
 -- is disabled for every instance. A sink no instance has had for an hour gets no new events,
 -- and with no live sink at all no event is written.
 CREATE TABLE event_sinks (

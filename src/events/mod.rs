@@ -33,10 +33,13 @@ const NATS_SINK: &str = "nats";
 /// Deliveries one instance claims for one sink at a time (and attempts at once).
 const BATCH: i64 = 32;
 /// How long a claim holds beyond the sink's own timeout, before another instance may attempt
-/// the delivery again (the first instance having died, or lost Postgres).
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
-/// How often the backlog is counted, sinks said to be alive, and old events pruned.
-const UPKEEP: Duration = Duration::from_secs(30);
+/// the delivery again (the first instance having died, or lost Postgres): the time between a
+/// claim and its attempt, and between the attempt and its settling, with room to spare. The
+/// cost of a margin too short is a second attempt, with the same event id.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// How often the backlog is counted (the metrics), sinks said to be alive, and old events
+/// pruned.
+const UPKEEP: Duration = Duration::from_secs(15);
 /// Why a sink was disabled.
 const GONE: &str = "the endpoint answered 410 Gone";
 /// The longest answer of an endpoint kept as a failed delivery's error.
@@ -239,10 +242,10 @@ async fn deliver(sink: Arc<Sink>, pool: PgPool, settings: EventSettings) {
                 tracing::warn!(sink = %sink.name, error = cause_chain(&error), "could not record deliveries; they will be attempted again")
             }
         }
+        // The backlog is counted by `upkeep`: counting after every batch cost a scan of the
+        // pending deliveries per 32 events.
         if gone {
             disable(&pool, &sink.name).await;
-        } else {
-            count(&pool, std::slice::from_ref(&sink.name)).await;
         }
     }
 }
