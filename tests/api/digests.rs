@@ -68,13 +68,7 @@ async fn one_mismatching_part_of_a_batch_keeps_none_of_it() {
             with_digest("b.bin", random_bytes(1000, 44), &sha256_field(&good)),
         );
 
-    let response = app
-        .client
-        .post(app.url("/files"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload_batch(form).await;
 
     assert_problem(response, 422, "checksum_mismatch").await;
     assert!(app.assert_consistent().await.is_empty());

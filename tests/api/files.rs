@@ -8,15 +8,6 @@ use crate::helpers::{
     spawn_app_with,
 };
 
-async fn batch(app: &TestApp, form: Form) -> reqwest::Response {
-    app.client
-        .post(app.url("/files"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_batch_of_three_is_stored_together() {
     let app = spawn_app().await;
@@ -36,7 +27,7 @@ async fn a_batch_of_three_is_stored_together() {
             )
         });
 
-    let response = batch(&app, form).await;
+    let response = app.upload_batch(form).await;
 
     assert_eq!(response.status(), 201);
     let body: serde_json::Value = response.json().await.unwrap();
@@ -60,7 +51,7 @@ async fn a_batch_with_one_oversize_part_keeps_nothing() {
         .part("b", file_part("b.bin", random_bytes(200_000, 2), None))
         .part("c", file_part("c.bin", random_bytes(500_000, 3), None));
 
-    assert_problem(batch(&app, form).await, 413, "file_too_large").await;
+    assert_problem(app.upload_batch(form).await, 413, "file_too_large").await;
     app.uploads_settled().await;
     assert!(app.assert_consistent().await.is_empty());
 }
@@ -74,7 +65,7 @@ async fn a_batch_over_max_files_is_refused_and_keeps_nothing() {
             file_part("x.bin", random_bytes(NOT_INLINE, i), None),
         )
     });
-    assert_problem(batch(&app, form).await, 413, "too_many_files").await;
+    assert_problem(app.upload_batch(form).await, 413, "too_many_files").await;
     assert!(app.assert_consistent().await.is_empty());
 }
 
@@ -88,7 +79,7 @@ async fn plain_fields_do_not_count_toward_max_files() {
             file_part("x.bin", random_bytes(100, i), None),
         )
     });
-    let response = batch(&app, form).await;
+    let response = app.upload_batch(form).await;
     assert_eq!(response.status(), 201);
     assert_eq!(app.assert_consistent().await.len(), 2);
 }

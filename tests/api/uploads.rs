@@ -85,13 +85,7 @@ async fn a_form_without_a_file_part_is_missing_file() {
         .text("file_description", "x")
         .part("document", file_part("a.txt", b"abc".to_vec(), None));
     assert_problem(app.upload(form).await, 400, "missing_file").await;
-    let batch = app
-        .client
-        .post(app.url("/files"))
-        .multipart(Form::new().text("only", "text"))
-        .send()
-        .await
-        .unwrap();
+    let batch = app.upload_batch(Form::new().text("only", "text")).await;
     assert_problem(batch, 400, "missing_file").await;
     assert!(app.assert_consistent().await.is_empty());
 }

@@ -101,13 +101,7 @@ async fn stored_and_deleted_files_are_published_to_jetstream_with_their_event_id
             "files",
             file_part("b.txt", b"bravo".to_vec(), Some("text/plain")),
         );
-    let response = app
-        .client
-        .post(app.url("/files"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload_batch(form).await;
     assert_eq!(response.status(), 201);
     let batch: Value = response.json().await.unwrap();
     let tus = Tus::of(&app);

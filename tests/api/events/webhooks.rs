@@ -49,13 +49,7 @@ async fn stored_and_deleted_files_reach_a_webhook_signed_in_order_though_each_fa
     let form = Form::new()
         .part("a", file_part("a.txt", small.clone(), Some("text/plain")))
         .part("b", file_part("b.bin", large.clone(), None));
-    let response = app
-        .client
-        .post(app.url("/files"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload_batch(form).await;
     assert_eq!(response.status(), 201);
     let request_id = response.headers()["x-request-id"]
         .to_str()

@@ -170,6 +170,16 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `POST /files`: a batch.
+    pub async fn upload_batch(&self, form: multipart::Form) -> Response {
+        self.client
+            .post(self.url("/files"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn upload_file(
         &self,
         name: &str,
