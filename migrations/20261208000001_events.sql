@@ -105,6 +105,13 @@ CREATE TRIGGER events_queue_deliveries AFTER INSERT ON events
 ALTER TABLE files ADD COLUMN metadata jsonb;
 ALTER TABLE resumable_uploads ADD COLUMN file_metadata jsonb;
 
+-- A time as the API writes it (RFC 3339 in UTC, as the `time` crate does): the fraction of a
+-- second without its trailing zeros, none when it is zero, so that an event's times equal the
+-- file object's as strings.
+CREATE FUNCTION rfc3339(at timestamptz) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT rtrim(rtrim(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '0'), '.') || 'Z'
+$$;
+
 -- A file as events show it: the file object of the API, without its URL.
 CREATE FUNCTION file_json(f files) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -114,8 +121,8 @@ CREATE FUNCTION file_json(f files) RETURNS jsonb LANGUAGE sql STABLE AS $$
         'content_type', f.content_type,
         'size', f.size,
         'sha256', encode(f.sha256, 'hex'),
-        'created_at', to_char(f.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        'expires_at', to_char(f.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'created_at', rfc3339(f.created_at),
+        'expires_at', rfc3339(f.expires_at),
         'upload_link', f.upload_link_id,
         'metadata', f.metadata)
 $$;

@@ -81,7 +81,7 @@ pub async fn claim(
                   jsonb_build_object(
                       'id', e.id,
                       'type', e.type,
-                      'timestamp', to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                      'timestamp', rfc3339(e.occurred_at),
                       'data', e.payload)::text AS "body!"
         "#,
         sink,

@@ -357,8 +357,8 @@ pub async fn announce_expiry(
                    'length', u.length,
                    'received', u.received,
                    'partial', u.partial,
-                   'created_at', to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   'expires_at', to_char(u.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
+                   'created_at', rfc3339(u.created_at),
+                   'expires_at', rfc3339(u.expires_at)))
         FROM resumable_uploads u
         WHERE u.id = $1 AND u.lease = $2 AND EXISTS (SELECT FROM live_event_sinks)
         "#,

@@ -182,3 +182,20 @@ async fn stored_and_deleted_files_reach_a_webhook_signed_in_order_though_each_fa
     assert_eq!(gone["data"]["reason"], "deleted");
     assert_eq!(gone["data"]["file"]["sha256"], a["sha256"]);
 }
+
+#[tokio::test]
+async fn events_write_times_as_the_api_does() {
+    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+    let app = spawn_app_with(|_| {}).await;
+    // Whole seconds, and fractions whose last digits are zeros, which the API leaves out.
+    for micros in [0, 500_000, 304_910, 304_911, 10, 999_999] {
+        let at = OffsetDateTime::from_unix_timestamp(1_765_000_000).unwrap()
+            + time::Duration::microseconds(micros);
+        let written: String = sqlx::query_scalar("SELECT rfc3339($1)")
+            .bind(at)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(written, at.format(&Rfc3339).unwrap(), "{micros} µs");
+    }
+}
