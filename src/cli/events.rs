@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::admin::{AdminError, connect};
 use crate::{
     base::configuration::DatabaseSettings,
-    events::{outbox, webhook::Key},
+    events::{backlog, webhook::Key},
 };
 
 /// The most deliveries `list` prints.
@@ -55,7 +55,7 @@ pub async fn events(
                 "{:<36}  {:<14}  {:<36}  {:<16}  {:<7}  {:>8}  {:<20}  LAST ERROR",
                 "EVENT", "TYPE", "FILE", "SINK", "STATE", "ATTEMPTS", "NEXT ATTEMPT"
             )?;
-            for d in outbox::undelivered(&pool, failed, LIST_LIMIT).await? {
+            for d in backlog::undelivered(&pool, failed, LIST_LIMIT).await? {
                 let next = match d.state.as_str() {
                     "pending" => d.next_attempt_at.format(&Rfc3339).unwrap_or_default(),
                     _ => "-".into(),
@@ -75,7 +75,7 @@ pub async fn events(
             }
         }
         EventsCommand::Retry { id, .. } => {
-            let retried = outbox::retry(&pool, id).await?;
+            let retried = backlog::retry(&pool, id).await?;
             writeln!(out, "{retried} failed deliveries are due again")?;
         }
         EventsCommand::Secret => unreachable!("answered above"),

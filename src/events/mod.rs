@@ -1,9 +1,11 @@
 //! Events: what happened to files, told to webhooks and NATS JetStream. The statements that
 //! store, delete or expire write their event in the same transaction (the outbox, `outbox`);
-//! here every instance delivers them in the background, each delivery claimed by one instance
-//! at a time, at least once, in order for each file and sink. The upload hook (`hook`) is asked
-//! before an upload stores anything.
+//! here every instance delivers them in the background (each sink read by one instance at a
+//! time, each retry claimed by one), at least once, in order for each file and sink; `backlog`
+//! is what is not delivered yet. The upload hook (`hook`) is asked before an upload stores
+//! anything.
 
+pub mod backlog;
 pub mod hook;
 pub mod nats;
 pub mod outbox;
@@ -15,6 +17,7 @@ use std::{sync::Arc, time::Duration};
 use futures_util::future::join_all;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use self::{
     nats::{Nats, NatsUrlError},
@@ -202,27 +205,40 @@ pub fn retry_after(settings: &EventSettings, attempt: i32) -> Duration {
     Duration::from_millis((wait * (0.8 + 0.4 * spread)) as u64)
 }
 
-/// Delivers `sink`'s events until the server stops: claims what is due, attempts it all at
-/// once, records the outcomes; when nothing is due (or Postgres cannot be reached), waits a
-/// poll interval.
+/// Delivers `sink`'s events until the server stops: reads the events past its cursor (when
+/// this instance has the sink's lease) and claims the queued deliveries that are due, attempts
+/// them all at once, records the outcomes; when there is nothing to do (or Postgres cannot be
+/// reached), waits a poll interval. While the endpoint fails everything it is sent, the cursor
+/// moves one batch per backoff (`retry_after` of the failed batches in a row), so that a dead
+/// endpoint costs next to nothing and its events wait in order.
 async fn deliver(sink: Arc<Sink>, pool: PgPool, settings: EventSettings) {
     let lease = sink.timeout() + LEASE_MARGIN;
+    let holder = Uuid::new_v4();
+    let mut failing = 0;
     loop {
-        let claimed = match outbox::claim(&pool, &sink.name, BATCH, lease).await {
-            Ok(claimed) => claimed,
+        let work = async {
+            let queued = outbox::claim(&pool, &sink.name, BATCH, lease).await?;
+            let fresh = outbox::read(&pool, &sink.name, holder, BATCH, lease).await?;
+            Ok::<_, sqlx::Error>((queued, fresh))
+        };
+        let (queued, fresh) = match work.await {
+            Ok(work) => work,
             Err(error) => {
                 tracing::warn!(sink = %sink.name, error = cause_chain(&error), "could not claim events; trying again");
                 tokio::time::sleep(settings.poll_interval()).await;
                 continue;
             }
         };
-        if claimed.is_empty() {
+        if queued.is_empty() && fresh.is_empty() {
             tokio::time::sleep(settings.poll_interval()).await;
             continue;
         }
-        let answers = join_all(claimed.iter().map(|event| sink.attempt(event, &settings))).await;
+        let sent: Vec<&Claimed> = (queued.iter())
+            .chain(fresh.iter().filter(|f| !f.held).map(|f| &f.event))
+            .collect();
+        let answers = join_all(sent.iter().map(|event| sink.attempt(event, &settings))).await;
         let gone = answers.iter().any(Result::is_err);
-        let outcomes: Vec<_> = (claimed.iter().zip(answers))
+        let outcomes: Vec<_> = (sent.into_iter().zip(answers))
             .map(|(event, answer)| {
                 let attempt = answer.unwrap_or_else(|()| Attempt::Failed {
                     error: GONE.into(),
@@ -232,8 +248,33 @@ async fn deliver(sink: Arc<Sink>, pool: PgPool, settings: EventSettings) {
                 (event, attempt)
             })
             .collect();
-        // Unsettled, the deliveries are attempted again when their lease is over: at least once.
-        match outbox::settle(&pool, &sink.name, &outcomes, settings.max_attempts).await {
+        let (from_queue, from_cursor) = outcomes.split_at(queued.len());
+        let delivered = from_cursor.iter().any(|(_, a)| *a == Attempt::Delivered);
+        failing = if delivered || from_cursor.is_empty() {
+            0
+        } else {
+            failing + 1
+        };
+        let failures: Vec<_> = (from_cursor.iter())
+            .filter(|(_, attempt)| *attempt != Attempt::Delivered)
+            .cloned()
+            .collect();
+        // Unrecorded, the attempts are made again (a lease is over, or the cursor did not
+        // move): at least once.
+        let recorded = async {
+            let settled = outbox::settle(&pool, &sink.name, from_queue, settings.max_attempts);
+            let advanced = outbox::advance(
+                &pool,
+                &sink.name,
+                holder,
+                &fresh,
+                &failures,
+                settings.max_attempts,
+            );
+            let (settled, advanced) = (settled.await?, advanced.await?);
+            Ok::<_, sqlx::Error>(settled + advanced.unwrap_or(0))
+        };
+        match recorded.await {
             Ok(0) => {}
             Ok(failed) => {
                 tracing::warn!(sink = %sink.name, failed, remedy = "intake events list --failed", "events failed after their last attempt")
@@ -246,6 +287,15 @@ async fn deliver(sink: Arc<Sink>, pool: PgPool, settings: EventSettings) {
         // pending deliveries per 32 events.
         if gone {
             disable(&pool, &sink.name).await;
+        } else if failing > 0 {
+            let wait = retry_after(&settings, failing);
+            tracing::warn!(
+                sink = %sink.name,
+                failed = from_cursor.len(),
+                wait_ms = wait.as_millis() as u64,
+                "the sink failed every new event it was sent; waiting before sending more"
+            );
+            tokio::time::sleep(wait).await;
         }
     }
 }
@@ -272,7 +322,7 @@ async fn disable(pool: &PgPool, sink: &str) {
 
 /// Sets the backlog gauges of `sinks`.
 async fn count(pool: &PgPool, sinks: &[String]) {
-    match outbox::backlog(pool, sinks).await {
+    match backlog::backlog(pool, sinks).await {
         Ok(backlogs) => {
             for b in backlogs {
                 metrics::event_backlog(&b.sink, b.pending, b.failed, b.oldest_pending, b.disabled);

@@ -1,14 +1,15 @@
-//! The outbox's tables (migrations/20261208000001_events.sql): events are written by the
-//! statements that change files; here they are claimed for a sink, settled by the outcome of
-//! their delivery, pruned, counted, listed and retried.
+//! The outbox's tables (migrations/20261208000001_events.sql, 20261209000001_event_cursors.sql):
+//! events are written by the statements that change files; here each sink reads them in order
+//! past its cursor (`read`, `advance`), and the few that need it (an attempt failed, or an
+//! earlier event of the same file is still waiting) are queued as delivery rows, claimed when
+//! due and settled by the outcome (`claim`, `settle`); old events are pruned.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// One event claimed for one sink: no other instance attempts it until `lease` is over.
+/// One event to attempt for one sink: no other instance attempts it until the lease is over.
 #[derive(Debug)]
 pub struct Claimed {
     pub event_id: Uuid,
@@ -32,13 +33,20 @@ pub enum Attempt {
 }
 
 /// Says that this instance has `sinks` (name and the event types it takes; empty: all), so
-/// that events are queued for them.
+/// that events are written for them. A new sink, or one no instance had for an hour, starts
+/// at the newest events.
 pub async fn register(pool: &PgPool, sinks: &[(String, Vec<String>)]) -> Result<(), sqlx::Error> {
     for (name, types) in sinks {
         sqlx::query!(
             r#"
-            INSERT INTO event_sinks (name, types) VALUES ($1, $2)
-            ON CONFLICT (name) DO UPDATE SET types = EXCLUDED.types, seen_at = now()
+            INSERT INTO event_sinks AS s (name, types) VALUES ($1, $2)
+            ON CONFLICT (name) DO UPDATE SET
+                types = EXCLUDED.types,
+                seen_at = now(),
+                cursor_xid = CASE WHEN s.seen_at < now() - interval '1 hour'
+                                  THEN EXCLUDED.cursor_xid ELSE s.cursor_xid END,
+                cursor_seq = CASE WHEN s.seen_at < now() - interval '1 hour'
+                                  THEN 0 ELSE s.cursor_seq END
             "#,
             name,
             types
@@ -49,7 +57,205 @@ pub async fn register(pool: &PgPool, sinks: &[(String, Vec<String>)]) -> Result<
     Ok(())
 }
 
-/// Claims up to `limit` deliveries of `sink` that are due, oldest first, leaving out any whose
+/// An event read past a sink's cursor.
+#[derive(Debug)]
+pub struct Fresh {
+    pub event: Claimed,
+    /// Where the cursor goes once this event is dealt with.
+    pub xid: i64,
+    pub seq: i64,
+    /// Not to be attempted now: an earlier event of its file waits in the delivery rows (or in
+    /// this read), and it is queued behind it.
+    pub held: bool,
+}
+
+/// The next events past `sink`'s cursor (at most `limit`, of the types it takes), when
+/// `holder` has the sink's lease or can take it (it then holds it for `lease`); none when
+/// another instance reads for the sink, or it is disabled. Only events of transactions older
+/// than any still running are read: no event can appear behind the cursor afterwards.
+#[tracing::instrument(name = "db.read_events", skip_all, fields(sink))]
+pub async fn read(
+    pool: &PgPool,
+    sink: &str,
+    holder: Uuid,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Fresh>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"
+        WITH s AS (
+            UPDATE event_sinks
+            SET holder = $2, held_until = now() + $4 * interval '1 millisecond'
+            WHERE name = $1 AND disabled_at IS NULL
+              AND (holder = $2 OR holder IS NULL OR held_until < now())
+            RETURNING cursor_xid, cursor_seq, types
+        ), next AS (
+            SELECT e.* FROM s, events e
+            WHERE (e.xid, e.seq) > (s.cursor_xid, s.cursor_seq)
+              AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+              AND (cardinality(s.types) = 0 OR e.type = ANY (s.types))
+            ORDER BY e.xid, e.seq
+            LIMIT $3
+        )
+        SELECT n.id, n.xid::text::int8 AS "xid!", n.seq, n.type AS kind,
+               row_number() OVER (PARTITION BY n.subject ORDER BY n.xid, n.seq) > 1
+               OR EXISTS (
+                   SELECT FROM event_deliveries d
+                   WHERE d.sink = $1 AND d.subject = n.subject AND d.state <> 'delivered'
+               ) AS "held!",
+               jsonb_build_object(
+                   'id', n.id,
+                   'type', n.type,
+                   'timestamp', rfc3339(n.occurred_at),
+                   'data', n.payload)::text AS "body!"
+        FROM next n
+        ORDER BY n.xid, n.seq
+        "#,
+        sink,
+        holder,
+        limit,
+        lease.as_millis() as f64,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Fresh {
+            event: Claimed {
+                event_id: row.id,
+                attempt: 1,
+                kind: row.kind,
+                body: row.body,
+            },
+            xid: row.xid,
+            seq: row.seq,
+            held: row.held,
+        })
+        .collect())
+}
+
+/// Moves `sink`'s cursor past `read` (the whole of one `read`, in its order), if `holder`
+/// still has the lease, queueing the events that need a delivery row: those whose attempt
+/// failed (`failures`: failed for good after `max_attempts`), and the held ones (failed at
+/// once behind an event of their file that failed for good). `None`: the lease was lost, and
+/// another instance reads these events again; otherwise how many failed for good.
+#[tracing::instrument(name = "db.advance_events", skip_all, fields(sink, events = read.len()))]
+pub async fn advance(
+    pool: &PgPool,
+    sink: &str,
+    holder: Uuid,
+    read: &[Fresh],
+    failures: &[(&Claimed, Attempt)],
+    max_attempts: i32,
+) -> Result<Option<u64>, sqlx::Error> {
+    let Some(last) = read.last() else {
+        return Ok(Some(0));
+    };
+    let mut tx = pool.begin().await?;
+    let moved = sqlx::query!(
+        r#"
+        UPDATE event_sinks SET cursor_xid = $3::int8::text::xid8, cursor_seq = $4
+        WHERE name = $1 AND holder = $2
+        "#,
+        sink,
+        holder,
+        last.xid,
+        last.seq
+    )
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let (ids, attempts, errors, retries) = columns(failures);
+    let mut failed = sqlx::query_scalar!(
+        r#"
+        WITH queued AS (
+            INSERT INTO event_deliveries
+                (event_id, sink, seq, subject, state, attempts, next_attempt_at, last_error)
+            SELECT e.id, $1, e.seq, e.subject,
+                   CASE WHEN o.attempts >= $6 THEN 'failed' ELSE 'pending' END,
+                   o.attempts, now() + o.retry_ms * interval '1 millisecond', o.error
+            FROM UNNEST($2::uuid[], $3::int4[], $4::text[], $5::float8[])
+                AS o (event_id, attempts, error, retry_ms)
+            JOIN events e ON e.id = o.event_id
+            ON CONFLICT DO NOTHING
+            RETURNING state
+        )
+        SELECT count(*) AS "failed!" FROM queued WHERE state = 'failed'
+        "#,
+        sink,
+        &ids,
+        &attempts,
+        &errors as &[Option<&str>],
+        &retries,
+        max_attempts,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let held: Vec<Uuid> = read
+        .iter()
+        .filter(|fresh| fresh.held)
+        .map(|fresh| fresh.event.event_id)
+        .collect();
+    if !held.is_empty() {
+        failed += sqlx::query_scalar!(
+            r#"
+            WITH queued AS (
+                INSERT INTO event_deliveries (event_id, sink, seq, subject, state, last_error)
+                SELECT e.id, $1, e.seq, e.subject,
+                       CASE WHEN failed.earlier THEN 'failed' ELSE 'pending' END,
+                       CASE WHEN failed.earlier
+                            THEN 'an earlier event of the same file failed' END
+                FROM events e
+                CROSS JOIN LATERAL (
+                    SELECT EXISTS (
+                        SELECT FROM event_deliveries d
+                        WHERE d.sink = $1 AND d.subject = e.subject AND d.seq < e.seq
+                          AND d.state = 'failed') AS earlier
+                ) failed
+                WHERE e.id = ANY ($2)
+                ORDER BY e.xid, e.seq
+                ON CONFLICT DO NOTHING
+                RETURNING state
+            )
+            SELECT count(*) AS "failed!" FROM queued WHERE state = 'failed'
+            "#,
+            sink,
+            &held,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Some(failed as u64))
+}
+
+type Columns<'a> = (Vec<Uuid>, Vec<i32>, Vec<Option<&'a str>>, Vec<f64>);
+
+/// The outcomes of attempts as the columns of an `UNNEST`: event ids, attempt numbers, errors
+/// (none: delivered) and the waits before the next attempt, in milliseconds.
+fn columns<'a>(outcomes: &'a [(&Claimed, Attempt)]) -> Columns<'a> {
+    let mut columns = (
+        Vec::with_capacity(outcomes.len()),
+        Vec::with_capacity(outcomes.len()),
+        Vec::with_capacity(outcomes.len()),
+        Vec::with_capacity(outcomes.len()),
+    );
+    for (claimed, attempt) in outcomes {
+        columns.0.push(claimed.event_id);
+        columns.1.push(claimed.attempt);
+        let (error, retry) = match attempt {
+            Attempt::Delivered => (None, 0.0),
+            Attempt::Failed { error, retry } => (Some(error.as_str()), retry.as_millis() as f64),
+        };
+        columns.2.push(error);
+        columns.3.push(retry);
+    }
+    columns
+}
+
+/// Claims up to `limit` queued deliveries of `sink` that are due, oldest first, leaving out any whose
 /// file has an earlier event not yet delivered there (per-file order), and the ones another
 /// instance holds.
 #[tracing::instrument(name = "db.claim_events", skip_all, fields(sink))]
@@ -101,20 +307,10 @@ pub async fn settle(
     outcomes: &[(&Claimed, Attempt)],
     max_attempts: i32,
 ) -> Result<u64, sqlx::Error> {
-    let mut ids = Vec::with_capacity(outcomes.len());
-    let mut attempts = Vec::with_capacity(outcomes.len());
-    let mut errors = Vec::with_capacity(outcomes.len());
-    let mut retries = Vec::with_capacity(outcomes.len());
-    for (claimed, attempt) in outcomes {
-        ids.push(claimed.event_id);
-        attempts.push(claimed.attempt);
-        let (error, retry) = match attempt {
-            Attempt::Delivered => (None, 0.0),
-            Attempt::Failed { error, retry } => (Some(error.as_str()), retry.as_millis() as f64),
-        };
-        errors.push(error);
-        retries.push(retry);
+    if outcomes.is_empty() {
+        return Ok(0);
     }
+    let (ids, attempts, errors, retries) = columns(outcomes);
     let failed = sqlx::query_scalar!(
         r#"
         WITH settled AS (
@@ -150,8 +346,8 @@ pub async fn settle(
     Ok(failed as u64)
 }
 
-/// Disables `sink` for every instance (its endpoint said 410 Gone): what was pending for it
-/// fails, and no new event is queued for it until `retry` takes it back.
+/// Disables `sink` for every instance (its endpoint said 410 Gone): what was queued for it
+/// fails, and its cursor stays where it is until `retry` takes it back.
 #[tracing::instrument(name = "db.disable_sink", skip_all, fields(sink))]
 pub async fn disable(pool: &PgPool, sink: &str, because: &str) -> Result<(), sqlx::Error> {
     sqlx::query!(
@@ -183,7 +379,8 @@ pub async fn heartbeat(pool: &PgPool, sinks: &[String]) -> Result<(), sqlx::Erro
 }
 
 /// Deletes up to `PRUNE_BATCH` events older than `retention` that no live sink still waits
-/// for, with their deliveries; how many.
+/// for (queued, or past its cursor), with their deliveries; how many. What a disabled sink
+/// has not had yet goes too.
 #[tracing::instrument(name = "db.prune_events", skip_all)]
 pub async fn prune(pool: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
     let pruned = sqlx::query_scalar!(
@@ -195,6 +392,11 @@ pub async fn prune(pool: &PgPool, retention: Duration) -> Result<u64, sqlx::Erro
                   AND NOT EXISTS (
                       SELECT FROM event_deliveries d JOIN live_event_sinks s ON s.name = d.sink
                       WHERE d.event_id = e.id AND d.state = 'pending')
+                  AND NOT EXISTS (
+                      SELECT FROM event_sinks s
+                      WHERE s.seen_at > now() - interval '1 hour' AND s.disabled_at IS NULL
+                        AND (e.xid, e.seq) > (s.cursor_xid, s.cursor_seq)
+                        AND (cardinality(s.types) = 0 OR e.type = ANY (s.types)))
                 ORDER BY e.occurred_at
                 LIMIT $2
             )
@@ -215,98 +417,3 @@ pub async fn prune(pool: &PgPool, retention: Duration) -> Result<u64, sqlx::Erro
 /// The most events one prune deletes: one statement stays short, and `upkeep` prunes again at
 /// once while a prune takes this many.
 pub const PRUNE_BATCH: i64 = 10_000;
-
-/// A sink's backlog, for the metrics.
-#[derive(Debug)]
-pub struct Backlog {
-    pub sink: String,
-    pub pending: i64,
-    pub failed: i64,
-    /// Seconds since the oldest pending event happened.
-    pub oldest_pending: Option<f64>,
-    pub disabled: bool,
-}
-
-pub async fn backlog(pool: &PgPool, sinks: &[String]) -> Result<Vec<Backlog>, sqlx::Error> {
-    sqlx::query_as!(
-        Backlog,
-        r#"
-        SELECT s.name AS sink,
-               (SELECT count(*) FROM event_deliveries d
-                WHERE d.sink = s.name AND d.state = 'pending') AS "pending!",
-               (SELECT count(*) FROM event_deliveries d
-                WHERE d.sink = s.name AND d.state = 'failed') AS "failed!",
-               (SELECT extract(epoch FROM now() - e.occurred_at)::float8
-                FROM event_deliveries d JOIN events e ON e.id = d.event_id
-                WHERE d.sink = s.name AND d.state = 'pending'
-                ORDER BY d.seq LIMIT 1) AS oldest_pending,
-               s.disabled_at IS NOT NULL AS "disabled!"
-        FROM event_sinks s WHERE s.name = ANY($1)
-        "#,
-        sinks
-    )
-    .fetch_all(pool)
-    .await
-}
-
-/// A delivery not made (yet), for `intake events list`.
-#[derive(Debug)]
-pub struct Undelivered {
-    pub event_id: Uuid,
-    pub kind: String,
-    pub subject: Uuid,
-    pub occurred_at: OffsetDateTime,
-    pub sink: String,
-    /// `pending` or `failed`.
-    pub state: String,
-    pub attempts: i32,
-    pub next_attempt_at: OffsetDateTime,
-    pub last_error: Option<String>,
-}
-
-/// The deliveries not made, oldest first: the failed ones, or (`failed_only` false) the
-/// pending ones too; at most `limit`.
-pub async fn undelivered(
-    pool: &PgPool,
-    failed_only: bool,
-    limit: i64,
-) -> Result<Vec<Undelivered>, sqlx::Error> {
-    sqlx::query_as!(
-        Undelivered,
-        r#"
-        SELECT e.id AS event_id, e.type AS kind, e.subject, e.occurred_at, d.sink, d.state,
-               d.attempts, d.next_attempt_at, d.last_error
-        FROM event_deliveries d JOIN events e ON e.id = d.event_id
-        WHERE d.state = 'failed' OR (NOT $1 AND d.state = 'pending')
-        ORDER BY d.seq, d.sink
-        LIMIT $2
-        "#,
-        failed_only,
-        limit
-    )
-    .fetch_all(pool)
-    .await
-}
-
-/// Makes failed deliveries (of event `id`, or all of them) pending again, due at once, with
-/// their attempts counted afresh; a disabled sink among them is enabled again. How many.
-pub async fn retry(pool: &PgPool, id: Option<Uuid>) -> Result<u64, sqlx::Error> {
-    let retried = sqlx::query_scalar!(
-        r#"
-        WITH retried AS (
-            UPDATE event_deliveries
-            SET state = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
-            WHERE state = 'failed' AND ($1::uuid IS NULL OR event_id = $1)
-            RETURNING sink
-        ), enabled AS (
-            UPDATE event_sinks SET disabled_at = NULL, disabled_because = NULL, seen_at = now()
-            WHERE name IN (SELECT sink FROM retried) AND disabled_at IS NOT NULL
-        )
-        SELECT count(*) AS "retried!" FROM retried
-        "#,
-        id
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(retried as u64)
-}

@@ -1,14 +1,15 @@
 //! Endpoints that fail, against the real binary (its log lines are what the tests wait for):
 //! one that answers 410 Gone is disabled for every instance until `intake events retry`; a
-//! Postgres outage holds delivery until it is back; an event given up on holds back the later
-//! events of its file, and a retry sends them in order.
+//! dead one is sent one batch per backoff, the rest waiting in order; a Postgres outage holds
+//! delivery until it is back; an event given up on holds back the later events of its file,
+//! and a retry sends them in order.
 
 use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::{Received, SECRET, WebhookChild, intake_events, signed_with, switching};
-use crate::helpers::spawn_app;
+use super::{Endpoint, Received, SECRET, WebhookChild, intake_events, signed_with, switching};
+use crate::helpers::{file_part, random_bytes, spawn_app};
 
 fn file_of(received: &Received) -> String {
     received.json()["data"]["file"]["id"]
@@ -137,4 +138,46 @@ async fn an_event_given_up_on_holds_back_the_later_events_of_its_file_until_retr
         ],
         "retried in their order"
     );
+}
+
+#[tokio::test]
+async fn an_endpoint_that_fails_everything_is_sent_one_batch_per_backoff() {
+    let mut endpoint = Endpoint::start(|_| 503).await;
+    let db = spawn_app().await;
+    // Backoffs of an hour: nothing is sent again while the test looks.
+    let hour = "3600000";
+    let env = [
+        ("APP__EVENTS__RETRY_BASE_MS", hour),
+        ("APP__EVENTS__RETRY_MAX_MS", hour),
+        ("APP__UPLOAD__MAX_FILES", "40"),
+    ];
+    let mut child = WebhookChild::start(&db, &endpoint, &[], &env).await;
+    // Forty files in one transaction: forty events that can be read at once.
+    let form = (0..40).fold(reqwest::multipart::Form::new(), |form, seed| {
+        form.part("file", file_part("d.bin", random_bytes(100, seed), None))
+    });
+    let response = (child.client.post(child.server.url("/files")))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    for _ in 0..32 {
+        assert_eq!(endpoint.next().await.status, 503);
+    }
+    let waiting = child
+        .server
+        .wait_for_log("the sink failed every new event it was sent; waiting before sending more")
+        .await;
+    assert_eq!(waiting["failed"], 32);
+    assert_eq!(endpoint.untaken(), 0, "one batch, then the backoff");
+    // The batch sent is queued for its retries; the rest waits past the cursor, in order.
+    let listed = intake_events(&db.db_url(), &["list"]).await;
+    let attempts = |n: &str| {
+        (listed.lines())
+            .filter(|line| line.contains(" pending ") && line.split_whitespace().nth(5) == Some(n))
+            .count()
+    };
+    assert_eq!((attempts("1"), attempts("0")), (32, 8), "{listed}");
 }

@@ -1,6 +1,7 @@
 //! Events: what intake announces, and to whom. Webhooks signed as Standard Webhooks says,
 //! retried until taken and in order for each file (`webhooks`), and endpoints that fail for
-//! good, or while Postgres is away (`failures`); NATS JetStream, a real server,
+//! good, are dead, or while Postgres is away (`failures`); events read in the order their
+//! transactions can no longer change (`order`); NATS JetStream, a real server,
 //! also across a kill -9 (`nats`); the upload hook that may refuse an upload (`hook`); the
 //! README's signature verifiers (`verifiers`); what the sweeps remove, and the outbox's own
 //! pruning (`sweeps`).
@@ -8,6 +9,7 @@
 mod failures;
 mod hook;
 mod nats;
+mod order;
 mod sweeps;
 mod verifiers;
 mod webhooks;
@@ -162,6 +164,11 @@ impl Endpoint {
 
     pub fn url(&self) -> String {
         format!("{}/hook", self.server.uri())
+    }
+
+    /// How many requests it has answered that the test has not taken with `next`.
+    pub fn untaken(&mut self) -> usize {
+        std::iter::from_fn(|| self.received.try_recv().ok()).count()
     }
 
     /// The next request it answers (within a generous bound: a failure, not a wait).

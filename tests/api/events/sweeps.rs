@@ -4,8 +4,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use intake::events::outbox::{self, Attempt};
+use intake::events::outbox::{self, Attempt, Claimed, Fresh};
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::{Endpoint, quick_delivery, webhook};
 use crate::{
@@ -66,36 +67,63 @@ async fn files_and_uploads_the_sweep_removes_are_announced_as_expired() {
     super::assert_described(&app, "UploadExpired", &events["upload.expired"]["data"]).await;
 }
 
-/// The outbox's event ids, oldest first.
-async fn event_ids(app: &TestApp) -> Vec<uuid::Uuid> {
-    sqlx::query_scalar("SELECT id FROM events ORDER BY seq")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
+/// The outbox's events, oldest first, as a sink reads them.
+async fn events(app: &TestApp) -> Vec<Fresh> {
+    let rows: Vec<(Uuid, i64, i64, String)> =
+        sqlx::query_as("SELECT id, xid::text::int8, seq, type FROM events ORDER BY xid, seq")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    (rows.into_iter())
+        .map(|(event_id, xid, seq, kind)| Fresh {
+            event: Claimed {
+                event_id,
+                attempt: 1,
+                kind,
+                body: String::new(),
+            },
+            xid,
+            seq,
+            held: false,
+        })
+        .collect()
+}
+
+async fn event_ids(app: &TestApp) -> Vec<Uuid> {
+    events(app).await.iter().map(|f| f.event.event_id).collect()
 }
 
 #[tokio::test]
-async fn delivered_events_are_pruned_after_the_retention_and_pending_ones_are_kept() {
-    // This test is the sink's instance: it registers the sink, claims and settles as one would.
+async fn delivered_events_are_pruned_after_the_retention_and_waiting_ones_are_kept() {
+    // This test is the sink's instance: it registers the sink, takes its lease, and moves its
+    // cursor past two of three events, the first delivered and the second failed (queued).
     let app = spawn_app().await;
     outbox::register(&app.pool, &[("sink".into(), Vec::new())])
         .await
         .unwrap();
-    for seed in 0..2 {
+    for seed in 0..3 {
         let form = reqwest::multipart::Form::new()
             .part("file", file_part("p.bin", random_bytes(500, seed), None));
         assert_eq!(app.upload(form).await.status(), 201);
     }
     app.uploads_settled().await;
-    let ids = event_ids(&app).await;
-    assert_eq!(ids.len(), 2);
+    let events = events(&app).await;
+    assert_eq!(events.len(), 3);
+    let holder = Uuid::new_v4();
     let lease = Duration::from_secs(60);
-    let claimed = outbox::claim(&app.pool, "sink", 1, lease).await.unwrap();
-    assert_eq!(claimed.len(), 1);
-    let delivered = [(&claimed[0], Attempt::Delivered)];
-    outbox::settle(&app.pool, "sink", &delivered, 12)
+    outbox::read(&app.pool, "sink", holder, 0, lease)
         .await
         .unwrap();
+    let failed = Attempt::Failed {
+        error: "503".into(),
+        retry: Duration::from_secs(60),
+    };
+    let read = &events[..2];
+    let failures = [(&read[1].event, failed)];
+    let moved = outbox::advance(&app.pool, "sink", holder, read, &failures, 12)
+        .await
+        .unwrap();
+    assert_eq!(moved, Some(0), "moved, nothing failed for good");
 
     let retention = Duration::from_secs(3600);
     assert_eq!(
@@ -108,15 +136,14 @@ async fn delivered_events_are_pruned_after_the_retention_and_pending_ones_are_ke
         .await
         .unwrap();
     assert_eq!(outbox::prune(&app.pool, retention).await.unwrap(), 1);
-    // The one still waiting for its sink stays, with its delivery.
-    let pending: Vec<_> = ids
-        .into_iter()
-        .filter(|id| *id != claimed[0].event_id)
-        .collect();
-    assert_eq!(event_ids(&app).await, pending);
+    // The one queued for a retry stays, with its delivery, and the one past the cursor.
+    assert_eq!(
+        event_ids(&app).await,
+        [read[1].event.event_id, events[2].event.event_id]
+    );
     let deliveries: i64 = sqlx::query_scalar("SELECT count(*) FROM event_deliveries")
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(deliveries, 1, "the pruned event's deliveries went with it");
+    assert_eq!(deliveries, 1);
 }

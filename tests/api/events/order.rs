@@ -1,0 +1,54 @@
+//! A sink reads the outbox in the order of the transactions that wrote it, and only as far as
+//! no transaction still running can write behind it: an event written early and committed late
+//! is neither skipped nor overtaken by the events committed meanwhile.
+
+use std::time::Duration;
+
+use intake::events::outbox;
+use uuid::Uuid;
+
+use super::{Endpoint, quick_delivery, webhook};
+use crate::helpers::{random_bytes, spawn_app_with};
+
+#[tokio::test]
+async fn an_event_committed_late_is_read_before_the_ones_committed_meanwhile() {
+    let mut endpoint = Endpoint::start(|_| 204).await;
+    let url = endpoint.url();
+    let app = spawn_app_with(|s| {
+        quick_delivery(s);
+        s.events.webhooks = vec![webhook(&url)];
+    })
+    .await;
+    // A sink the test reads itself, beside the webhook the app delivers to.
+    outbox::register(&app.pool, &[("probe".into(), Vec::new())])
+        .await
+        .unwrap();
+
+    // A transaction that writes its event first and commits last (a slow one of any instance).
+    let mut slow = app.pool.begin().await.unwrap();
+    let late: Uuid = sqlx::query_scalar(
+        "INSERT INTO events (type, subject, payload)
+         VALUES ('upload.expired', gen_random_uuid(), '{}') RETURNING id",
+    )
+    .fetch_one(&mut *slow)
+    .await
+    .unwrap();
+    let stored = app
+        .upload_file("meanwhile.bin", random_bytes(500, 1), None)
+        .await;
+    assert_eq!(stored.status(), 201);
+
+    // Committed, the stored file's event is not read while the earlier transaction runs.
+    let lease = Duration::from_secs(60);
+    let read = outbox::read(&app.pool, "probe", Uuid::new_v4(), 32, lease)
+        .await
+        .unwrap();
+    assert!(read.is_empty(), "{read:?}");
+
+    slow.commit().await.unwrap();
+    let first = endpoint.next().await.json();
+    let second = endpoint.next().await.json();
+    assert_eq!(first["id"], late.to_string());
+    assert_eq!(second["type"], "file.stored");
+    assert_eq!(second["data"]["file"]["filename"], "meanwhile.bin");
+}
