@@ -76,7 +76,10 @@ impl ChildServer {
                 return event;
             }
         }
-        panic!("the server exited before logging what the test waits for");
+        // How it ended (a signal, an exit code), for a failure that cannot be run again; what it
+        // said on the way out is on the test's stderr, which the server shares.
+        let status = self.child.wait().await;
+        panic!("the server exited ({status:?}) before logging what the test waits for");
     }
 
     /// Everything the server logs from now until it exits.
