@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     load::{self, Check, Shot},
-    rss::{self, Sampler},
+    usage::{self, Sampler},
 };
 
 const KIB: usize = 1024;
@@ -129,6 +129,12 @@ pub struct CaseResult {
     pub max_ms: f64,
     pub rss_start_mib: f64,
     pub rss_peak_mib: f64,
+    /// The server's CPU time over the case (user and system, its whole process tree), and that
+    /// per MiB of payload answered (infinite when none was).
+    #[serde(default)]
+    pub cpu_s: f64,
+    #[serde(default)]
+    pub cpu_ms_per_mib: f64,
     /// Measured with `Case::quick`: a smoke test, not a figure to quote.
     #[serde(default)]
     pub quick: bool,
@@ -147,6 +153,8 @@ pub struct Figures {
     pub payload: usize,
     /// The server's resident KiB before and at its peak.
     pub rss_kib: (u64, u64),
+    /// The server's CPU seconds (user and system) over the case.
+    pub cpu_s: f64,
 }
 
 impl Figures {
@@ -167,6 +175,8 @@ impl Figures {
             max_ms: self.latencies.last().map_or(0.0, ms),
             rss_start_mib: self.rss_kib.0 as f64 / 1024.0,
             rss_peak_mib: self.rss_kib.1 as f64 / 1024.0,
+            cpu_s: self.cpu_s,
+            cpu_ms_per_mib: self.cpu_s * 1000.0 / ((ok * self.payload) as f64 / MIB as f64),
             quick: false,
             durability: String::new(),
         }
@@ -222,7 +232,7 @@ impl Case {
         let stored = Arc::new(Mutex::new(Vec::new()));
         let (mut shot, check, payload) = self.request(api, &stored);
         shot.authorization = token.map(|token| format!("Bearer {token}"));
-        let rss_start = rss::tree_rss_kib(pid);
+        let rss_start = usage::tree_rss_kib(pid);
         let sampler = Sampler::start(pid);
         let outcome = load::run(
             address,
@@ -232,7 +242,7 @@ impl Case {
             self.client_threads(),
             check,
         );
-        let rss_peak = sampler.finish();
+        let usage = sampler.finish();
         let mut latencies = outcome.latencies;
         let mut errors = outcome.errors;
         if let Kind::Upload { size } = self.kind
@@ -247,7 +257,8 @@ impl Case {
             errors,
             wall: outcome.wall,
             payload,
-            rss_kib: (rss_start, rss_peak),
+            rss_kib: (rss_start, usage.rss_peak_kib),
+            cpu_s: usage.cpu_s,
         };
         figures.result(target, self.name)
     }

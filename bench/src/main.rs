@@ -4,10 +4,10 @@ mod cases;
 mod ceilings;
 mod load;
 mod report;
-mod rss;
 mod s3;
 mod soak;
 mod tus;
+mod usage;
 mod wire;
 
 use std::{

@@ -198,6 +198,7 @@ pub fn markdown(
         );
     }
     each_peer(&mut out, results);
+    cpu_per_stored_mib(&mut out, results);
 
     if let Some(s3) = &ceilings.s3 {
         on_s3(&mut out, results, s3, ceilings.s3_boto3.as_ref());
@@ -210,9 +211,12 @@ pub fn markdown(
     let _ = writeln!(out, "\n## Every figure\n");
     let _ = writeln!(
         out,
-        "| case | server | ok | errors | req/s | MiB/s | p50 ms | p99 ms | max ms | RSS before → peak (MiB) |"
+        "| case | server | ok | errors | req/s | MiB/s | p50 ms | p99 ms | max ms | RSS before → peak (MiB) | CPU s | CPU ms per MiB |"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     let names = SUITE
         .iter()
         .map(|case| (case.name, label(case, results)))
@@ -221,7 +225,7 @@ pub fn markdown(
         for r in results.iter().filter(|r| r.case == case) {
             let _ = writeln!(
                 out,
-                "| {name} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} → {:.1} |",
+                "| {name} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} → {:.1} | {:.2} | {} |",
                 r.target,
                 r.ok,
                 r.errors,
@@ -231,11 +235,53 @@ pub fn markdown(
                 r.p99_ms,
                 r.max_ms,
                 r.rss_start_mib,
-                r.rss_peak_mib
+                r.rss_peak_mib,
+                r.cpu_s,
+                per_mib(r),
             );
         }
     }
     out
+}
+
+/// intake's CPU time per stored MiB against the bare sink's, for the uploads both took.
+fn cpu_per_stored_mib(out: &mut String, results: &[CaseResult]) {
+    let _ = writeln!(out, "\n## CPU per stored MiB\n");
+    let _ = writeln!(
+        out,
+        "User and system CPU time of the server's processes over the case (`/proc/PID/stat`), per MiB of payload stored: the figure the machine's noise moves least. Target (issue #32): at most 1.2× the bare sink's.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| case | intake, CPU ms per MiB | bare sink, CPU ms per MiB | intake ÷ sink |\n|---|---:|---:|---:|"
+    );
+    for case in &SUITE {
+        let (Some(intake), Some(bare)) = (
+            find(results, INTAKE, case.name),
+            find(results, BARE, case.name),
+        ) else {
+            continue;
+        };
+        if intake.mib_s > 0.0 && bare.mib_s > 0.0 {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2}× |",
+                label(case, results),
+                per_mib(intake),
+                per_mib(bare),
+                intake.cpu_ms_per_mib / bare.cpu_ms_per_mib
+            );
+        }
+    }
+}
+
+/// CPU milliseconds per MiB of payload, for the cases that carry payload.
+fn per_mib(r: &CaseResult) -> String {
+    if r.mib_s > 0.0 && r.cpu_ms_per_mib.is_finite() {
+        format!("{:.2}", r.cpu_ms_per_mib)
+    } else {
+        "-".into()
+    }
 }
 
 /// intake ÷ every other server, case by case (req/s; higher is better for intake).

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::{
     cases::{BOUNDARY, ORDER, multipart, random_bytes, verified},
     load::{Sender, connect},
-    rss,
+    usage,
 };
 
 const KIB: usize = 1024;
@@ -156,7 +156,7 @@ async fn drive(address: SocketAddr, pid: u32, rate: u32, minutes: usize) -> Soak
         let scheduled = started + interval.mul_f64(n as f64);
         due.send((n, scheduled)).expect("workers are alive");
         if (n + 1) % (rate as usize * 60) == 0 {
-            rss_at.push(rss::tree_rss_kib(pid) as f64 / 1024.0);
+            rss_at.push(usage::tree_rss_kib(pid) as f64 / 1024.0);
             eprintln!("soak: minute {} of {minutes} sent", rss_at.len());
         }
     }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     cases::{CaseResult, Figures, random_bytes},
-    rss::{self, Sampler},
+    usage::{self, Sampler},
     wire::{Http, path_of},
 };
 
@@ -48,7 +48,7 @@ impl TusCase {
     pub fn run(&self, target: &str, address: SocketAddr, pid: u32) -> CaseResult {
         let payload = random_bytes(self.size);
         let sha256 = hex::encode(Sha256::digest(&payload));
-        let rss_start = rss::tree_rss_kib(pid);
+        let rss_start = usage::tree_rss_kib(pid);
         let sampler = Sampler::start(pid);
         let started = Instant::now();
         let mut durations = Vec::new();
@@ -67,12 +67,14 @@ impl TusCase {
                 }
             }
         }
+        let usage = sampler.finish();
         let figures = Figures {
             latencies: durations,
             errors,
             wall: started.elapsed(),
             payload: self.size,
-            rss_kib: (rss_start, sampler.finish()),
+            rss_kib: (rss_start, usage.rss_peak_kib),
+            cpu_s: usage.cpu_s,
         };
         figures.result(target, self.name)
     }

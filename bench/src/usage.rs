@@ -1,4 +1,5 @@
-//! Resident memory of a server's process tree, sampled while a case runs.
+//! What a server's process tree uses while a case runs: resident memory (sampled; its peak)
+//! and CPU time, user and system (the difference over the case).
 
 use std::{
     fs,
@@ -16,6 +17,33 @@ pub struct Sampler {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<u64>,
     pid: u32,
+    cpu_start: f64,
+}
+
+/// What a case cost the server.
+pub struct Usage {
+    pub rss_peak_kib: u64,
+    /// User and system CPU seconds of every process in the tree.
+    pub cpu_s: f64,
+}
+
+/// The kernel's `USER_HZ`, the unit of `/proc/PID/stat`'s times: 100 on every Linux the
+/// benchmark runs on (x86_64 and arm64).
+const TICKS_PER_S: f64 = 100.0;
+
+/// User plus system CPU seconds of `pid` and its descendants, threads that ended included.
+pub fn tree_cpu_s(pid: u32) -> f64 {
+    let ticks: u64 = (tree(pid).into_iter())
+        .filter_map(|process| {
+            let stat = fs::read_to_string(format!("/proc/{process}/stat")).ok()?;
+            let mut after = stat[stat.rfind(')')? + 2..].split_whitespace();
+            // utime and stime: fields 14 and 15, the 12th and 13th after the command name.
+            let user: u64 = after.nth(11)?.parse().ok()?;
+            let system: u64 = after.next()?.parse().ok()?;
+            Some(user + system)
+        })
+        .sum();
+    ticks as f64 / TICKS_PER_S
 }
 
 /// Resident KiB of `pid` and all its descendants (uvicorn's workers are child processes).
@@ -40,12 +68,19 @@ impl Sampler {
             }
             peak
         });
-        Self { stop, thread, pid }
+        let cpu_start = tree_cpu_s(pid);
+        Self {
+            stop,
+            thread,
+            pid,
+            cpu_start,
+        }
     }
 
-    /// The peak in KiB: the largest sampled sum, or a single process's high-water mark if a
-    /// spike fell between samples.
-    pub fn finish(self) -> u64 {
+    /// The peak in KiB (the largest sampled sum, or a single process's high-water mark if a
+    /// spike fell between samples), and the CPU time since `start`.
+    pub fn finish(self) -> Usage {
+        let cpu_s = tree_cpu_s(self.pid) - self.cpu_start;
         self.stop.store(true, Ordering::Relaxed);
         let sampled = self.thread.join().unwrap_or(0);
         let hwm = tree(self.pid)
@@ -53,7 +88,10 @@ impl Sampler {
             .map(|p| status_kib(*p, "VmHWM:"))
             .max()
             .unwrap_or(0);
-        sampled.max(hwm)
+        Usage {
+            rss_peak_kib: sampled.max(hwm),
+            cpu_s,
+        }
     }
 }
 
