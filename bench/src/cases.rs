@@ -130,11 +130,14 @@ pub struct CaseResult {
     pub rss_start_mib: f64,
     pub rss_peak_mib: f64,
     /// The server's CPU time over the case (user and system, its whole process tree), and that
-    /// per MiB of payload answered (infinite when none was).
+    /// per MiB of payload answered (0 when none was).
     #[serde(default)]
     pub cpu_s: f64,
     #[serde(default)]
     pub cpu_ms_per_mib: f64,
+    /// The round of an interleaved run it was measured in (from 1).
+    #[serde(default)]
+    pub round: u32,
     /// Measured with `Case::quick`: a smoke test, not a figure to quote.
     #[serde(default)]
     pub quick: bool,
@@ -176,7 +179,11 @@ impl Figures {
             rss_start_mib: self.rss_kib.0 as f64 / 1024.0,
             rss_peak_mib: self.rss_kib.1 as f64 / 1024.0,
             cpu_s: self.cpu_s,
-            cpu_ms_per_mib: self.cpu_s * 1000.0 / ((ok * self.payload) as f64 / MIB as f64),
+            cpu_ms_per_mib: match ok * self.payload {
+                0 => 0.0,
+                bytes => self.cpu_s * 1000.0 / (bytes as f64 / MIB as f64),
+            },
+            round: 1,
             quick: false,
             durability: String::new(),
         }

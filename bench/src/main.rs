@@ -4,6 +4,7 @@ mod cases;
 mod ceilings;
 mod load;
 mod report;
+mod rounds;
 mod s3;
 mod soak;
 mod tus;
@@ -46,6 +47,10 @@ struct Server {
     /// One small round: a smoke test, not a measurement.
     #[arg(long)]
     quick: bool,
+    /// Which round of an interleaved run this is (scripts/bench.sh alternates the servers
+    /// within each round); the report takes the median over rounds.
+    #[arg(long, default_value_t = 1)]
+    round: u32,
 }
 
 impl Server {
@@ -70,6 +75,9 @@ enum Command {
         /// Only the cases whose name contains one of these texts (all when none is given).
         #[arg(long)]
         only: Vec<String>,
+        /// Only the cases of exactly these names (all when none is given).
+        #[arg(long)]
+        case: Vec<String>,
         /// A bearer token sent with every request, for a server with auth on.
         #[arg(long)]
         token: Option<String>,
@@ -80,6 +88,8 @@ enum Command {
         #[arg(long)]
         stored_in: Option<PathBuf>,
     },
+    /// Prints the suite's case names, one per line, in the order a run measures them.
+    Cases,
     /// Uploads 1 GiB with tus (resumable) in 10 MiB chunks and appends one JSON line.
     Tus {
         #[command(flatten)]
@@ -150,13 +160,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Command::Suite {
             server,
             only,
+            case: named,
             token,
             api,
             stored_in,
         } => {
             let mut file = server.results()?;
             let chosen = |case: &cases::Case| {
-                only.is_empty() || only.iter().any(|text| case.name.contains(text.as_str()))
+                (only.is_empty() || only.iter().any(|text| case.name.contains(text.as_str())))
+                    && (named.is_empty() || named.iter().any(|name| name == case.name))
             };
             for case in cases::SUITE.into_iter().filter(chosen) {
                 let case = if server.quick { case.quick() } else { case };
@@ -169,8 +181,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     stored_in.as_deref(),
                 );
                 result.quick = server.quick;
+                result.round = server.round;
                 result.durability.clone_from(&server.durability);
                 record(&mut file, &result)?;
+            }
+        }
+        Command::Cases => {
+            for case in cases::SUITE {
+                println!("{}", case.name);
             }
         }
         Command::Tus { server } => {
@@ -182,6 +200,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let mut result = case.run(&server.target, server.address, server.pid);
             result.quick = server.quick;
+            result.round = server.round;
             result.durability.clone_from(&server.durability);
             record(&mut file, &result)?;
         }
@@ -258,7 +277,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             svg,
             soak,
         } => {
-            let results = read_results(&results)?;
+            let rounds = read_results(&results)?;
+            let results = rounds::medians(&rounds);
             let ceilings: ceilings::Ceilings =
                 serde_json::from_str(&fs::read_to_string(ceilings)?)?;
             let soak: Option<soak::Soak> = match soak {
@@ -267,7 +287,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             fs::write(
                 markdown,
-                report::markdown(&results, &ceilings, soak.as_ref(), &header),
+                report::markdown(&results, &rounds, &ceilings, soak.as_ref(), &header),
             )?;
             report::chart(&results, &svg)?;
         }

@@ -116,8 +116,10 @@ fn servers(results: &[CaseResult]) -> Vec<(&str, &str)> {
     seen
 }
 
+/// `results`: one per server and case (medians over rounds); `rounds`: every round's.
 pub fn markdown(
     results: &[CaseResult],
+    rounds: &[CaseResult],
     ceilings: &Ceilings,
     soak: Option<&Soak>,
     header: &str,
@@ -199,6 +201,7 @@ pub fn markdown(
     }
     each_peer(&mut out, results);
     cpu_per_stored_mib(&mut out, results);
+    crate::rounds::markdown(&mut out, rounds);
 
     if let Some(s3) = &ceilings.s3 {
         on_s3(&mut out, results, s3, ceilings.s3_boto3.as_ref());
@@ -262,7 +265,8 @@ fn cpu_per_stored_mib(out: &mut String, results: &[CaseResult]) {
         ) else {
             continue;
         };
-        if intake.mib_s > 0.0 && bare.mib_s > 0.0 {
+        // A tick is 10 ms: a case too short to measure shows no ratio.
+        if intake.cpu_ms_per_mib > 0.0 && bare.cpu_ms_per_mib > 0.0 {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {:.2}× |",
