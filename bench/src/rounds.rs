@@ -119,6 +119,9 @@ pub fn markdown(out: &mut String, rounds: &[CaseResult]) {
             let bare = per_round(rounds, case, target, BARE, throughput);
             let peer = per_round(rounds, case, target, DURABLE_PEER, throughput);
             let cpu = per_round(rounds, case, target, BARE, |r| r.cpu_ms_per_mib);
+            if bare.is_empty() && peer.is_empty() {
+                continue;
+            }
             let ahead = match peer.len() {
                 0 => "—".into(),
                 n => format!("{} of {n}", peer.iter().filter(|r| **r >= 1.0).count()),
