@@ -12,6 +12,10 @@ use tokio::{
 
 use crate::helpers::random_bytes;
 
+/// The longest a test waits for a log line: far beyond anything a test waits for (a lease of
+/// 35 s, an idle timeout of 30 s), so that only a line that will never come reaches it.
+const WAIT_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub struct ChildServer {
     pub child: Child,
     pub address: String,
@@ -67,14 +71,25 @@ impl ChildServer {
         self.wait_for(|event| event["message"] == message).await
     }
 
-    /// Reads the server's log until a line matches.
+    /// Reads the server's log until a line matches: a failure, not a hang, if none comes within
+    /// `WAIT_BOUND`.
     pub async fn wait_for(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
-        while let Some(line) = self.logs.next_line().await.expect("read the log") {
-            if let Ok(event) = serde_json::from_str::<Value>(&line)
-                && matches(&event)
-            {
-                return event;
+        let found = tokio::time::timeout(WAIT_BOUND, async {
+            while let Some(line) = self.logs.next_line().await.expect("read the log") {
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && matches(&event)
+                {
+                    return Some(event);
+                }
             }
+            None
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the server did not log what the test waits for in {WAIT_BOUND:?}")
+        });
+        if let Some(event) = found {
+            return event;
         }
         // How it ended (a signal, an exit code), for a failure that cannot be run again; what it
         // said on the way out is on the test's stderr, which the server shares.
