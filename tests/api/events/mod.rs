@@ -47,6 +47,16 @@ pub fn quick_delivery(settings: &mut Settings) {
     settings.events.retry_max_ms = 1_000;
 }
 
+/// Settings that deliver every event to `endpoint` (one webhook, as `webhook` makes it),
+/// paced for tests (`quick_delivery`).
+pub fn delivering_to(endpoint: &Endpoint) -> impl Fn(&mut Settings) + use<> {
+    let url = endpoint.url();
+    move |s| {
+        quick_delivery(s);
+        s.events.webhooks = vec![webhook(&url)];
+    }
+}
+
 /// One webhook endpoint at `url`, signing with `SECRET`, taking every type.
 pub fn webhook(url: &str) -> WebhookSettings {
     WebhookSettings {

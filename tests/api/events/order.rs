@@ -7,18 +7,13 @@ use std::time::Duration;
 use intake::events::outbox;
 use uuid::Uuid;
 
-use super::{Endpoint, quick_delivery, webhook};
+use super::{Endpoint, delivering_to};
 use crate::helpers::{random_bytes, spawn_app_with};
 
 #[tokio::test]
 async fn an_event_committed_late_is_read_before_the_ones_committed_meanwhile() {
     let mut endpoint = Endpoint::start(|_| 204).await;
-    let url = endpoint.url();
-    let app = spawn_app_with(|s| {
-        quick_delivery(s);
-        s.events.webhooks = vec![webhook(&url)];
-    })
-    .await;
+    let app = spawn_app_with(delivering_to(&endpoint)).await;
     // A sink the test reads itself, beside the webhook the app delivers to.
     outbox::register(&app.pool, &[("probe".into(), Vec::new())])
         .await

@@ -8,7 +8,7 @@ use intake::events::outbox::{self, Attempt, Claimed, Fresh};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Endpoint, quick_delivery, webhook};
+use super::{Endpoint, delivering_to};
 use crate::{
     helpers::{TestApp, file_part, random_bytes, spawn_app, spawn_app_with},
     tus::{Tus, id_of},
@@ -17,12 +17,8 @@ use crate::{
 #[tokio::test]
 async fn files_and_uploads_the_sweep_removes_are_announced_as_expired() {
     let mut endpoint = Endpoint::start(|_| 204).await;
-    let url = endpoint.url();
-    let with_webhook = |s: &mut intake::base::configuration::Settings| {
-        quick_delivery(s);
-        s.events.webhooks = vec![webhook(&url)];
-    };
-    let app = spawn_app_with(with_webhook).await;
+    let with_webhook = delivering_to(&endpoint);
+    let app = spawn_app_with(&with_webhook).await;
     let stored = app
         .upload_file("brief.bin", random_bytes(3000, 1), None)
         .await;
@@ -44,7 +40,7 @@ async fn files_and_uploads_the_sweep_removes_are_announced_as_expired() {
         .await
         .unwrap();
     // The next instance sweeps as it starts.
-    let _next = app.another_instance(with_webhook).await;
+    let _next = app.another_instance(&with_webhook).await;
 
     let mut events = HashMap::new();
     while events.len() < 3 {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use reqwest::multipart::Form;
 
-use super::{Endpoint, Received, SECRET, quick_delivery, webhook};
+use super::{Endpoint, Received, SECRET, delivering_to};
 use crate::helpers::{file_part, may_skip, spawn_app_with};
 
 /// The README's fenced block of `language` that defines `definition`.
@@ -24,12 +24,7 @@ fn readme_block(language: &str, definition: &str) -> String {
 
 async fn received_event() -> Received {
     let mut endpoint = Endpoint::start(|_| 204).await;
-    let url = endpoint.url();
-    let app = spawn_app_with(|s| {
-        quick_delivery(s);
-        s.events.webhooks = vec![webhook(&url)];
-    })
-    .await;
+    let app = spawn_app_with(delivering_to(&endpoint)).await;
     let form = Form::new().part("file", file_part("v.txt", b"verify me".to_vec(), None));
     assert_eq!(app.upload(form).await.status(), 201);
     endpoint.next().await

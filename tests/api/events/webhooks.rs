@@ -11,7 +11,7 @@ use reqwest::multipart::Form;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Endpoint, Received, SECRET, assert_described, quick_delivery, signed_with, webhook};
+use super::{Endpoint, Received, SECRET, assert_described, delivering_to, signed_with};
 use crate::{
     helpers::{file_part, random_bytes, sha256_hex, spawn_app_with},
     tus::{Tus, id_of},
@@ -39,12 +39,7 @@ fn event_of(received: &Received) -> (String, String) {
 #[tokio::test]
 async fn stored_and_deleted_files_reach_a_webhook_signed_in_order_though_each_fails_three_times() {
     let mut endpoint = Endpoint::start(three_failures_each()).await;
-    let url = endpoint.url();
-    let app = spawn_app_with(|s| {
-        quick_delivery(s);
-        s.events.webhooks = vec![webhook(&url)];
-    })
-    .await;
+    let app = spawn_app_with(delivering_to(&endpoint)).await;
     let (small, large) = (b"alpha".to_vec(), random_bytes(300_000, 7));
     let form = Form::new()
         .part("a", file_part("a.txt", small.clone(), Some("text/plain")))
