@@ -1,8 +1,9 @@
 //! A journal entry guards one object change until its database outcome is known.
 
 use std::{
-    fs, io,
+    fs, io, mem,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use super::{FsStore, link_durably, remove_if_present};
@@ -26,6 +27,7 @@ pub struct JournalEntry {
     settled: bool,
     /// Keeps the upload counted as in flight until an abandoned object is gone.
     hold: Option<in_flight::Shared>,
+    removals: Removals,
 }
 
 impl JournalEntry {
@@ -55,6 +57,7 @@ impl JournalEntry {
             undo,
             settled: false,
             hold: None,
+            removals: storage.removals.clone(),
         }
     }
 
@@ -78,12 +81,8 @@ impl JournalEntry {
     /// leaves an entry whose row exists, which the sweep settles by keeping the object.
     pub fn commit_in_background(mut self) {
         self.settled = true;
-        let path = self.path.clone();
-        in_background(
-            move || remove_if_present(&path),
-            &self.path,
-            self.hold.take(),
-        );
+        let path = mem::take(&mut self.path);
+        self.removals.push(path, self.hold.take());
     }
 
     /// The database outcome is unknown (the connection broke mid-statement): leave the entry to
@@ -143,6 +142,51 @@ fn in_background(
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => drop(runtime.spawn_blocking(job)),
         Err(_) => job(),
+    }
+}
+
+/// The entries of committed changes, removed on the blocking pool by one job for as long as
+/// more keep coming: uploads committed together (a group commit) cost one trip, not one each.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Removals(Arc<Mutex<Queue>>);
+
+#[derive(Debug, Default)]
+struct Queue {
+    entries: Vec<(PathBuf, Option<in_flight::Shared>)>,
+    /// A job is on the blocking pool and will take what is queued.
+    draining: bool,
+}
+
+impl Removals {
+    fn push(&self, path: PathBuf, hold: Option<in_flight::Shared>) {
+        let mut queue = self.0.lock().expect("the removal queue is never poisoned");
+        queue.entries.push((path, hold));
+        if mem::replace(&mut queue.draining, true) {
+            return;
+        }
+        drop(queue);
+        let removals = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || removals.drain())),
+            Err(_) => removals.drain(),
+        }
+    }
+
+    fn drain(&self) {
+        loop {
+            let entries = {
+                let mut queue = self.0.lock().expect("the removal queue is never poisoned");
+                if queue.entries.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                mem::take(&mut queue.entries)
+            };
+            for (path, hold) in entries {
+                log_failure(remove_if_present(&path), &path);
+                drop(hold);
+            }
+        }
     }
 }
 

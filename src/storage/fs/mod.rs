@@ -14,6 +14,7 @@
 
 mod journal;
 pub mod repair;
+mod threads;
 mod writer;
 
 use std::{
@@ -56,6 +57,8 @@ pub struct FsStore {
     _lock: File,
     /// Tells other instances that this one runs (see `instances`).
     liveness: Option<Liveness>,
+    removals: journal::Removals,
+    threads: threads::WriteThreads,
 }
 
 impl FsStore {
@@ -85,6 +88,8 @@ impl FsStore {
             instance,
             _lock: lock,
             liveness: None,
+            removals: journal::Removals::default(),
+            threads: threads::WriteThreads::start()?,
         })
     }
 
@@ -117,7 +122,7 @@ impl FsStore {
     pub fn create(&self, id: Uuid, hold: in_flight::Shared) -> FsWriter {
         let entry =
             JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self, hold);
-        FsWriter::new(entry)
+        FsWriter::new(self.threads.clone(), entry)
     }
 
     fn partial_path(&self, id: Uuid) -> PathBuf {
@@ -126,7 +131,8 @@ impl FsStore {
 
     /// Continues resumable upload `id` after its first `size` bytes, hashed into `hasher`.
     pub async fn append(&self, id: Uuid, size: u64, hasher: Sha256) -> io::Result<FsAppender> {
-        FsAppender::open(self.partial_path(id), size, hasher).await
+        let path = self.partial_path(id);
+        FsAppender::open(self.threads.clone(), path, size, hasher).await
     }
 
     /// Puts a whole resumable upload at its object's path, as an upload's writer does: the

@@ -1,6 +1,6 @@
-//! Writes one object on the blocking pool, a batch at a time, hashing and counting as the bytes
-//! go by. Between batches an upload holds no thread: a client that sends slowly costs the memory
-//! of the batch it is filling, never a thread of the blocking pool.
+//! Writes one object a batch at a time on the writing threads, hashing and counting as the bytes
+//! go by, and syncs it on the blocking pool. Between batches an upload holds no thread: a client
+//! that sends slowly costs the memory of the batch it is filling, never a thread.
 
 use std::{
     fs::{File, OpenOptions},
@@ -9,12 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::{
+    JournalEntry, link, sync_parent,
+    threads::{Running, WriteThreads},
+};
+use crate::storage::{Written, partial::Partial};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
-
-use super::{JournalEntry, link, sync_parent};
-use crate::storage::{Written, partial::Partial};
 
 /// Writeback is started for every window written, so that disk writes overlap receiving and
 /// the final sync finds little left to flush. (Waiting for each window as well was slower.)
@@ -33,25 +34,27 @@ struct Progress {
     writing: Duration,
 }
 
-/// Batches written on the blocking pool one after another: writing one overlaps receiving the
-/// next, and at most two are held in memory.
+/// Batches written one after another: writing one overlaps receiving the next, and at most two
+/// are held in memory.
 pub(super) struct Pipeline {
+    threads: WriteThreads,
     idle: Option<Progress>,
-    writing: Option<JoinHandle<io::Result<Progress>>>,
+    writing: Option<Running<io::Result<Progress>>>,
 }
 
 impl Pipeline {
-    fn new(progress: Progress) -> Self {
+    fn new(threads: WriteThreads, progress: Progress) -> Self {
         Self {
+            threads,
             idle: Some(progress),
             writing: None,
         }
     }
 
-    /// Hands a batch to the blocking pool, once the previous one is written.
+    /// Hands a batch to a writing thread, once the previous one is written.
     async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         let mut progress = self.wait_idle().await?;
-        self.writing = Some(tokio::task::spawn_blocking(move || {
+        self.writing = Some(self.threads.run(move || {
             progress.write(&batch)?;
             Ok(progress)
         }));
@@ -60,7 +63,7 @@ impl Pipeline {
 
     async fn wait_idle(&mut self) -> io::Result<Progress> {
         if let Some(batch) = self.writing.take() {
-            return batch.await?;
+            return batch.done().await?;
         }
         // Only a failed batch leaves neither; its error was returned when it was waited for.
         self.idle
@@ -90,8 +93,8 @@ impl Pipeline {
         Ok((progress, outcome))
     }
 
-    /// A batch still on the blocking pool, which whatever undoes the file must wait for.
-    fn in_flight(&mut self) -> Option<JoinHandle<io::Result<Progress>>> {
+    /// A batch still being written, which whatever undoes the file must wait for.
+    fn in_flight(&mut self) -> Option<Running<io::Result<Progress>>> {
         self.writing.take()
     }
 }
@@ -105,9 +108,9 @@ pub struct FsWriter {
 }
 
 impl FsWriter {
-    pub(super) fn new(entry: JournalEntry) -> Self {
+    pub(super) fn new(threads: WriteThreads, entry: JournalEntry) -> Self {
         Self {
-            pipeline: Pipeline::new(Progress::new(entry.path().to_owned())),
+            pipeline: Pipeline::new(threads, Progress::new(entry.path().to_owned())),
             entry: Some(entry),
         }
     }
@@ -146,7 +149,12 @@ pub struct FsAppender {
 impl FsAppender {
     /// Continues the file at `path` after `size` bytes hashed into `hasher`; whatever lies
     /// beyond (a write cut short by a crash or discarded) is cut off first.
-    pub(super) async fn open(path: PathBuf, size: u64, hasher: Sha256) -> io::Result<Self> {
+    pub(super) async fn open(
+        threads: WriteThreads,
+        path: PathBuf,
+        size: u64,
+        hasher: Sha256,
+    ) -> io::Result<Self> {
         let progress = tokio::task::spawn_blocking(move || {
             let mut file = OpenOptions::new()
                 .create(size == 0)
@@ -174,7 +182,7 @@ impl FsAppender {
         })
         .await??;
         Ok(Self {
-            pipeline: Pipeline::new(progress),
+            pipeline: Pipeline::new(threads, progress),
         })
     }
 
@@ -210,13 +218,13 @@ impl FsAppender {
     /// guards it is given up.
     pub async fn drain(mut self) {
         if let Some(batch) = self.pipeline.in_flight() {
-            let _ = batch.await;
+            let _ = batch.done().await;
         }
     }
 }
 
 impl Drop for FsWriter {
-    /// Abandoned mid-upload: a batch still on the blocking pool would create or grow the file
+    /// Abandoned mid-upload: a batch still being written would create or grow the file
     /// after an undo, so the entry (whose drop undoes, holding the upload in flight) waits for it.
     fn drop(&mut self) {
         let Some(entry) = self.entry.take() else {
@@ -227,7 +235,7 @@ impl Drop for FsWriter {
             tokio::runtime::Handle::try_current(),
         ) {
             (Some(batch), Ok(runtime)) => drop(runtime.spawn(async move {
-                let _ = batch.await;
+                let _ = batch.done().await;
                 drop(entry);
             })),
             _ => drop(entry),
