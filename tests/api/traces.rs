@@ -64,7 +64,9 @@ async fn exported_spans_carry_the_request_id_and_show_where_an_upload_spent_its_
         ],
     )
     .await;
-    let bytes = random_bytes(300_000, 1);
+    // Over two batches: the first is full, and more follows it, so it is written on its own
+    // before the last is written and synced (a full batch that ends the file goes with the sync).
+    let bytes = random_bytes(600_000, 1);
     let response = reqwest::Client::new()
         .post(server.url("/upload"))
         .bearer_auth(&token)
@@ -118,7 +120,7 @@ async fn exported_spans_carry_the_request_id_and_show_where_an_upload_spent_its_
 
     let receive = named("upload.receive").next().expect("a receive span");
     assert_eq!(receive.attributes["file_id"], file["id"].as_str().unwrap());
-    assert_eq!(receive.attributes["size"], "300000");
+    assert_eq!(receive.attributes["size"], "600000");
     let finish = named("storage")
         .find(|span| span.attributes["operation"] == "finish")
         .expect("the span of making the file durable");

@@ -14,7 +14,6 @@
 
 mod journal;
 pub mod repair;
-mod threads;
 mod writer;
 
 use std::{
@@ -58,7 +57,6 @@ pub struct FsStore {
     /// Tells other instances that this one runs (see `instances`).
     liveness: Option<Liveness>,
     removals: journal::Removals,
-    threads: threads::WriteThreads,
 }
 
 impl FsStore {
@@ -89,7 +87,6 @@ impl FsStore {
             _lock: lock,
             liveness: None,
             removals: journal::Removals::default(),
-            threads: threads::WriteThreads::start()?,
         })
     }
 
@@ -122,7 +119,7 @@ impl FsStore {
     pub fn create(&self, id: Uuid, hold: in_flight::Shared) -> FsWriter {
         let entry =
             JournalEntry::for_upload(self.journal_path(id), self.object_path(id), self, hold);
-        FsWriter::new(self.threads.clone(), entry)
+        FsWriter::new(entry)
     }
 
     fn partial_path(&self, id: Uuid) -> PathBuf {
@@ -131,8 +128,7 @@ impl FsStore {
 
     /// Continues resumable upload `id` after its first `size` bytes, hashed into `hasher`.
     pub async fn append(&self, id: Uuid, size: u64, hasher: Sha256) -> io::Result<FsAppender> {
-        let path = self.partial_path(id);
-        FsAppender::open(self.threads.clone(), path, size, hasher).await
+        FsAppender::open(self.partial_path(id), size, hasher).await
     }
 
     /// Puts a whole resumable upload at its object's path, as an upload's writer does: the

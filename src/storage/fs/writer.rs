@@ -1,6 +1,6 @@
-//! Writes one object a batch at a time on the writing threads, hashing and counting as the bytes
-//! go by, and syncs it on the blocking pool. Between batches an upload holds no thread: a client
-//! that sends slowly costs the memory of the batch it is filling, never a thread.
+//! Writes one object on the blocking pool, a batch at a time, hashing and counting as the bytes
+//! go by. Between batches an upload holds no thread: a client that sends slowly costs the memory
+//! of the batch it is filling, never a thread of the blocking pool.
 
 use std::{
     fs::{File, OpenOptions},
@@ -9,13 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
-    JournalEntry, link, sync_parent,
-    threads::{Running, WriteThreads},
-};
-use crate::storage::{Written, partial::Partial};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+
+use super::{JournalEntry, link, sync_parent};
+use crate::storage::{Written, partial::Partial};
 
 /// Writeback is started for every window written, so that disk writes overlap receiving and
 /// the final sync finds little left to flush. (Waiting for each window as well was slower.)
@@ -34,27 +33,25 @@ struct Progress {
     writing: Duration,
 }
 
-/// Batches written one after another: writing one overlaps receiving the next, and at most two
-/// are held in memory.
+/// Batches written on the blocking pool one after another: writing one overlaps receiving the
+/// next, and at most two are held in memory.
 pub(super) struct Pipeline {
-    threads: WriteThreads,
     idle: Option<Progress>,
-    writing: Option<Running<io::Result<Progress>>>,
+    writing: Option<JoinHandle<io::Result<Progress>>>,
 }
 
 impl Pipeline {
-    fn new(threads: WriteThreads, progress: Progress) -> Self {
+    fn new(progress: Progress) -> Self {
         Self {
-            threads,
             idle: Some(progress),
             writing: None,
         }
     }
 
-    /// Hands a batch to a writing thread, once the previous one is written.
+    /// Hands a batch to the blocking pool, once the previous one is written.
     async fn write(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         let mut progress = self.wait_idle().await?;
-        self.writing = Some(self.threads.run(move || {
+        self.writing = Some(tokio::task::spawn_blocking(move || {
             progress.write(&batch)?;
             Ok(progress)
         }));
@@ -63,7 +60,7 @@ impl Pipeline {
 
     async fn wait_idle(&mut self) -> io::Result<Progress> {
         if let Some(batch) = self.writing.take() {
-            return batch.done().await?;
+            return batch.await?;
         }
         // Only a failed batch leaves neither; its error was returned when it was waited for.
         self.idle
@@ -93,8 +90,8 @@ impl Pipeline {
         Ok((progress, outcome))
     }
 
-    /// A batch still being written, which whatever undoes the file must wait for.
-    fn in_flight(&mut self) -> Option<Running<io::Result<Progress>>> {
+    /// A batch still on the blocking pool, which whatever undoes the file must wait for.
+    fn in_flight(&mut self) -> Option<JoinHandle<io::Result<Progress>>> {
         self.writing.take()
     }
 }
@@ -108,9 +105,9 @@ pub struct FsWriter {
 }
 
 impl FsWriter {
-    pub(super) fn new(threads: WriteThreads, entry: JournalEntry) -> Self {
+    pub(super) fn new(entry: JournalEntry) -> Self {
         Self {
-            pipeline: Pipeline::new(threads, Progress::new(entry.path().to_owned())),
+            pipeline: Pipeline::new(Progress::new(entry.path().to_owned())),
             entry: Some(entry),
         }
     }
@@ -149,12 +146,7 @@ pub struct FsAppender {
 impl FsAppender {
     /// Continues the file at `path` after `size` bytes hashed into `hasher`; whatever lies
     /// beyond (a write cut short by a crash or discarded) is cut off first.
-    pub(super) async fn open(
-        threads: WriteThreads,
-        path: PathBuf,
-        size: u64,
-        hasher: Sha256,
-    ) -> io::Result<Self> {
+    pub(super) async fn open(path: PathBuf, size: u64, hasher: Sha256) -> io::Result<Self> {
         let progress = tokio::task::spawn_blocking(move || {
             let mut file = OpenOptions::new()
                 .create(size == 0)
@@ -182,7 +174,7 @@ impl FsAppender {
         })
         .await??;
         Ok(Self {
-            pipeline: Pipeline::new(threads, progress),
+            pipeline: Pipeline::new(progress),
         })
     }
 
@@ -218,13 +210,13 @@ impl FsAppender {
     /// guards it is given up.
     pub async fn drain(mut self) {
         if let Some(batch) = self.pipeline.in_flight() {
-            let _ = batch.done().await;
+            let _ = batch.await;
         }
     }
 }
 
 impl Drop for FsWriter {
-    /// Abandoned mid-upload: a batch still being written would create or grow the file
+    /// Abandoned mid-upload: a batch still on the blocking pool would create or grow the file
     /// after an undo, so the entry (whose drop undoes, holding the upload in flight) waits for it.
     fn drop(&mut self) {
         let Some(entry) = self.entry.take() else {
@@ -235,7 +227,7 @@ impl Drop for FsWriter {
             tokio::runtime::Handle::try_current(),
         ) {
             (Some(batch), Ok(runtime)) => drop(runtime.spawn(async move {
-                let _ = batch.done().await;
+                let _ = batch.await;
                 drop(entry);
             })),
             _ => drop(entry),
