@@ -69,7 +69,12 @@ impl FsStore {
         let uploads = root.join(UPLOADS);
         fs::create_dir_all(&pending)?;
         fs::create_dir_all(&uploads)?;
-        fs::create_dir_all(&objects)?;
+        // The first level of the fan-out is made, durably, here: an object whose second-level
+        // directory is new then syncs only that directory's parent, not two levels.
+        for first in 0..=u8::MAX {
+            fs::create_dir_all(objects.join(format!("{first:02x}")))?;
+        }
+        File::open(&objects)?.sync_all()?;
         let instance = Uuid::now_v7();
         // The lock exists before the directory, so a sweep never mistakes a starting instance's
         // directory for a dead one.
@@ -232,14 +237,14 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Links `from` to `to`, creating (and syncing) the fan-out directories when new. The new
-/// entry itself is durable only once its directory is synced.
+/// Links `from` to `to`, creating (and syncing) its second-level fan-out directory when new (the
+/// first level exists from `open`). The new entry itself is durable only once its directory is
+/// synced.
 fn link(from: &Path, to: &Path) -> io::Result<()> {
     let dir = to.parent().expect("object paths have a directory");
     if !dir.exists() {
         fs::create_dir_all(dir)?;
         sync_parent(dir)?;
-        sync_parent(dir.parent().expect("fan-out has two levels"))?;
     }
     fs::hard_link(from, to)
 }
