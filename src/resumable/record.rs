@@ -60,6 +60,7 @@ pub struct Leased {
     pub multipart_id: Option<String>,
     pub parts: Vec<String>,
     pub tail: Vec<u8>,
+    pub part_size: Option<i64>,
     /// What the upload holds of its owner's quota.
     pub reserved: i64,
     pub partial: bool,
@@ -237,7 +238,7 @@ async fn lease_if_held_by(
         UPDATE resumable_uploads SET lease = $3, lease_holder = $4
         WHERE id = $1 AND owner_id = $2 AND lease IS NOT DISTINCT FROM $5 AND expires_at > now()
         RETURNING id, owner_id AS owner, lease AS "lease!", length, received, filename,
-            declared_type, content_type, hash_state, multipart_id, parts, tail,
+            declared_type, content_type, hash_state, multipart_id, parts, tail, part_size,
             coalesce((SELECT bytes FROM quota_reservations WHERE upload_id = $1), 0) AS "reserved!",
             partial, ends_at_length, upload_link_id AS upload_link, lifetime_secs AS lifetime,
             file_metadata
@@ -277,11 +278,13 @@ pub async fn save(
     let multipart = progress.partial.multipart.as_ref();
     let parts = multipart.map(|m| m.parts.clone()).unwrap_or_default();
     let tail = multipart.map(|m| m.tail.to_vec()).unwrap_or_default();
+    let part_size = multipart.and_then(|m| m.part_size).map(|size| size as i64);
     let mut conn = pool.acquire().await?;
     let saved = sqlx::query!(
         r#"
         UPDATE resumable_uploads SET received = $3, hash_state = $4, parts = $5, tail = $6,
             length = $7, content_type = $8, expires_at = $9, ends_at_length = $11,
+            part_size = $12,
             lease = CASE WHEN $10 THEN NULL ELSE lease END,
             lease_holder = CASE WHEN $10 THEN NULL ELSE lease_holder END
         WHERE id = $1 AND lease = $2
@@ -297,6 +300,7 @@ pub async fn save(
         progress.expires_at,
         release,
         progress.ends_at_length,
+        part_size,
     )
     .execute(&mut *conn)
     .await;
@@ -396,6 +400,7 @@ impl Leased {
                 upload_id,
                 parts: self.parts.clone(),
                 tail: self.tail.clone().into(),
+                part_size: self.part_size.map(|size| size as u64),
             }),
         })
     }

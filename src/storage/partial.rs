@@ -22,4 +22,15 @@ pub struct Multipart {
     pub parts: Vec<String>,
     /// The bytes after the last part.
     pub tail: Bytes,
+    /// The size its parts are cut at, once chosen; `None`: the store's.
+    pub part_size: Option<u64>,
+}
+
+/// What a request says of the bytes it brings, so that the storage can cut parts to fit them.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected {
+    /// The body's length (`Content-Length`), when it has one.
+    pub body: Option<u64>,
+    /// The most the whole upload can come to.
+    pub upload: u64,
 }

@@ -8,7 +8,11 @@ use bytes::Bytes;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Pending, Storage, partial::Partial, s3};
+use super::{
+    Pending, Storage,
+    partial::{Expected, Partial},
+    s3,
+};
 use crate::base::{
     in_flight,
     telemetry::metrics::{batch_written, durable, observed},
@@ -30,8 +34,13 @@ impl Storage {
         }
     }
 
-    /// Continues resumable upload `id` from `partial`.
-    pub async fn append(&self, id: Uuid, partial: Partial) -> io::Result<Appender> {
+    /// Continues resumable upload `id` from `partial` with a request that brings `expected`.
+    pub async fn append(
+        &self,
+        id: Uuid,
+        partial: Partial,
+        expected: Expected,
+    ) -> io::Result<Appender> {
         match (self, partial.multipart) {
             (Self::Fs(store), _) => Ok(Appender::Fs(
                 store.append(id, partial.size, partial.hasher).await?,
@@ -41,6 +50,7 @@ impl Storage {
                 partial.size,
                 partial.hasher,
                 multipart,
+                expected,
             ))),
             (Self::S3(_), None) => Err(missing_multipart()),
         }

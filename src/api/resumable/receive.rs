@@ -20,7 +20,10 @@ use crate::{
         incoming::{Batch, Incoming, Limit},
     },
     resumable::record::{self, Leased, Progress},
-    storage::{partial::Partial, resumable::Appender},
+    storage::{
+        partial::{Expected, Partial},
+        resumable::Appender,
+    },
 };
 
 /// What one request asks of an upload, as its protocol's headers say it.
@@ -110,9 +113,16 @@ async fn append(
     };
     tracing::debug!(id = %upload.id, offset, "receiving a PATCH");
     let partial = upload.partial()?;
-    let appender = holding
-        .appender
-        .insert(tus.ingest.storage.append(upload.id, partial).await?);
+    let expected = Expected {
+        body: request.body,
+        upload: length.unwrap_or(tus.ingest.limits.settings.max_file_bytes),
+    };
+    let appender = holding.appender.insert(
+        tus.ingest
+            .storage
+            .append(upload.id, partial, expected)
+            .await?,
+    );
     let cut = body
         .stream(&mut payload, appender, &holding.superseded)
         .await?;

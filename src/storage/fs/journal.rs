@@ -139,6 +139,12 @@ fn in_background(
         log_failure(work(), &path);
         drop(hold);
     };
+    spawn_or_run(job);
+}
+
+/// Starts a job on the blocking pool without waiting for it; outside a runtime (a drop at
+/// shutdown) it runs here and now.
+fn spawn_or_run(job: impl FnOnce() + Send + 'static) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => drop(runtime.spawn_blocking(job)),
         Err(_) => job(),
@@ -166,10 +172,7 @@ impl Removals {
         }
         drop(queue);
         let removals = self.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || removals.drain())),
-            Err(_) => removals.drain(),
-        }
+        spawn_or_run(move || removals.drain());
     }
 
     fn drain(&self) {

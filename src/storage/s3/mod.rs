@@ -16,6 +16,7 @@ mod buffer;
 mod client;
 mod copy;
 mod intent;
+mod part_size;
 mod repair;
 mod writer;
 
@@ -37,7 +38,10 @@ pub use self::{
     intent::Intent,
     writer::{S3Appender, S3Writer},
 };
-use super::{ByteStream, partial::Multipart};
+use super::{
+    ByteStream,
+    partial::{Expected, Multipart},
+};
 use crate::base::{configuration::S3Settings, in_flight, liveness::Liveness};
 
 /// S3's smallest part but the last.
@@ -191,8 +195,9 @@ impl S3Store {
         size: u64,
         hasher: Sha256,
         multipart: Multipart,
+        expected: Expected,
     ) -> S3Appender {
-        S3Appender::new(Arc::clone(self), id, size, hasher, multipart)
+        S3Appender::new(Arc::clone(self), id, size, hasher, multipart, expected)
     }
 
     /// Makes the object of a whole resumable upload: its tail becomes the last part. Done
@@ -208,6 +213,7 @@ impl S3Store {
             upload_id,
             parts,
             tail,
+            ..
         } = multipart;
         let made = if parts.is_empty() {
             // S3 refuses a multipart upload of no part at all; one PUT does for a small file.

@@ -11,12 +11,12 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{Intent, MIN_PART_SIZE, S3Store, buffer::Buffer, copy::MAX_COPY_PART};
+use super::{Intent, MIN_PART_SIZE, S3Store, buffer::Buffer, copy::MAX_COPY_PART, part_size};
 use crate::{
     base::{in_flight, telemetry},
     storage::{
         Written,
-        partial::{Multipart, Partial},
+        partial::{Expected, Multipart, Partial},
     },
 };
 
@@ -31,6 +31,8 @@ pub(super) struct Parts {
     key: object_store::path::Path,
     hashing: Option<Hashing>,
     size: u64,
+    /// Every part but the last is cut at this size.
+    part_size: usize,
     part: Buffer,
     sent: Vec<PartId>,
     sending: VecDeque<JoinHandle<object_store::Result<PartId>>>,
@@ -40,6 +42,7 @@ impl Parts {
     fn new(store: Arc<S3Store>, id: Uuid) -> Self {
         Self {
             key: store.key(id),
+            part_size: store.part_size,
             store,
             hashing: Some(Hashing::Ready(Sha256::new())),
             size: 0,
@@ -69,7 +72,7 @@ impl Parts {
     }
 
     fn is_full(&self) -> bool {
-        self.part.len() >= self.store.part_size
+        self.part.len() >= self.part_size
     }
 
     async fn hashed(&mut self) -> io::Result<Sha256> {
@@ -80,15 +83,13 @@ impl Parts {
         }
     }
 
-    /// Starts sending the part being filled, cut at exactly `part_size` (what is beyond stays
+    /// Starts sending the part being filled, cut at exactly the part size (what is beyond stays
     /// for the next part), so that every part but the last has the same size, as providers
     /// such as R2 require; waits for the oldest part when too many are on their way. The part's
     /// share of the memory budget goes with it and comes back when it has been sent.
     async fn send(&mut self, upload_id: &str) -> io::Result<()> {
         let buffer = std::mem::take(&mut self.part);
-        let (payload, held, rest) = buffer
-            .split_off(&self.store.budget, self.store.part_size)
-            .await?;
+        let (payload, held, rest) = buffer.split_off(&self.store.budget, self.part_size).await?;
         self.part = rest;
         let (index, store, key, upload_id) = self.next_part(upload_id);
         self.enqueue(async move {
@@ -266,16 +267,27 @@ pub struct S3Appender {
 }
 
 impl S3Appender {
+    /// `expected`: what the request brings, to choose the part size by when the upload has
+    /// none yet (`part_size`).
     pub(super) fn new(
         store: Arc<S3Store>,
         id: Uuid,
         size: u64,
         hasher: Sha256,
         multipart: Multipart,
+        expected: Expected,
     ) -> Self {
         let mut parts = Parts::new(store, id);
         parts.hashing = Some(Hashing::Ready(hasher));
         parts.size = size;
+        parts.part_size = match multipart.part_size {
+            Some(chosen) => chosen as usize,
+            // Nothing is cut yet: the first request's body decides.
+            None if multipart.parts.is_empty() && multipart.tail.is_empty() => {
+                part_size::for_first(expected, parts.part_size)
+            }
+            None => parts.part_size,
+        };
         parts.sent = multipart
             .parts
             .into_iter()
@@ -322,6 +334,7 @@ impl S3Appender {
                 .map(|part| part.content_id.clone())
                 .collect(),
             tail: self.parts.part.contents(&self.parts.store.budget).await?,
+            part_size: Some(self.parts.part_size as u64),
         };
         Ok(Partial {
             size: self.parts.size,

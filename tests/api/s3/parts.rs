@@ -4,7 +4,7 @@
 
 use futures_util::StreamExt;
 
-use super::server::{MIB, S3Server, app_via};
+use super::server::{MIB, S3Server, app_via, reach_via};
 use crate::{
     helpers::{random_bytes, sha256_hex},
     proxy::FaultyProxy,
@@ -77,6 +77,56 @@ async fn a_resumable_upload_in_patches_that_end_anywhere_is_stored_in_equal_part
     let file: serde_json::Value = app.get(&format!("/files/{id}")).await.json().await.unwrap();
     assert_eq!(file["sha256"], sha256_hex(&bytes));
     assert_equal_but_the_last(&proxy.part_sizes(), bytes.len());
+}
+
+/// A client sending chunks of one size with their `Content-Length` (10 MiB; tus-js-client's
+/// `chunkSize`) gets parts that divide them (5 MiB, under the configured 6 MiB): every PATCH
+/// ends on a part's edge, so nothing is left to wait in the upload's row, and the size chosen
+/// holds on another instance configured otherwise.
+#[tokio::test]
+async fn chunks_of_one_size_are_cut_into_parts_that_divide_them_on_any_instance() {
+    const CHUNK: usize = 10 * MIB;
+    let Some(bucket) = S3Server::start().await else {
+        return;
+    };
+    let proxy = FaultyProxy::start(bucket.port).await;
+    let first = app_via(&bucket, proxy.port, |s| s.storage.s3.part_size_bytes = PART).await;
+    let prefix = first.bucket.as_ref().unwrap().prefix.clone();
+    let second = first
+        .another_instance(|s| {
+            reach_via(&bucket, proxy.port, s);
+            s.storage.s3.prefix = prefix;
+            s.storage.s3.part_size_bytes = 8 * MIB;
+        })
+        .await;
+    let bytes = random_bytes(3 * CHUNK + 777, 12);
+    let path = Tus::of(&first)
+        .created(bytes.len() as u64, "chunks.bin")
+        .await;
+
+    for (index, start) in (0..bytes.len()).step_by(CHUNK).enumerate() {
+        let end = (start + CHUNK).min(bytes.len());
+        let instance = [&first, &second][index % 2];
+        let patched = Tus::of(instance)
+            .patch(&path, start as u64, bytes[start..end].to_vec())
+            .await;
+        assert_eq!(patched.status(), 204, "{:?}", patched.text().await);
+        if end.is_multiple_of(CHUNK) {
+            assert_eq!(proxy.part_sizes().iter().sum::<usize>(), end);
+            let tail: i32 = sqlx::query_scalar("SELECT octet_length(tail) FROM resumable_uploads")
+                .fetch_one(&first.pool)
+                .await
+                .unwrap();
+            assert_eq!(tail, 0);
+        }
+    }
+
+    let id = crate::tus::id_of(&path);
+    first.assert_downloads(id, &sha256_hex(&bytes)).await;
+    let sizes = proxy.part_sizes();
+    assert_eq!(sizes.len(), 7, "{sizes:?}");
+    assert!(sizes[..6].iter().all(|size| *size == 5 * MIB), "{sizes:?}");
+    assert_eq!(sizes[6], 777);
 }
 
 /// The spilled parts counted by the process's recorder (shared by every app of this process,

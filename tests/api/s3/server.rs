@@ -169,15 +169,21 @@ pub async fn app_via(
     port: u16,
     customize: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    let mut url = server.url(SECRET);
-    url.set_port(Some(port)).unwrap();
     spawn_app_with(|s| {
-        s.storage.kind = StorageKind::S3;
-        use_bucket(&mut s.storage.s3, &url);
-        s.storage.s3.part_size_bytes = 5 * MIB;
+        reach_via(server, port, s);
         customize(s);
     })
     .await
+}
+
+/// Settings for the bucket of `server` reached through `port` (a prefix of its own, parts of
+/// S3's smallest size).
+pub fn reach_via(server: &S3Server, port: u16, s: &mut Settings) {
+    let mut url = server.url(SECRET);
+    url.set_port(Some(port)).unwrap();
+    s.storage.kind = StorageKind::S3;
+    use_bucket(&mut s.storage.s3, &url);
+    s.storage.s3.part_size_bytes = 5 * MIB;
 }
 
 /// An intake binary of its own on `bucket` (objects under `prefix`, reached through `via`, a
