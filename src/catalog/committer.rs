@@ -25,6 +25,8 @@ struct Job {
     owner: i64,
     reservation: Uuid,
     rows: Vec<NewFile>,
+    /// The storage intents of its objects in a bucket, claimed with its rows.
+    claims: Vec<Uuid>,
     reply: oneshot::Sender<Outcome>,
     /// The upload's request span: a commit of its own stays in the request's trace, a group
     /// commit follows from every request it serves.
@@ -52,26 +54,22 @@ impl Committer {
         Self { queue }
     }
 
-    /// As `record::insert_all`, committed with the other uploads waiting at the same time.
-    /// Uploads whose objects have storage intents to claim (a bucket) are committed alone: a
-    /// failed claim must fail only its own upload.
+    /// As `record::insert_all`, committed with the other uploads waiting at the same time. A
+    /// failed claim of a storage intent fails the group; its uploads are then committed one by
+    /// one, so that it fails only its own.
     pub async fn insert_all(
         &self,
-        conn: &sqlx::PgPool,
         owner: i64,
         reservation: Uuid,
         rows: Vec<NewFile>,
         claims: &[Uuid],
     ) -> Outcome {
-        if !claims.is_empty() {
-            let mut conn = conn.acquire().await?;
-            return record::insert_all(&mut conn, owner, reservation, &rows, claims).await;
-        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             owner,
             reservation,
             rows,
+            claims: claims.to_vec(),
             reply,
             span: tracing::Span::current(),
         };
@@ -106,7 +104,8 @@ async fn commit(pool: &sqlx::PgPool, batch: Vec<Job>) {
     for job in &batch {
         span.follows_from(&job.span);
     }
-    match record::insert_batch(pool, &batch_rows(&batch))
+    let claims: Vec<Uuid> = batch.iter().flat_map(|job| job.claims.clone()).collect();
+    match record::insert_batch(pool, &batch_rows(&batch), &claims)
         .instrument(span)
         .await
     {
@@ -139,7 +138,14 @@ async fn commit(pool: &sqlx::PgPool, batch: Vec<Job>) {
 async fn alone(pool: &sqlx::PgPool, job: &Job) -> Outcome {
     async {
         let mut conn = pool.acquire().await?;
-        record::insert_all(&mut conn, job.owner, job.reservation, &job.rows, &[]).await
+        record::insert_all(
+            &mut conn,
+            job.owner,
+            job.reservation,
+            &job.rows,
+            &job.claims,
+        )
+        .await
     }
     .instrument(job.span.clone())
     .await

@@ -288,13 +288,15 @@ pub struct BatchRow<'a> {
     pub file: &'a NewFile,
 }
 
-/// `insert_all` for the files of several uploads (none with storage intents), in one statement:
-/// each upload's rows, events, usage change and settled reservation, skipping the uploads whose
-/// owner is gone. Returns the ids stored and their (common) creation time.
+/// `insert_all` for the files of several uploads, in one statement: each upload's rows, events,
+/// usage change and settled reservation, and the storage intents (`claims`, of objects in a
+/// bucket) of the rows stored, skipping the uploads whose owner is gone; a claim that fails
+/// fails them all. Returns the ids stored and their (common) creation time.
 #[tracing::instrument(name = "db.insert_files_together", skip_all, fields(files = rows.len()))]
 pub async fn insert_batch(
     pool: &PgPool,
     rows: &[BatchRow<'_>],
+    claims: &[Uuid],
 ) -> Result<Vec<(Uuid, OffsetDateTime)>, sqlx::Error> {
     let owners: Vec<i64> = rows.iter().map(|r| r.owner).collect();
     let reservations: Vec<Uuid> = rows.iter().map(|r| r.reservation).collect();
@@ -305,12 +307,16 @@ pub async fn insert_batch(
             SELECT r.* FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int8[], $7::bytea[], $10::int8[], $11::uuid[], $14::jsonb[])
                 AS r (owner_id, reservation, id, filename, content_type, size, sha256, lifetime, link, metadata)
             WHERE EXISTS (SELECT FROM users WHERE users.id = r.owner_id)
+        ), claimed AS (
+            SELECT CASE WHEN cardinality($15::uuid[]) > 0
+                        THEN claim_intents(ARRAY(SELECT id FROM kept WHERE id = ANY($15)))
+                        ELSE 0 END
         ), inserted AS (
             INSERT INTO files AS f (owner_id, id, filename, content_type, size, sha256, inline,
                                     expires_at, upload_link_id, metadata)
             SELECT owner_id, id, filename, content_type, size, sha256, id = ANY($8),
                    now() + lifetime * interval '1 second', link, metadata
-            FROM kept
+            FROM kept, claimed
             RETURNING id, created_at, f
         ), announced AS (
             INSERT INTO events (type, subject, payload)
@@ -351,6 +357,7 @@ pub async fn insert_batch(
         &c.protocols as &[&str],
         &c.request_ids as &[Option<Uuid>],
         &c.metadata as &[Option<&serde_json::Value>],
+        claims,
     )
     .fetch_all(pool)
     .await?;

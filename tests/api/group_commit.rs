@@ -40,11 +40,25 @@ type Outcome = Result<Option<Vec<FileRecord>>, sqlx::Error>;
 /// Commits one upload per `(owner, file)` through one committer, every job queued before any is
 /// committed.
 async fn commit_together(app: &TestApp, uploads: Vec<(i64, NewFile)>) -> Vec<Outcome> {
+    let unclaimed = uploads
+        .into_iter()
+        .map(|(owner, file)| (owner, file, false));
+    commit_claiming(app, unclaimed.collect()).await
+}
+
+/// As `commit_together`, each upload marked `true` claiming its file's storage intent (its
+/// object in a bucket).
+async fn commit_claiming(app: &TestApp, uploads: Vec<(i64, NewFile, bool)>) -> Vec<Outcome> {
     let committer = Committer::start(app.pool.clone());
+    let claims: Vec<Vec<Uuid>> = uploads
+        .iter()
+        .map(|(_, file, claims)| claims.then_some(file.id).into_iter().collect())
+        .collect();
     let mut pending: Vec<_> = uploads
         .into_iter()
-        .map(|(owner, file)| {
-            Box::pin(committer.insert_all(&app.pool, owner, Uuid::now_v7(), vec![file], &[]))
+        .zip(&claims)
+        .map(|((owner, file, _), claims)| {
+            Box::pin(committer.insert_all(owner, Uuid::now_v7(), vec![file], claims))
         })
         .collect();
     for insert in &mut pending {
@@ -146,4 +160,56 @@ async fn a_refused_group_is_retried_one_by_one_so_that_one_cannot_fail_the_other
         .unwrap();
     assert_eq!(kept, "9.bin");
     app.assert_consistent().await;
+}
+
+/// Uploads into a bucket are committed together too, each claiming its object's storage intent
+/// in the same statement; one whose intent a storage sweep has settled (its object removed)
+/// fails alone, and the others are stored with their intents claimed.
+#[tokio::test]
+async fn uploads_claiming_storage_intents_are_committed_together_and_a_swept_one_fails_alone() {
+    let app = spawn_app().await;
+    let owner = store::create_user(&app.pool, "alice", None).await.unwrap();
+    let ids: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    // Every object has its intent but the fifth's, which a sweep has settled.
+    for &id in ids.iter().filter(|&&id| id != ids[4]) {
+        sqlx::query("INSERT INTO storage_intents (object_id, instance) VALUES ($1, $2)")
+            .bind(id)
+            .bind(Uuid::now_v7())
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+    let upload = |seed: usize| (owner, new_file(ids[seed], seed as u64), true);
+
+    let together = commit_claiming(&app, (0..3).map(upload).collect()).await;
+    let stored: Vec<FileRecord> = together
+        .iter()
+        .map(|outcome| outcome.as_ref().unwrap().as_ref().unwrap()[0].clone())
+        .collect();
+    // One statement stored all three: one transaction, one `now()`.
+    assert!(
+        stored
+            .iter()
+            .all(|file| file.created_at == stored[0].created_at)
+    );
+
+    let outcomes = commit_claiming(&app, (3..6).map(upload).collect()).await;
+    assert!(matches!(outcomes[0], Ok(Some(_))), "{:?}", outcomes[0]);
+    assert!(
+        matches!(&outcomes[1], Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("P0001")),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(matches!(outcomes[2], Ok(Some(_))), "{:?}", outcomes[2]);
+    let stored: std::collections::BTreeSet<Uuid> =
+        [0, 1, 2, 3, 5].into_iter().map(|n| ids[n]).collect();
+    assert_eq!(app.row_ids().await, stored);
+    let intents: i64 = sqlx::query_scalar("SELECT count(*) FROM storage_intents")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        intents, 0,
+        "every stored file's intent claimed with its row"
+    );
 }
