@@ -62,14 +62,14 @@ impl Committer {
         owner: i64,
         reservation: Uuid,
         rows: Vec<NewFile>,
-        claims: &[Uuid],
+        claims: Vec<Uuid>,
     ) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             owner,
             reservation,
             rows,
-            claims: claims.to_vec(),
+            claims,
             reply,
             span: tracing::Span::current(),
         };
@@ -104,7 +104,10 @@ async fn commit(pool: &sqlx::PgPool, batch: Vec<Job>) {
     for job in &batch {
         span.follows_from(&job.span);
     }
-    let claims: Vec<Uuid> = batch.iter().flat_map(|job| job.claims.clone()).collect();
+    let claims: Vec<Uuid> = batch
+        .iter()
+        .flat_map(|job| job.claims.iter().copied())
+        .collect();
     match record::insert_batch(pool, &batch_rows(&batch), &claims)
         .instrument(span)
         .await

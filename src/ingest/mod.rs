@@ -98,7 +98,7 @@ pub async fn commit(
             }
             None => {
                 let id = reservation.id();
-                committer.insert_all(owner, id, rows, &claims).await
+                committer.insert_all(owner, id, rows, claims).await
             }
         };
         let stored = settle(committed, changes, refused).await;

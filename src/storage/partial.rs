@@ -1,5 +1,6 @@
-//! How far a resumable upload's bytes are stored, as its row records it: shared by the
-//! resumable side of storage and by both backends' appenders.
+//! How far a resumable upload's bytes are stored, as its row records it, and what the next
+//! request says it brings: shared by the resumable side of storage and by both backends'
+//! appenders.
 
 use bytes::Bytes;
 use sha2::Sha256;

@@ -50,14 +50,10 @@ async fn commit_together(app: &TestApp, uploads: Vec<(i64, NewFile)>) -> Vec<Out
 /// object in a bucket).
 async fn commit_claiming(app: &TestApp, uploads: Vec<(i64, NewFile, bool)>) -> Vec<Outcome> {
     let committer = Committer::start(app.pool.clone());
-    let claims: Vec<Vec<Uuid>> = uploads
-        .iter()
-        .map(|(_, file, claims)| claims.then_some(file.id).into_iter().collect())
-        .collect();
     let mut pending: Vec<_> = uploads
         .into_iter()
-        .zip(&claims)
-        .map(|((owner, file, _), claims)| {
+        .map(|(owner, file, claims)| {
+            let claims = claims.then_some(file.id).into_iter().collect();
             Box::pin(committer.insert_all(owner, Uuid::now_v7(), vec![file], claims))
         })
         .collect();
