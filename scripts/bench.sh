@@ -8,8 +8,9 @@
 #   rustypaste (crates.io), the durable FastAPI peer (bench/peer/durable.py: fsync + a Postgres
 #     row) and the tutorial's in-memory FastAPI peer (bench/peer/app.py: stores nothing),
 #   @tus/server with its file store (npm) for the resumable case,
+#   the S3 server alone: the S3 cases' objects PUT straight to it by object_store,
 # then soaks intake alone, measures the machine's ceilings (disk, SHA-256, loopback, the S3
-# server's own PUTs by object_store and by boto3) and writes docs/benchmarks.md and
+# server's PUTs by boto3) and writes docs/benchmarks.md and
 # docs/benchmarks.svg: each figure the median over rounds, each comparison the median of the
 # per-round ratios with their spread.
 #
@@ -205,6 +206,12 @@ measure() {
     durable:*) start_fastapi durable; suite "$PEER_PORT" "FastAPI, durable" "$DURABLE_STORES" --case "$case" ;;
     memory:*) start_fastapi app
       suite "$PEER_PORT" "FastAPI, in memory" "nothing stored: read whole into memory and dropped" --case "$case" ;;
+    "s3-alone:upload 1 MiB c=16" | "s3-alone:upload 1 GiB c=1")
+      rm -rf "$WORK/s3/bench" && mkdir -p "$WORK/s3/bench"
+      "$BENCH" s3-put --s3 "$S3_URL" --pid "$S3_PID" --case "$case" --out "$RESULTS" \
+        --round "$ROUND" $QUICK_FLAG
+      rm -rf "$WORK/s3/bench"
+      return 0 ;;
     tus-peer:tus*) start_tus_peer
       tus "$PEER_PORT" "$TUS_PEER" "each PATCH written to the file (no fsync; state in a JSON file, no database)" ;;
     *) return 0 ;;
@@ -223,7 +230,7 @@ wait_for "http://127.0.0.1:$S3_PORT/"
 # inodes after a delete) falls on every server alike. The report takes medians over rounds.
 ROUNDS=${ROUNDS:-5}
 [ -n "${QUICK:-}" ] && ROUNDS=1
-SERVERS=(intake bare durable rustypaste memory s3 tus-peer)
+SERVERS=(intake bare durable rustypaste memory s3 s3-alone tus-peer)
 mapfile -t CASES < <("$BENCH" cases)
 CASES+=("tus 1 GiB in 10 MiB chunks c=1")
 for case in "${CASES[@]}"; do
@@ -249,7 +256,7 @@ big=$((1024 * 1024 * 1024)) small=2000
 [ -n "${QUICK:-}" ] && big=$((64 * 1024 * 1024)) small=64
 mkdir -p "$WORK/s3/bench"
 "$venv/bin/python" bench/peer/s3_put.py "http://127.0.0.1:$S3_PORT" bench bench-secret bench "$small" "$big" > "$WORK/s3-boto3.json"
-"$BENCH" ceilings --dir "$WORK" --out "$WORK/ceilings.json" --s3 "$S3_URL" --s3-boto3 "$WORK/s3-boto3.json" $QUICK_FLAG
+"$BENCH" ceilings --dir "$WORK" --out "$WORK/ceilings.json" --s3-boto3 "$WORK/s3-boto3.json"
 kill "$S3_PID"; wait "$S3_PID" 2>/dev/null || true; S3_PID=
 
 versions=$("$venv/bin/python" - <<'PY'

@@ -23,10 +23,9 @@ pub struct Ceilings {
     pub disk_write_range_mib_s: [f64; 2],
     pub sha256_mib_s: f64,
     pub loopback_mib_s: f64,
-    /// The S3 server's, when the run has one: through object_store, the client intake uses …
-    #[serde(default)]
-    pub s3: Option<crate::s3::S3Ceilings>,
-    /// … and through boto3 (`bench/peer/s3_put.py`), as a user's own script would send them.
+    /// The S3 server's PUTs through boto3 (`bench/peer/s3_put.py`), as a user's own script
+    /// would send them (through object_store, the client intake uses, they are measured in the
+    /// rounds: `s3::put`).
     #[serde(default)]
     pub s3_boto3: Option<crate::s3::S3Ceilings>,
 }
@@ -34,18 +33,13 @@ pub struct Ceilings {
 /// Odd, so that the median is one of the runs.
 pub const DD_RUNS: usize = 5;
 
-pub fn measure(
-    dir: &Path,
-    s3: Option<crate::s3::S3Ceilings>,
-    s3_boto3: Option<crate::s3::S3Ceilings>,
-) -> Ceilings {
+pub fn measure(dir: &Path, s3_boto3: Option<crate::s3::S3Ceilings>) -> Ceilings {
     let disk = disk_write(dir);
     Ceilings {
         disk_write_mib_s: disk[DD_RUNS / 2],
         disk_write_range_mib_s: [disk[0], disk[DD_RUNS - 1]],
         sha256_mib_s: sha256(),
         loopback_mib_s: loopback(),
-        s3,
         s3_boto3,
     }
 }

@@ -7,6 +7,7 @@ mod report;
 mod rounds;
 mod s3;
 mod soak;
+mod targets;
 mod tus;
 mod usage;
 mod wire;
@@ -95,20 +96,32 @@ enum Command {
         #[command(flatten)]
         server: Server,
     },
-    /// Measures disk write (in DIR), SHA-256 and loopback TCP, and an S3 server's PUTs when
-    /// given one; writes JSON.
+    /// Sends one case's objects straight to an S3 server with object_store (the server's own
+    /// ceiling, in the rounds beside intake on S3) and appends one JSON line.
+    S3Put {
+        /// `http://KEY:SECRET@HOST:PORT/BUCKET`, on loopback only.
+        #[arg(long)]
+        s3: String,
+        /// The S3 server's process id, for its memory and CPU.
+        #[arg(long)]
+        pid: u32,
+        /// The upload case whose objects are sent.
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 1)]
+        round: u32,
+    },
+    /// Measures disk write (in DIR), SHA-256 and loopback TCP; writes JSON.
     Ceilings {
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        /// `http://KEY:SECRET@HOST:PORT/BUCKET`, on loopback only.
-        #[arg(long)]
-        s3: Option<String>,
-        /// As the suite's `--quick`: fewer 1 MiB objects.
-        #[arg(long)]
-        quick: bool,
-        /// The same S3 server's figures as boto3 reached them (`bench/peer/s3_put.py`'s JSON).
+        /// The S3 server's figures as boto3 reached them (`bench/peer/s3_put.py`'s JSON).
         #[arg(long)]
         s3_boto3: Option<PathBuf>,
     },
@@ -204,25 +217,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             result.durability.clone_from(&server.durability);
             record(&mut file, &result)?;
         }
-        Command::Ceilings {
-            dir,
-            out,
+        Command::S3Put {
             s3,
+            pid,
+            case,
+            out,
             quick,
-            s3_boto3,
+            round,
         } => {
-            let s3 = match s3 {
-                Some(url) if !url.contains("@127.0.0.1:") => {
-                    return Err("the benchmark only sends load to loopback addresses".into());
-                }
-                Some(url) => Some(s3::measure(&url, if quick { 64 } else { 2_000 })?),
-                None => None,
-            };
+            if !s3.contains("@127.0.0.1:") {
+                return Err("the benchmark only sends load to loopback addresses".into());
+            }
+            let case = (cases::SUITE.into_iter())
+                .find(|c| c.name == case)
+                .ok_or_else(|| format!("no case {case:?}"))?;
+            let case = if quick { case.quick() } else { case };
+            let mut result = s3::put(&s3, &case, pid)?;
+            result.quick = quick;
+            result.round = round;
+            let mut file = OpenOptions::new().create(true).append(true).open(out)?;
+            record(&mut file, &result)?;
+        }
+        Command::Ceilings { dir, out, s3_boto3 } => {
             let s3_boto3 = match s3_boto3 {
                 Some(path) => Some(serde_json::from_str(&fs::read_to_string(path)?)?),
                 None => None,
             };
-            let ceilings = ceilings::measure(&dir, s3, s3_boto3);
+            let ceilings = ceilings::measure(&dir, s3_boto3);
             eprintln!("{ceilings:?}");
             fs::write(out, serde_json::to_string_pretty(&ceilings)?)?;
         }

@@ -52,7 +52,7 @@ pub fn medians(rounds: &[CaseResult]) -> Vec<CaseResult> {
         .collect()
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
     values.retain(|v| v.is_finite());
     values.sort_by(f64::total_cmp);
     let n = values.len();
@@ -63,19 +63,22 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     }
 }
 
-/// `figure` of `target` ÷ that of `other` in each round both completed without an error.
-fn per_round(
+/// A server in one case: `(target, case)`.
+pub type Run<'a> = (&'a str, &'a str);
+
+/// `figure` of `run` ÷ that of `other`, in each round where both completed without an error
+/// (`other` may be another server, or the same server in another case).
+pub fn per_round(
     rounds: &[CaseResult],
-    case: &str,
-    target: &str,
-    other: &str,
+    run: Run,
+    other: Run,
     figure: fn(&CaseResult) -> f64,
 ) -> Vec<f64> {
-    let find = |name: &str, round: u32| {
-        (rounds.iter()).find(|r| r.target == name && r.case == case && r.round == round)
+    let find = |(target, case): Run, round: u32| {
+        (rounds.iter()).find(|r| r.target == target && r.case == case && r.round == round)
     };
     (rounds.iter())
-        .filter(|r| r.target == target && r.case == case && r.errors == 0)
+        .filter(|r| r.target == run.0 && r.case == run.1 && r.errors == 0)
         .filter_map(|r| {
             let o = find(other, r.round).filter(|o| o.errors == 0)?;
             Some(figure(r) / figure(o))
@@ -85,7 +88,7 @@ fn per_round(
 }
 
 /// "1.05× (0.96–1.12, 5 rounds)", "0.98× (1 round)", or "—" without a round to compare.
-fn spread(ratios: &[f64]) -> String {
+pub fn spread(ratios: &[f64]) -> String {
     let Some(mid) = median(ratios.to_vec()) else {
         return "—".into();
     };
@@ -96,6 +99,9 @@ fn spread(ratios: &[f64]) -> String {
         n => format!("{mid:.2}× ({low:.2}–{high:.2}, {n} rounds)"),
     }
 }
+
+/// MiB/s for uploads, req/s otherwise.
+pub const THROUGHPUT: fn(&CaseResult) -> f64 = |r| if r.mib_s > 0.0 { r.mib_s } else { r.rps };
 
 /// The round-by-round comparisons: intake (on disk, and on S3 where it ran) against the bare
 /// sink and the durable peer, in throughput and in CPU per MiB.
@@ -109,16 +115,15 @@ pub fn markdown(out: &mut String, rounds: &[CaseResult]) {
         out,
         "| case | server | ÷ bare sink | ÷ durable FastAPI peer | rounds ahead of the durable peer | CPU per MiB ÷ bare sink's |\n|---|---|---:|---:|---:|---:|"
     );
-    let throughput: fn(&CaseResult) -> f64 = |r| if r.mib_s > 0.0 { r.mib_s } else { r.rps };
     let names = (SUITE.iter().map(|case| case.name)).chain([tus::CASE.name]);
     for case in names {
         for target in [INTAKE, INTAKE_S3] {
             if !rounds.iter().any(|r| r.target == target && r.case == case) {
                 continue;
             }
-            let bare = per_round(rounds, case, target, BARE, throughput);
-            let peer = per_round(rounds, case, target, DURABLE_PEER, throughput);
-            let cpu = per_round(rounds, case, target, BARE, |r| r.cpu_ms_per_mib);
+            let bare = per_round(rounds, (target, case), (BARE, case), THROUGHPUT);
+            let peer = per_round(rounds, (target, case), (DURABLE_PEER, case), THROUGHPUT);
+            let cpu = per_round(rounds, (target, case), (BARE, case), |r| r.cpu_ms_per_mib);
             if bare.is_empty() && peer.is_empty() {
                 continue;
             }
@@ -178,7 +183,8 @@ mod tests {
         assert_eq!(medians.len(), 2);
         assert_eq!((medians[0].mib_s, medians[1].mib_s), (650.0, 1000.0));
         assert_eq!(medians[0].max_ms, 700.0, "the worst latency is kept");
-        let ratios = per_round(&rounds, "upload 1 MiB c=16", INTAKE, BARE, |r| r.mib_s);
+        let case = "upload 1 MiB c=16";
+        let ratios = per_round(&rounds, (INTAKE, case), (BARE, case), |r| r.mib_s);
         // 0.70, 0.89, 0.59: their median, not the ratio of the medians (0.65).
         assert_eq!(spread(&ratios), "0.70× (0.59–0.89, 3 rounds)");
     }
