@@ -2,7 +2,11 @@
 //! `GET /ping` that answers like intake's (the ceiling for a request on this framework), and a
 //! `POST /upload` sink that takes the raw body (no multipart), hashes it with SHA-256 and writes
 //! it to a file that it `fdatasync`s before answering (no database): the ceiling for a durable,
-//! hashed upload. Usage: `bare-ceiling ADDRESS DIR`.
+//! hashed upload. Usage: `bare-ceiling ADDRESS DIR [--sync-dir]`.
+//!
+//! A file's name survives a crash only once its directory is synced too; the ceiling leaves that
+//! out. `--sync-dir` adds it (an `fsync` of DIR after each file's `fdatasync`): the ceiling for an
+//! upload as durable as intake's, but for the database row (docs/profiles.md measures both).
 
 use std::{
     fs::File,
@@ -18,17 +22,23 @@ use sha2::{Digest, Sha256};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
+/// Where the files go, and whether their directory is synced after each.
+struct Sink {
+    dir: PathBuf,
+    sync_dir: bool,
+}
+
 async fn ping() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "message": "pong" }))
 }
 
 /// The body's chunks go to one blocking thread that hashes and writes them in turn, so that no
 /// CPU or disk work runs on the event loop; a few chunks in flight let receiving overlap it.
-async fn upload(
-    dir: web::Data<PathBuf>,
-    mut body: web::Payload,
-) -> actix_web::Result<HttpResponse> {
-    let path = dir.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
+async fn upload(sink: web::Data<Sink>, mut body: web::Payload) -> actix_web::Result<HttpResponse> {
+    let sink = sink.into_inner();
+    let path = sink
+        .dir
+        .join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
     let (chunks, mut received) = tokio::sync::mpsc::channel::<Bytes>(16);
     let writer = tokio::task::spawn_blocking(move || -> io::Result<(u64, String)> {
         let mut file = File::create(path)?;
@@ -40,6 +50,9 @@ async fn upload(
             size += chunk.len() as u64;
         }
         file.sync_data()?;
+        if sink.sync_dir {
+            File::open(&sink.dir)?.sync_all()?;
+        }
         Ok((size, hex::encode(hasher.finalize())))
     });
     while let Some(chunk) = body.next().await {
@@ -58,13 +71,23 @@ async fn upload(
 async fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(address), Some(dir)) = (args.next(), args.next()) else {
-        return Err(io::Error::other("usage: bare-ceiling ADDRESS DIR"));
+        return Err(io::Error::other(
+            "usage: bare-ceiling ADDRESS DIR [--sync-dir]",
+        ));
+    };
+    let sync_dir = match args.next().as_deref() {
+        None => false,
+        Some("--sync-dir") => true,
+        Some(other) => return Err(io::Error::other(format!("unknown option {other}"))),
     };
     std::fs::create_dir_all(&dir)?;
-    let dir = web::Data::new(PathBuf::from(dir));
+    let sink = web::Data::new(Sink {
+        dir: PathBuf::from(dir),
+        sync_dir,
+    });
     HttpServer::new(move || {
         App::new()
-            .app_data(dir.clone())
+            .app_data(sink.clone())
             .app_data(web::PayloadConfig::new(usize::MAX))
             .route("/ping", web::get().to(ping))
             .route("/upload", web::post().to(upload))
