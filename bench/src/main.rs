@@ -6,6 +6,7 @@ mod load;
 mod report;
 mod rounds;
 mod s3;
+mod servers;
 mod soak;
 mod targets;
 mod tus;

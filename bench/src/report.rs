@@ -7,16 +7,11 @@ use plotters::{coord::ranged1d::SegmentValue, prelude::*};
 use crate::{
     cases::{Case, CaseResult, SUITE},
     ceilings::{Ceilings, DD_RUNS},
-    s3::{S3_ALONE, S3Ceilings},
+    s3::S3Ceilings,
+    servers::{BARE, INTAKE, INTAKE_S3, S3_ALONE, is_peer},
     soak::Soak,
     tus,
 };
-
-pub const INTAKE: &str = "intake";
-/// intake with `storage.kind = "s3"`, against the run's S3 server.
-pub const INTAKE_S3: &str = "intake (S3)";
-/// `bare-ceiling`: actix-web answering `/ping`, and a raw-body sink that hashes and fdatasyncs.
-pub const BARE: &str = "bare actix-web (ceiling)";
 
 /// The peers that completed a case without an error: every server but intake and the ceiling.
 fn peers<'a>(results: &'a [CaseResult], case: &str) -> Vec<&'a CaseResult> {
@@ -24,11 +19,6 @@ fn peers<'a>(results: &'a [CaseResult], case: &str) -> Vec<&'a CaseResult> {
         .iter()
         .filter(|r| r.case == case && is_peer(&r.target) && r.errors == 0)
         .collect()
-}
-
-/// A server intake is compared with: not intake, not a ceiling.
-pub fn is_peer(target: &str) -> bool {
-    !target.starts_with(INTAKE) && target != BARE && target != S3_ALONE
 }
 
 fn best_peer<'a>(results: &'a [CaseResult], case: &str) -> Option<&'a CaseResult> {
@@ -68,7 +58,7 @@ fn figure(r: &CaseResult) -> String {
 /// the run measured them.
 fn servers(results: &[CaseResult]) -> Vec<(&str, &str)> {
     let mut seen: Vec<(&str, &str)> = Vec::new();
-    for r in (results.iter()).filter(|r| !r.target.starts_with(INTAKE) && r.target != S3_ALONE) {
+    for r in (results.iter()).filter(|r| r.target == BARE || is_peer(&r.target)) {
         if !seen.iter().any(|(target, _)| *target == r.target) {
             seen.push((&r.target, &r.durability));
         }

@@ -7,13 +7,9 @@ use std::fmt::Write as _;
 
 use crate::{
     cases::{CaseResult, SUITE},
-    report::{BARE, INTAKE, INTAKE_S3},
+    servers::{BARE, DURABLE_PEER, INTAKE, INTAKE_S3},
     tus,
 };
-
-/// The durable FastAPI peer (bench/peer/durable.py), the peer whose answer means what
-/// intake's does.
-pub const DURABLE_PEER: &str = "FastAPI, durable";
 
 /// One result per server and case: each figure the median of that server's rounds; errors are
 /// summed and the worst latency kept.

@@ -19,11 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     cases::{Case, CaseResult, Figures, Kind},
+    servers::S3_ALONE,
     usage::{self, Sampler},
 };
 
-/// The report's name for these runs.
-pub const S3_ALONE: &str = "the S3 server alone (object_store PUTs)";
 const MIB: usize = 1024 * 1024;
 /// intake's defaults: `storage.s3.part_size_bytes` and `parts_in_flight`.
 const PART: usize = 8 * MIB;
