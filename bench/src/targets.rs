@@ -181,7 +181,7 @@ pub fn markdown(out: &mut String, rounds: &[CaseResult]) {
     }
     let _ = writeln!(
         out,
-        "Judged on the rounds: a ratio is the median of the per-round ratios (lowest–highest in brackets), CPU from `/proc/PID/stat`, peak memory sampled every 20 ms. Where a target is missed and why: [profiles.md](profiles.md).\n"
+        "Judged on the rounds: a ratio is the median of the per-round ratios (lowest–highest in brackets), CPU from `/proc/PID/stat`, peak memory sampled every 20 ms. Where a target is missed and why: [targets.md](targets.md).\n"
     );
     let _ = writeln!(
         out,

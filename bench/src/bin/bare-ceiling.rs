@@ -2,11 +2,13 @@
 //! `GET /ping` that answers like intake's (the ceiling for a request on this framework), and a
 //! `POST /upload` sink that takes the raw body (no multipart), hashes it with SHA-256 and writes
 //! it to a file that it `fdatasync`s before answering (no database): the ceiling for a durable,
-//! hashed upload. Usage: `bare-ceiling ADDRESS DIR [--sync-dir]`.
+//! hashed upload. Usage: `bare-ceiling ADDRESS DIR [--sync-dir] [--multipart]`.
 //!
 //! A file's name survives a crash only once its directory is synced too; the ceiling leaves that
 //! out. `--sync-dir` adds it (an `fsync` of DIR after each file's `fdatasync`): the ceiling for an
-//! upload as durable as intake's, but for the database row (docs/profiles.md measures both).
+//! upload as durable as intake's, but for the database row. `--multipart` takes the body as
+//! intake does, `multipart/form-data` parsed by actix-multipart, and stores its parts' bytes:
+//! what parsing costs on top of the sink (docs/targets.md measures both).
 
 use std::{
     fs::File,
@@ -15,17 +17,20 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_multipart::Multipart;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-/// Where the files go, and whether their directory is synced after each.
+/// Where the files go, whether their directory is synced after each, and whether bodies are
+/// `multipart/form-data`.
 struct Sink {
     dir: PathBuf,
     sync_dir: bool,
+    multipart: bool,
 }
 
 async fn ping() -> HttpResponse {
@@ -34,8 +39,13 @@ async fn ping() -> HttpResponse {
 
 /// The body's chunks go to one blocking thread that hashes and writes them in turn, so that no
 /// CPU or disk work runs on the event loop; a few chunks in flight let receiving overlap it.
-async fn upload(sink: web::Data<Sink>, mut body: web::Payload) -> actix_web::Result<HttpResponse> {
+async fn upload(
+    sink: web::Data<Sink>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> actix_web::Result<HttpResponse> {
     let sink = sink.into_inner();
+    let multipart = sink.multipart;
     let path = sink
         .dir
         .join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
@@ -55,10 +65,13 @@ async fn upload(sink: web::Data<Sink>, mut body: web::Payload) -> actix_web::Res
         }
         Ok((size, hex::encode(hasher.finalize())))
     });
-    while let Some(chunk) = body.next().await {
-        if chunks.send(chunk?).await.is_err() {
-            break;
+    if multipart {
+        let mut form = Multipart::new(request.headers(), body);
+        while let Some(part) = form.next().await {
+            forward(part?, &chunks).await?;
         }
+    } else {
+        forward(body, &chunks).await?;
     }
     drop(chunks);
     let (size, sha256) = writer
@@ -67,23 +80,40 @@ async fn upload(sink: web::Data<Sink>, mut body: web::Payload) -> actix_web::Res
     Ok(HttpResponse::Created().json(serde_json::json!({ "size": size, "sha256": sha256 })))
 }
 
+/// Hands the stream's chunks to the writer, until it stops taking them.
+async fn forward<E: Into<actix_web::Error>>(
+    mut stream: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    chunks: &tokio::sync::mpsc::Sender<Bytes>,
+) -> actix_web::Result<()> {
+    while let Some(chunk) = stream.next().await {
+        if chunks.send(chunk.map_err(Into::into)?).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 #[actix_web::main]
 async fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(address), Some(dir)) = (args.next(), args.next()) else {
         return Err(io::Error::other(
-            "usage: bare-ceiling ADDRESS DIR [--sync-dir]",
+            "usage: bare-ceiling ADDRESS DIR [--sync-dir] [--multipart]",
         ));
     };
-    let sync_dir = match args.next().as_deref() {
-        None => false,
-        Some("--sync-dir") => true,
-        Some(other) => return Err(io::Error::other(format!("unknown option {other}"))),
-    };
+    let (mut sync_dir, mut multipart) = (false, false);
+    for option in args {
+        match option.as_str() {
+            "--sync-dir" => sync_dir = true,
+            "--multipart" => multipart = true,
+            other => return Err(io::Error::other(format!("unknown option {other}"))),
+        }
+    }
     std::fs::create_dir_all(&dir)?;
     let sink = web::Data::new(Sink {
         dir: PathBuf::from(dir),
         sync_dir,
+        multipart,
     });
     HttpServer::new(move || {
         App::new()
